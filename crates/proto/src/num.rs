@@ -1,0 +1,203 @@
+//! Number parsing with the exact acceptance rules memcached 1.6 applies.
+//!
+//! memcached parses numbers with C's `strtol`/`strtoul`/`strtoull` and then
+//! checks what follows the digits (`safe_strto*` in util.c). Clients notice
+//! the differences (`+5` accepted, `12abc` refused, `-1` refused as a delta
+//! but accepted as an exptime), so the same rules are reproduced here on
+//! byte slices.
+
+/// C's `isspace` in the "C" locale.
+pub fn is_c_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// What `strtoull`/`strtol` did with a string: the magnitude it read, the
+/// sign, whether it overflowed, and where it stopped.
+struct Scan {
+    negative: bool,
+    /// Magnitude, saturated at u64::MAX when `overflow`.
+    magnitude: u64,
+    overflow: bool,
+    /// Index one past the last digit; 0 when no digits were read (strtol
+    /// then leaves `endptr == str`).
+    end: usize,
+}
+
+fn scan(s: &[u8]) -> Scan {
+    let mut i = 0;
+    while i < s.len() && is_c_space(s[i]) {
+        i += 1;
+    }
+    let mut negative = false;
+    if i < s.len() && (s[i] == b'+' || s[i] == b'-') {
+        negative = s[i] == b'-';
+        i += 1;
+    }
+    let digits_start = i;
+    let mut magnitude: u64 = 0;
+    let mut overflow = false;
+    while i < s.len() && s[i].is_ascii_digit() {
+        let d = u64::from(s[i] - b'0');
+        match magnitude.checked_mul(10).and_then(|m| m.checked_add(d)) {
+            Some(m) => magnitude = m,
+            None => {
+                overflow = true;
+                magnitude = u64::MAX;
+            }
+        }
+        i += 1;
+    }
+    let end = if i == digits_start { 0 } else { i };
+    Scan {
+        negative,
+        magnitude,
+        overflow,
+        end,
+    }
+}
+
+/// memcached's rule for what may follow the number: a space character, or
+/// the end of the token (the token must not be empty).
+fn tail_ok(s: &[u8], end: usize) -> bool {
+    if end == 0 {
+        return false;
+    }
+    match s.get(end) {
+        None => true,
+        Some(&b) => is_c_space(b) || b == 0,
+    }
+}
+
+/// `safe_strtoull`: unsigned 64-bit; a '-' is refused only when the
+/// wrapped result would be negative as a signed number.
+pub fn safe_strtoull(s: &[u8]) -> Option<u64> {
+    let sc = scan(s);
+    if sc.overflow || sc.end == 0 {
+        return None;
+    }
+    let value = if sc.negative {
+        sc.magnitude.wrapping_neg()
+    } else {
+        sc.magnitude
+    };
+    if !tail_ok(s, sc.end) {
+        return None;
+    }
+    if (value as i64) < 0 && s[..sc.end].contains(&b'-') {
+        return None;
+    }
+    Some(value)
+}
+
+/// `safe_strtoul` on a 64-bit host: `unsigned long` is 64 bits, so the
+/// acceptance rules are those of `safe_strtoull`, and the caller truncates
+/// to 32 bits as memcached's assignment to a `uint32_t` does.
+pub fn safe_strtoul(s: &[u8]) -> Option<u32> {
+    safe_strtoull(s).map(|v| v as u32)
+}
+
+/// `safe_strtol`: signed, refused above `i32::MAX` or on overflow of
+/// `long`; values below `i32::MIN` are truncated to 32 bits, as memcached's
+/// assignment does.
+pub fn safe_strtol(s: &[u8]) -> Option<i32> {
+    let sc = scan(s);
+    if sc.end == 0 {
+        return None;
+    }
+    // strtol on a 64-bit long: ERANGE beyond i64.
+    let limit = if sc.negative {
+        1u64 << 63
+    } else {
+        i64::MAX as u64
+    };
+    if sc.overflow || sc.magnitude > limit {
+        return None;
+    }
+    let value: i64 = if sc.negative {
+        (sc.magnitude as i64).wrapping_neg()
+    } else {
+        sc.magnitude as i64
+    };
+    if value > i64::from(i32::MAX) {
+        return None;
+    }
+    if !tail_ok(s, sc.end) {
+        return None;
+    }
+    Some(value as i32)
+}
+
+/// Appends `v` in decimal to `out`.
+pub fn write_u64(out: &mut Vec<u8>, v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strtoull_accepts_what_memcached_accepts() {
+        assert_eq!(safe_strtoull(b"0"), Some(0));
+        assert_eq!(safe_strtoull(b"42"), Some(42));
+        assert_eq!(safe_strtoull(b"+42"), Some(42));
+        assert_eq!(safe_strtoull(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(safe_strtoull(b"42\r\n"), Some(42));
+        assert_eq!(safe_strtoull(b"42 "), Some(42));
+        assert_eq!(safe_strtoull(b" 42"), Some(42));
+        assert_eq!(safe_strtoull(b"-0"), Some(0));
+    }
+
+    #[test]
+    fn strtoull_refuses_what_memcached_refuses() {
+        assert_eq!(safe_strtoull(b""), None);
+        assert_eq!(safe_strtoull(b"abc"), None);
+        assert_eq!(safe_strtoull(b"12abc"), None);
+        assert_eq!(safe_strtoull(b"-1"), None);
+        assert_eq!(safe_strtoull(b"18446744073709551616"), None);
+        assert_eq!(safe_strtoull(b"+"), None);
+        assert_eq!(safe_strtoull(b"-"), None);
+    }
+
+    #[test]
+    fn strtol_limits() {
+        assert_eq!(safe_strtol(b"-1"), Some(-1));
+        assert_eq!(safe_strtol(b"2147483647"), Some(i32::MAX));
+        assert_eq!(safe_strtol(b"2147483648"), None);
+        assert_eq!(safe_strtol(b"-2147483648"), Some(i32::MIN));
+        // Below i32::MIN memcached truncates rather than refuses.
+        assert_eq!(safe_strtol(b"-2147483649"), Some(i32::MAX));
+        assert_eq!(safe_strtol(b"99999999999999999999"), None);
+        assert_eq!(safe_strtol(b"1x"), None);
+        assert_eq!(safe_strtol(b""), None);
+    }
+
+    #[test]
+    fn flags_truncate_like_memcached() {
+        // memcached 1.6.18 stores flags through safe_strtoul into 32 bits.
+        assert_eq!(safe_strtoul(b"4294967295"), Some(u32::MAX));
+        assert_eq!(safe_strtoul(b"4294967296"), Some(0));
+        assert_eq!(safe_strtoul(b"-1"), None);
+        assert_eq!(safe_strtoul(b"-0"), Some(0));
+    }
+
+    #[test]
+    fn formats_numbers() {
+        let mut v = Vec::new();
+        write_u64(&mut v, 0);
+        v.push(b' ');
+        write_u64(&mut v, u64::MAX);
+        assert_eq!(v, b"0 18446744073709551615");
+    }
+}

@@ -1,0 +1,780 @@
+//! The ASCII (text) protocol: one command line in, one typed [`Request`] out.
+//!
+//! The rules follow memcached 1.6's `proto_text.c` as observed on the wire:
+//! a line ends at `\n`, one `\r` before it is dropped, the line stops at a
+//! NUL byte, tokens are separated by spaces only, and token counts are
+//! checked per command before any argument is parsed (a wrong count is a
+//! plain `ERROR`). Errors that memcached reports after it has looked at
+//! `noreply` carry the `noreply` flag so the server can suppress them just
+//! as memcached does.
+
+use crate::num::{safe_strtol, safe_strtoul, safe_strtoull};
+
+/// Longest key memcached accepts.
+pub const KEY_MAX_LENGTH: usize = 250;
+/// memcached's tokenizer stops splitting after this many tokens (including
+/// the terminating empty one); the rest of the line stays in the last.
+const MAX_TOKENS: usize = 24;
+/// Without a newline in this many bytes a line may only be a `get`/`gets`.
+pub const MAX_LINE_WITHOUT_NEWLINE: usize = 2048;
+
+/// The store commands that carry a data block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreMode {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+    Cas,
+}
+
+/// The `stats` sub-commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsGroup {
+    General,
+    Settings,
+    Items,
+    Slabs,
+    Sizes,
+    Conns,
+    Reset,
+    /// `stats cachedump <class> <limit>`.
+    CacheDump {
+        class: u32,
+        limit: u32,
+    },
+    /// `stats detail` with a wrong or missing argument.
+    DetailUsage,
+    DetailOn,
+    DetailOff,
+    DetailDump,
+}
+
+/// The keys of a `get`-family command, split lazily so that a long
+/// multiget costs no allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keys<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Keys<'a> {
+    pub fn new(rest: &'a [u8]) -> Self {
+        Keys { rest }
+    }
+}
+
+impl<'a> Iterator for Keys<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let start = self.rest.iter().position(|&b| b != b' ')?;
+        let rest = &self.rest[start..];
+        let end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+        self.rest = &rest[end..];
+        Some(&rest[..end])
+    }
+}
+
+/// One parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// `get`, `gets`, `gat`, `gats`. Keys are checked for length while they
+    /// are served: memcached serves the keys before a too-long one.
+    Get {
+        keys: Keys<'a>,
+        cas: bool,
+        /// `gat`/`gats`: the exptime as the client sent it.
+        touch: Option<i32>,
+    },
+    /// A store command; `data_len` bytes plus `\r\n` follow the line.
+    Store {
+        mode: StoreMode,
+        key: &'a [u8],
+        flags: u32,
+        exptime: i32,
+        data_len: u32,
+        cas_unique: u64,
+        noreply: bool,
+    },
+    Delete {
+        key: &'a [u8],
+        noreply: bool,
+    },
+    Arith {
+        incr: bool,
+        key: &'a [u8],
+        delta: u64,
+        noreply: bool,
+    },
+    Touch {
+        key: &'a [u8],
+        exptime: i32,
+        noreply: bool,
+    },
+    FlushAll {
+        delay: i32,
+        noreply: bool,
+    },
+    Version,
+    Verbosity {
+        level: u32,
+        noreply: bool,
+    },
+    Quit,
+    Shutdown {
+        graceful: bool,
+    },
+    /// `shutdown` with an unknown mode.
+    ShutdownInvalid,
+    Stats(StatsGroup),
+    /// `mn`: flush marker of the meta protocol.
+    MetaNoop,
+    /// A line memcached answers with an error line; `noreply` suppresses it
+    /// where memcached suppresses it.
+    Error {
+        reply: &'static str,
+        noreply: bool,
+    },
+    /// Lines memcached answers by closing the connection (an HTTP request).
+    Close,
+}
+
+pub const ERROR: &str = "ERROR";
+pub const BAD_FORMAT: &str = "CLIENT_ERROR bad command line format";
+pub const BAD_DELTA: &str = "CLIENT_ERROR invalid numeric delta argument";
+pub const BAD_EXPTIME: &str = "CLIENT_ERROR invalid exptime argument";
+pub const DELETE_USAGE: &str =
+    "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]";
+
+fn err(reply: &'static str) -> Request<'static> {
+    Request::Error {
+        reply,
+        noreply: false,
+    }
+}
+
+/// Tokens of one line, memcached style: `n` counts the terminating empty
+/// token, and `rest` is the unsplit remainder when the line had more
+/// tokens than the tokenizer takes.
+struct Tokens<'a> {
+    tok: [&'a [u8]; MAX_TOKENS],
+    /// Number of real tokens (without the terminator).
+    len: usize,
+    rest: Option<&'a [u8]>,
+}
+
+impl<'a> Tokens<'a> {
+    fn split(line: &'a [u8]) -> Self {
+        let mut tok: [&'a [u8]; MAX_TOKENS] = [&[]; MAX_TOKENS];
+        let mut len = 0;
+        let mut start = 0;
+        let mut rest = None;
+        let mut i = 0;
+        while i < line.len() {
+            if line[i] == b' ' {
+                if start != i {
+                    tok[len] = &line[start..i];
+                    len += 1;
+                    if len == MAX_TOKENS - 1 {
+                        if i + 1 < line.len() {
+                            rest = Some(&line[i + 1..]);
+                        }
+                        start = line.len();
+                        break;
+                    }
+                }
+                start = i + 1;
+            }
+            i += 1;
+        }
+        if start < line.len() {
+            tok[len] = &line[start..];
+            len += 1;
+        }
+        Tokens { tok, len, rest }
+    }
+
+    /// memcached's `ntokens`: real tokens plus the terminator.
+    fn n(&self) -> usize {
+        self.len + 1
+    }
+
+    fn get(&self, i: usize) -> &'a [u8] {
+        self.tok[i]
+    }
+
+    /// The token at `i` if it exists; `None` stands for memcached's NULL
+    /// terminal token value.
+    fn value(&self, i: usize) -> Option<&'a [u8]> {
+        if i < self.len {
+            Some(self.tok[i])
+        } else if i == self.len {
+            self.rest
+        } else {
+            None
+        }
+    }
+
+    /// `set_noreply_maybe`: the last real token is "noreply".
+    fn noreply(&self) -> bool {
+        self.value(self.n() - 2) == Some(b"noreply")
+    }
+
+    /// Everything from token `i` on, for multigets.
+    fn from(&self, line: &'a [u8], i: usize) -> &'a [u8] {
+        if i < self.len {
+            let off = self.tok[i].as_ptr() as usize - line.as_ptr() as usize;
+            &line[off..]
+        } else {
+            self.rest.unwrap_or(&[])
+        }
+    }
+}
+
+/// Strips the line terminator the way memcached does: `line` is what came
+/// before `\n`; one trailing `\r` is dropped unless it is the whole line.
+/// The command then ends at the first NUL byte (memcached uses C strings).
+pub fn trim_line(line: &[u8]) -> &[u8] {
+    let line = if line.len() > 1 && line[line.len() - 1] == b'\r' {
+        &line[..line.len() - 1]
+    } else {
+        line
+    };
+    match memchr::memchr(0, line) {
+        Some(n) => &line[..n],
+        None => line,
+    }
+}
+
+/// Whether a line with no newline yet may keep growing: memcached allows
+/// only a `get`/`gets` (after at most 100 leading spaces) to exceed
+/// [`MAX_LINE_WITHOUT_NEWLINE`], and closes the connection otherwise.
+pub fn may_be_long_get(buf: &[u8]) -> bool {
+    let spaces = buf.iter().take_while(|&&b| b == b' ').count();
+    if spaces > 100 {
+        return false;
+    }
+    let rest = &buf[spaces..];
+    rest.starts_with(b"get ") || rest.starts_with(b"gets ")
+}
+
+/// Parses one command line (already passed through [`trim_line`]).
+pub fn parse(line: &[u8]) -> Request<'_> {
+    let t = Tokens::split(line);
+    let n = t.n();
+    if n < 2 || t.get(0).len() < 2 {
+        return err(ERROR);
+    }
+    let cmd = t.get(0);
+    match cmd {
+        b"get" | b"gets" | b"gat" | b"gats" => {
+            if n < 3 {
+                return err(ERROR);
+            }
+            let cas = cmd == b"gets" || cmd == b"gats";
+            if cmd[1] == b'a' {
+                let Some(exptime) = safe_strtol(t.get(1)) else {
+                    return err(BAD_EXPTIME);
+                };
+                Request::Get {
+                    keys: Keys::new(t.from(line, 2)),
+                    cas,
+                    touch: Some(exptime),
+                }
+            } else {
+                Request::Get {
+                    keys: Keys::new(t.from(line, 1)),
+                    cas,
+                    touch: None,
+                }
+            }
+        }
+        b"set" | b"add" | b"replace" | b"append" | b"prepend" => {
+            if n != 6 && n != 7 {
+                return err(ERROR);
+            }
+            let mode = match cmd {
+                b"set" => StoreMode::Set,
+                b"add" => StoreMode::Add,
+                b"replace" => StoreMode::Replace,
+                b"append" => StoreMode::Append,
+                _ => StoreMode::Prepend,
+            };
+            parse_store(&t, mode)
+        }
+        b"cas" => {
+            if n != 7 && n != 8 {
+                return err(ERROR);
+            }
+            parse_store(&t, StoreMode::Cas)
+        }
+        b"incr" | b"decr" => {
+            if n != 4 && n != 5 {
+                return err(ERROR);
+            }
+            let noreply = t.noreply();
+            let key = t.get(1);
+            if key.len() > KEY_MAX_LENGTH {
+                return Request::Error {
+                    reply: BAD_FORMAT,
+                    noreply,
+                };
+            }
+            match safe_strtoull(t.get(2)) {
+                Some(delta) => Request::Arith {
+                    incr: cmd == b"incr",
+                    key,
+                    delta,
+                    noreply,
+                },
+                None => Request::Error {
+                    reply: BAD_DELTA,
+                    noreply,
+                },
+            }
+        }
+        b"delete" => {
+            if !(3..=5).contains(&n) {
+                return err(ERROR);
+            }
+            let mut noreply = false;
+            if n > 3 {
+                let hold_is_zero = t.get(2) == b"0";
+                noreply = t.noreply();
+                let valid = (n == 4 && (hold_is_zero || noreply))
+                    || (n == 5 && hold_is_zero && noreply);
+                if !valid {
+                    return Request::Error {
+                        reply: DELETE_USAGE,
+                        noreply,
+                    };
+                }
+            }
+            let key = t.get(1);
+            if key.len() > KEY_MAX_LENGTH {
+                return Request::Error {
+                    reply: BAD_FORMAT,
+                    noreply,
+                };
+            }
+            Request::Delete { key, noreply }
+        }
+        b"touch" => {
+            if n != 4 && n != 5 {
+                return err(ERROR);
+            }
+            let noreply = t.noreply();
+            let key = t.get(1);
+            if key.len() > KEY_MAX_LENGTH {
+                return Request::Error {
+                    reply: BAD_FORMAT,
+                    noreply,
+                };
+            }
+            match safe_strtol(t.get(2)) {
+                Some(exptime) => Request::Touch {
+                    key,
+                    exptime,
+                    noreply,
+                },
+                None => Request::Error {
+                    reply: BAD_EXPTIME,
+                    noreply,
+                },
+            }
+        }
+        b"flush_all" => {
+            if !(2..=4).contains(&n) {
+                return err(ERROR);
+            }
+            let noreply = t.noreply();
+            let mut delay = 0;
+            if n != if noreply { 3 } else { 2 } {
+                match safe_strtol(t.get(1)) {
+                    Some(d) => delay = d,
+                    None => {
+                        return Request::Error {
+                            reply: BAD_EXPTIME,
+                            noreply,
+                        }
+                    }
+                }
+            }
+            Request::FlushAll { delay, noreply }
+        }
+        b"version" => Request::Version,
+        b"quit" => Request::Quit,
+        b"verbosity" => {
+            if n != 3 && n != 4 {
+                return err(ERROR);
+            }
+            let noreply = t.noreply();
+            match safe_strtoul(t.get(1)) {
+                Some(level) => Request::Verbosity { level, noreply },
+                None => Request::Error {
+                    reply: BAD_FORMAT,
+                    noreply,
+                },
+            }
+        }
+        b"shutdown" => {
+            if n == 2 {
+                Request::Shutdown { graceful: false }
+            } else if n == 3 && t.get(1) == b"graceful" {
+                Request::Shutdown { graceful: true }
+            } else {
+                Request::ShutdownInvalid
+            }
+        }
+        b"stats" => parse_stats(&t),
+        b"mn" => Request::MetaNoop,
+        _ => {
+            if t.value(n - 2).is_some_and(|v| v.starts_with(b"HTTP/")) {
+                Request::Close
+            } else {
+                err(ERROR)
+            }
+        }
+    }
+}
+
+fn parse_store<'a>(t: &Tokens<'a>, mode: StoreMode) -> Request<'a> {
+    let noreply = t.noreply();
+    let bad = Request::Error {
+        reply: BAD_FORMAT,
+        noreply,
+    };
+    let key = t.get(1);
+    if key.len() > KEY_MAX_LENGTH {
+        return bad;
+    }
+    let (Some(flags), Some(exptime), Some(vlen)) = (
+        safe_strtoul(t.get(2)),
+        safe_strtol(t.get(3)),
+        safe_strtol(t.get(4)),
+    ) else {
+        return bad;
+    };
+    let mut cas_unique = 0;
+    if mode == StoreMode::Cas {
+        match safe_strtoull(t.get(5)) {
+            Some(c) => cas_unique = c,
+            None => return bad,
+        }
+    }
+    if vlen < 0 || vlen > i32::MAX - 2 {
+        return bad;
+    }
+    Request::Store {
+        mode,
+        key,
+        flags,
+        exptime,
+        data_len: vlen as u32,
+        cas_unique,
+        noreply,
+    }
+}
+
+fn parse_stats<'a>(t: &Tokens<'a>) -> Request<'a> {
+    let n = t.n();
+    if n == 2 {
+        return Request::Stats(StatsGroup::General);
+    }
+    let group = match t.get(1) {
+        b"reset" => StatsGroup::Reset,
+        b"settings" => StatsGroup::Settings,
+        b"items" => StatsGroup::Items,
+        b"slabs" => StatsGroup::Slabs,
+        b"sizes" => StatsGroup::Sizes,
+        b"conns" => StatsGroup::Conns,
+        b"detail" => {
+            if n < 4 {
+                StatsGroup::DetailUsage
+            } else {
+                match t.get(2) {
+                    b"on" => StatsGroup::DetailOn,
+                    b"off" => StatsGroup::DetailOff,
+                    b"dump" => StatsGroup::DetailDump,
+                    _ => StatsGroup::DetailUsage,
+                }
+            }
+        }
+        b"cachedump" => {
+            if n < 5 {
+                return err(ERROR);
+            }
+            let (Some(class), Some(limit)) = (safe_strtoul(t.get(2)), safe_strtoul(t.get(3)))
+            else {
+                return err(ERROR);
+            };
+            StatsGroup::CacheDump { class, limit }
+        }
+        _ => return err(ERROR),
+    };
+    Request::Stats(group)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Request<'_> {
+        parse(trim_line(s.as_bytes()))
+    }
+
+    fn keys(r: &Request<'_>) -> Vec<Vec<u8>> {
+        match r {
+            Request::Get { keys, .. } => keys.map(|k| k.to_vec()).collect(),
+            other => panic!("not a get: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn trims_like_memcached() {
+        assert_eq!(trim_line(b"get a\r"), b"get a");
+        assert_eq!(trim_line(b"\r"), b"\r");
+        assert_eq!(trim_line(b"get a\0b\r"), b"get a");
+        assert_eq!(trim_line(b"get a\r\r"), b"get a\r");
+    }
+
+    #[test]
+    fn get_family() {
+        let r = p("get a bb  ccc");
+        assert_eq!(keys(&r), vec![b"a".to_vec(), b"bb".to_vec(), b"ccc".to_vec()]);
+        assert!(matches!(
+            p("gets a"),
+            Request::Get {
+                cas: true,
+                touch: None,
+                ..
+            }
+        ));
+        let r = p("gat 10 a b");
+        assert!(matches!(
+            r,
+            Request::Get {
+                cas: false,
+                touch: Some(10),
+                ..
+            }
+        ));
+        assert_eq!(keys(&r).len(), 2);
+        assert_eq!(keys(&p("gat 10")).len(), 0);
+        assert_eq!(p("gat x a"), err(BAD_EXPTIME));
+        assert_eq!(p("get"), err(ERROR));
+        assert_eq!(p("getx a"), err(ERROR));
+    }
+
+    #[test]
+    fn long_multiget_keeps_every_key() {
+        let ks: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
+        let line = format!("get {}", ks.join(" "));
+        let got = keys(&p(&line));
+        assert_eq!(got.len(), 100);
+        assert_eq!(got[99], b"k99");
+    }
+
+    #[test]
+    fn store_commands() {
+        assert_eq!(
+            p("set k 5 10 3"),
+            Request::Store {
+                mode: StoreMode::Set,
+                key: b"k",
+                flags: 5,
+                exptime: 10,
+                data_len: 3,
+                cas_unique: 0,
+                noreply: false
+            }
+        );
+        assert!(matches!(
+            p("cas k 0 0 3 77 noreply"),
+            Request::Store {
+                mode: StoreMode::Cas,
+                cas_unique: 77,
+                noreply: true,
+                ..
+            }
+        ));
+        // An unknown sixth token is ignored, as memcached ignores it.
+        assert!(matches!(
+            p("append k 0 0 1 foo"),
+            Request::Store {
+                mode: StoreMode::Append,
+                noreply: false,
+                ..
+            }
+        ));
+        assert_eq!(p("set k 0 0"), err(ERROR));
+        assert_eq!(p("set k 0 0 1 2 3"), err(ERROR));
+        assert_eq!(p("cas k 0 0 1"), err(ERROR));
+        assert_eq!(p("set k x 0 1"), err(BAD_FORMAT));
+        assert_eq!(p("set k 0 0 -1"), err(BAD_FORMAT));
+        assert_eq!(p("set k -1 0 1"), err(BAD_FORMAT));
+        assert_eq!(p("cas k 0 0 1 -1"), err(BAD_FORMAT));
+        assert_eq!(
+            p("set k 0 0 x noreply"),
+            Request::Error {
+                reply: BAD_FORMAT,
+                noreply: true
+            }
+        );
+        let long = format!("set {} 0 0 1", "k".repeat(251));
+        assert_eq!(p(&long), err(BAD_FORMAT));
+        let ok = format!("set {} 0 0 1", "k".repeat(250));
+        assert!(matches!(p(&ok), Request::Store { .. }));
+        // Flags above 32 bits are truncated, as memcached 1.6.18 does.
+        assert!(matches!(p("set k 4294967296 0 1"), Request::Store { flags: 0, .. }));
+    }
+
+    #[test]
+    fn delete_rules() {
+        assert_eq!(
+            p("delete k"),
+            Request::Delete {
+                key: b"k",
+                noreply: false
+            }
+        );
+        assert_eq!(
+            p("delete k 0"),
+            Request::Delete {
+                key: b"k",
+                noreply: false
+            }
+        );
+        assert_eq!(
+            p("delete k noreply"),
+            Request::Delete {
+                key: b"k",
+                noreply: true
+            }
+        );
+        assert_eq!(
+            p("delete k 0 noreply"),
+            Request::Delete {
+                key: b"k",
+                noreply: true
+            }
+        );
+        assert_eq!(p("delete k 5"), err(DELETE_USAGE));
+        assert_eq!(
+            p("delete k 5 noreply"),
+            Request::Error {
+                reply: DELETE_USAGE,
+                noreply: true
+            }
+        );
+        assert_eq!(p("delete"), err(ERROR));
+    }
+
+    #[test]
+    fn arithmetic_touch_flush_verbosity() {
+        assert_eq!(
+            p("incr k 5"),
+            Request::Arith {
+                incr: true,
+                key: b"k",
+                delta: 5,
+                noreply: false
+            }
+        );
+        assert_eq!(p("decr k -1"), err(BAD_DELTA));
+        assert_eq!(p("incr k"), err(ERROR));
+        assert_eq!(
+            p("touch k -1 noreply"),
+            Request::Touch {
+                key: b"k",
+                exptime: -1,
+                noreply: true
+            }
+        );
+        assert_eq!(p("touch k x"), err(BAD_EXPTIME));
+        assert_eq!(
+            p("flush_all"),
+            Request::FlushAll {
+                delay: 0,
+                noreply: false
+            }
+        );
+        assert_eq!(
+            p("flush_all 10 noreply"),
+            Request::FlushAll {
+                delay: 10,
+                noreply: true
+            }
+        );
+        assert_eq!(p("flush_all foo"), err(BAD_EXPTIME));
+        assert_eq!(p("flush_all 1 2 3"), err(ERROR));
+        assert_eq!(p("verbosity"), err(ERROR));
+        assert_eq!(p("verbosity foo"), err(BAD_FORMAT));
+        assert_eq!(
+            p("verbosity noreply"),
+            Request::Error {
+                reply: BAD_FORMAT,
+                noreply: true
+            }
+        );
+        assert_eq!(
+            p("verbosity 1 2"),
+            Request::Verbosity {
+                level: 1,
+                noreply: false
+            }
+        );
+    }
+
+    #[test]
+    fn misc_commands() {
+        assert_eq!(p(""), err(ERROR));
+        assert_eq!(p("\r"), err(ERROR));
+        assert_eq!(p("x"), err(ERROR));
+        assert_eq!(p("version extra"), Request::Version);
+        assert_eq!(p("quit"), Request::Quit);
+        assert_eq!(p("shutdown"), Request::Shutdown { graceful: false });
+        assert_eq!(p("shutdown graceful"), Request::Shutdown { graceful: true });
+        assert_eq!(p("shutdown now"), Request::ShutdownInvalid);
+        assert_eq!(p("stats"), Request::Stats(StatsGroup::General));
+        assert_eq!(p("stats reset x"), Request::Stats(StatsGroup::Reset));
+        assert_eq!(p("stats nope"), err(ERROR));
+        assert_eq!(p("stats detail"), Request::Stats(StatsGroup::DetailUsage));
+        assert_eq!(
+            p("stats cachedump 1 2"),
+            Request::Stats(StatsGroup::CacheDump { class: 1, limit: 2 })
+        );
+        assert_eq!(p("GET / HTTP/1.1"), Request::Close);
+        assert_eq!(p("mn"), Request::MetaNoop);
+    }
+
+    #[test]
+    fn too_many_tokens_is_an_error_for_fixed_commands() {
+        let line = format!("set k 0 0 1 {}", vec!["x"; 30].join(" "));
+        assert_eq!(p(&line), err(ERROR));
+    }
+
+    #[test]
+    fn long_lines_without_newline() {
+        assert!(may_be_long_get(b"get aaaa"));
+        assert!(may_be_long_get(b"   gets aaaa"));
+        assert!(!may_be_long_get(b"set aaaa"));
+        assert!(!may_be_long_get(&[b' '; 101]));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut seed = 0x1234_5678_u64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 64) as usize;
+            let alphabet = b"getsa 0123-+nory\r\0xHTTP/";
+            let line: Vec<u8> = (0..len)
+                .map(|i| alphabet[((seed >> (i % 8)) as usize + i) % alphabet.len()])
+                .collect();
+            let _ = parse(trim_line(&line));
+        }
+    }
+}
