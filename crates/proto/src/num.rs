@@ -96,9 +96,9 @@ pub fn safe_strtoul(s: &[u8]) -> Option<u32> {
     safe_strtoull(s).map(|v| v as u32)
 }
 
-/// `safe_strtol`: signed, refused above `i32::MAX` or on overflow of
-/// `long`; values below `i32::MIN` are truncated to 32 bits, as memcached's
-/// assignment does.
+/// `safe_strtol`: C's `strtol` into a 64-bit `long` (refused only on
+/// overflow of that), then truncated to 32 bits by memcached's assignment:
+/// `4000000000` reads as a negative number, as it does in memcached 1.6.18.
 pub fn safe_strtol(s: &[u8]) -> Option<i32> {
     let sc = scan(s);
     if sc.end == 0 {
@@ -118,9 +118,6 @@ pub fn safe_strtol(s: &[u8]) -> Option<i32> {
     } else {
         sc.magnitude as i64
     };
-    if value > i64::from(i32::MAX) {
-        return None;
-    }
     if !tail_ok(s, sc.end) {
         return None;
     }
@@ -174,10 +171,13 @@ mod tests {
     fn strtol_limits() {
         assert_eq!(safe_strtol(b"-1"), Some(-1));
         assert_eq!(safe_strtol(b"2147483647"), Some(i32::MAX));
-        assert_eq!(safe_strtol(b"2147483648"), None);
         assert_eq!(safe_strtol(b"-2147483648"), Some(i32::MIN));
-        // Below i32::MIN memcached truncates rather than refuses.
+        // Outside 32 bits memcached truncates rather than refuses.
+        assert_eq!(safe_strtol(b"2147483648"), Some(i32::MIN));
         assert_eq!(safe_strtol(b"-2147483649"), Some(i32::MAX));
+        assert_eq!(safe_strtol(b"4294967297"), Some(1));
+        assert_eq!(safe_strtol(b"9223372036854775807"), Some(-1));
+        assert_eq!(safe_strtol(b"9223372036854775808"), None);
         assert_eq!(safe_strtol(b"99999999999999999999"), None);
         assert_eq!(safe_strtol(b"1x"), None);
         assert_eq!(safe_strtol(b""), None);

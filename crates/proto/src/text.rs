@@ -111,8 +111,10 @@ pub enum Request<'a> {
         exptime: i32,
         noreply: bool,
     },
+    /// `delay` is None when it did not parse: memcached checks `-F`
+    /// before it looks at the delay.
     FlushAll {
-        delay: i32,
+        delay: Option<i32>,
         noreply: bool,
     },
     Version,
@@ -341,8 +343,8 @@ pub fn parse(line: &[u8]) -> Request<'_> {
             if n > 3 {
                 let hold_is_zero = t.get(2) == b"0";
                 noreply = t.noreply();
-                let valid = (n == 4 && (hold_is_zero || noreply))
-                    || (n == 5 && hold_is_zero && noreply);
+                let valid =
+                    (n == 4 && (hold_is_zero || noreply)) || (n == 5 && hold_is_zero && noreply);
                 if !valid {
                     return Request::Error {
                         reply: DELETE_USAGE,
@@ -388,18 +390,11 @@ pub fn parse(line: &[u8]) -> Request<'_> {
                 return err(ERROR);
             }
             let noreply = t.noreply();
-            let mut delay = 0;
-            if n != if noreply { 3 } else { 2 } {
-                match safe_strtol(t.get(1)) {
-                    Some(d) => delay = d,
-                    None => {
-                        return Request::Error {
-                            reply: BAD_EXPTIME,
-                            noreply,
-                        }
-                    }
-                }
-            }
+            let delay = if n != if noreply { 3 } else { 2 } {
+                safe_strtol(t.get(1))
+            } else {
+                Some(0)
+            };
             Request::FlushAll { delay, noreply }
         }
         b"version" => Request::Version,
@@ -541,7 +536,10 @@ mod tests {
     #[test]
     fn get_family() {
         let r = p("get a bb  ccc");
-        assert_eq!(keys(&r), vec![b"a".to_vec(), b"bb".to_vec(), b"ccc".to_vec()]);
+        assert_eq!(
+            keys(&r),
+            vec![b"a".to_vec(), b"bb".to_vec(), b"ccc".to_vec()]
+        );
         assert!(matches!(
             p("gets a"),
             Request::Get {
@@ -626,7 +624,10 @@ mod tests {
         let ok = format!("set {} 0 0 1", "k".repeat(250));
         assert!(matches!(p(&ok), Request::Store { .. }));
         // Flags above 32 bits are truncated, as memcached 1.6.18 does.
-        assert!(matches!(p("set k 4294967296 0 1"), Request::Store { flags: 0, .. }));
+        assert!(matches!(
+            p("set k 4294967296 0 1"),
+            Request::Store { flags: 0, .. }
+        ));
     }
 
     #[test]
@@ -695,18 +696,24 @@ mod tests {
         assert_eq!(
             p("flush_all"),
             Request::FlushAll {
-                delay: 0,
+                delay: Some(0),
                 noreply: false
             }
         );
         assert_eq!(
             p("flush_all 10 noreply"),
             Request::FlushAll {
-                delay: 10,
+                delay: Some(10),
                 noreply: true
             }
         );
-        assert_eq!(p("flush_all foo"), err(BAD_EXPTIME));
+        assert_eq!(
+            p("flush_all foo"),
+            Request::FlushAll {
+                delay: None,
+                noreply: false
+            }
+        );
         assert_eq!(p("flush_all 1 2 3"), err(ERROR));
         assert_eq!(p("verbosity"), err(ERROR));
         assert_eq!(p("verbosity foo"), err(BAD_FORMAT));

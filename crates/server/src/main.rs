@@ -1,1 +1,188 @@
-fn main(){}
+//! memcrab: a memcached 1.6 compatible cache server.
+//!
+//! ```text
+//!            ┌────────────┐   NewConn (channel + waker)   ┌──────────────┐
+//!  clients ─►│  acceptor  │──────── round robin ─────────►│ worker × -t  │
+//!            │ listen.rs  │   (-c enforced here)          │ mio Poll,    │
+//!            └────────────┘                               │ conn.rs      │
+//!                                                         └──────┬───────┘
+//!      bytes ─► conn (framing) ─► proto::text::parse ─► exec ─► store
+//!      replies ◄─ Output (one writev per batch) ◄─────────────┘
+//!  maintainer thread: advances the store clock once a second
+//!  main thread: signals (SIGINT/SIGTERM, and `shutdown`) end the process
+//! ```
+//!
+//! No `unsafe` here: the few OS calls go through nix and socket2.
+#![forbid(unsafe_code)]
+
+mod config;
+mod conn;
+mod exec;
+mod listen;
+mod output;
+mod shared;
+mod shutdown;
+mod stats;
+mod stream;
+mod worker;
+
+use std::process::exit;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use memcrab_store::{Clock, Config as StoreConfig, Store};
+
+use config::{Args, Early, Settings, EX_USAGE};
+use shared::Shared;
+use stats::WorkerStats;
+
+/// sysexits' EX_OSERR, memcached's status when it cannot listen.
+const EX_OSERR: i32 = 71;
+
+fn main() {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            exit(EX_USAGE);
+        }
+    };
+    let settings = match Settings::from_args(args) {
+        Ok(s) => s,
+        Err(Early::Print(text)) => {
+            print!("{text}");
+            exit(0);
+        }
+        Err(Early::Usage(msg)) => {
+            eprintln!("{msg}");
+            exit(EX_USAGE);
+        }
+    };
+    if let Err(msg) = serve(settings) {
+        eprintln!("{msg}");
+        exit(EX_OSERR);
+    }
+}
+
+fn serve(settings: Settings) -> Result<(), String> {
+    if settings.enable_coredumps {
+        use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
+        if setrlimit(Resource::RLIMIT_CORE, RLIM_INFINITY, RLIM_INFINITY).is_err() {
+            eprintln!("failed to ensure corefile creation");
+        }
+    }
+    let listeners = listen::bind_all(&settings)?;
+    drop_privileges(&settings)?;
+    if settings.daemon {
+        nix::unistd::daemon(false, settings.verbose > 0)
+            .map_err(|e| format!("failed to daemon() in order to daemonize: {e}"))?;
+        if let Some(p) = &settings.pidfile {
+            if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
+                eprintln!(
+                    "Could not open the pid file {} for writing: {e}",
+                    p.display()
+                );
+            }
+        }
+    }
+    if settings.lock_memory {
+        use nix::sys::mman::{mlockall, MlockAllFlags};
+        if let Err(e) = mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE) {
+            eprintln!("warning: -k invalid, mlockall() failed: {e}");
+        }
+    }
+
+    let clock = Arc::new(Clock::new());
+    let store = Store::new(store_config(&settings), Arc::clone(&clock));
+    let worker_stats: Vec<Arc<WorkerStats>> = (0..settings.threads)
+        .map(|_| Arc::new(WorkerStats::default()))
+        .collect();
+    let infos = listeners.iter().map(listen::Listener::info).collect();
+    let sh = Arc::new(Shared::new(settings, store, worker_stats.clone(), infos));
+
+    let mut handles = Vec::new();
+    for (i, ws) in worker_stats.into_iter().enumerate() {
+        let (h, _thread) =
+            worker::spawn(i, Arc::clone(&sh), ws).map_err(|e| format!("worker thread: {e}"))?;
+        handles.push(h);
+    }
+    listen::spawn_acceptor(listeners, handles, Arc::clone(&sh))
+        .map_err(|e| format!("acceptor thread: {e}"))?;
+    std::thread::Builder::new()
+        .name("maintainer".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(250));
+            clock.tick();
+        })
+        .map_err(|e| format!("maintainer thread: {e}"))?;
+
+    wait_for_signal(&sh);
+    if sh.settings.daemon {
+        if let Some(p) = &sh.settings.pidfile {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    Ok(())
+}
+
+fn store_config(s: &Settings) -> StoreConfig {
+    StoreConfig {
+        mem_limit: s.maxbytes,
+        item_size_max: s.item_size_max,
+        slab_page_size: 1 << 20,
+        slab_chunk_max: s.ext.slab_chunk_max,
+        growth_factor: s.growth_factor,
+        chunk_min: s.chunk_size,
+        use_cas: s.use_cas,
+        evictions: s.evictions,
+        hashpower: if s.ext.hashpower_init == 0 {
+            16
+        } else {
+            s.ext.hashpower_init
+        },
+    }
+}
+
+/// `-u`: when started as root, become that user.
+fn drop_privileges(s: &Settings) -> Result<(), String> {
+    use nix::unistd::{getuid, setgid, setuid, User};
+    let Some(name) = &s.user else {
+        return Ok(());
+    };
+    if !getuid().is_root() {
+        return Ok(());
+    }
+    let user = User::from_name(name)
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("can't find the user {name} to switch to"))?;
+    setgid(user.gid).map_err(|e| format!("failed to assume identity of user {name}: {e}"))?;
+    setuid(user.uid).map_err(|e| format!("failed to assume identity of user {name}: {e}"))?;
+    Ok(())
+}
+
+/// Blocks until SIGINT, SIGTERM or SIGUSR1 (the last from `shutdown
+/// graceful`); connections end with the process.
+fn wait_for_signal(sh: &Shared) {
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("memcrab: cannot install signal handlers: {e}");
+            exit(EX_OSERR);
+        }
+    };
+    if let Some(sig) = signals.forever().next() {
+        sh.shutting_down
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if sh.verbose() > 0 {
+            let name = match sig {
+                SIGINT => "Interrupt",
+                SIGTERM => "Terminated",
+                _ => "User defined signal 1",
+            };
+            eprintln!("Signal handled: {name}.");
+        }
+    }
+}

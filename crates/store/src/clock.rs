@@ -104,7 +104,10 @@ mod tests {
         let now = c.now();
         assert_eq!(c.realtime(0), 0);
         assert_eq!(c.realtime(10), now + 10);
-        assert_eq!(c.realtime(REALTIME_MAXDELTA as i32), now + REALTIME_MAXDELTA as u32);
+        assert_eq!(
+            c.realtime(REALTIME_MAXDELTA as i32),
+            now + REALTIME_MAXDELTA as u32
+        );
         // Negative: already expired.
         assert_eq!(c.realtime(-1), 1);
         // Absolute time in the past: expired.

@@ -220,9 +220,17 @@ struct Inner {
     classes: Vec<ClassState>,
     mem_malloced: u64,
     last_cas: u64,
-    /// memcached's `settings.oldest_live` / `oldest_cas` (flush_all).
+    /// A pending or past `flush_all`: items touched at or before
+    /// `oldest_live` are invalid once the clock reaches it (memcached's
+    /// `settings.oldest_live`).
     oldest_live: u32,
-    oldest_cas: u64,
+    /// Flushes that have taken effect: items with a CAS below
+    /// `flushed_cas`, or last touched at or before `flushed_time`, stay
+    /// invalid even if a later delayed flush replaces `oldest_live`.
+    /// (memcached forgets them then, and items its LRU crawler has not yet
+    /// reaped come back; memcrab does not resurrect flushed items.)
+    flushed_cas: u64,
+    flushed_time: u32,
     curr_items: u64,
     total_items: u64,
     bytes: u64,
@@ -372,9 +380,7 @@ impl Store {
                 inner.touch_lru(o, now);
                 return StoreOutcome::NotStored;
             }
-            (Mode::Replace | Mode::Append | Mode::Prepend, None) => {
-                return StoreOutcome::NotStored
-            }
+            (Mode::Replace | Mode::Append | Mode::Prepend, None) => return StoreOutcome::NotStored,
             (Mode::Cas, None) => return StoreOutcome::NotFound,
             (Mode::Replace, Some(_)) => (make_data(key, value, &[]), flags, exptime),
             (Mode::Cas, Some(o)) => {
@@ -536,13 +542,21 @@ impl Store {
             now
         };
         let mut g = self.inner.lock();
+        if g.oldest_live != 0 && g.oldest_live <= now {
+            // The pending flush has happened: keep its effect.
+            g.flushed_time = g.flushed_time.max(g.oldest_live);
+        }
         if self.cfg.use_cas {
             g.oldest_live = new_oldest.saturating_sub(1);
             if g.oldest_live <= now {
-                g.oldest_cas = g.next_cas();
+                g.flushed_cas = g.next_cas();
+                g.flushed_time = g.flushed_time.max(g.oldest_live);
             }
         } else {
             g.oldest_live = new_oldest;
+            if g.oldest_live <= now {
+                g.flushed_time = g.flushed_time.max(g.oldest_live);
+            }
         }
     }
 
@@ -572,7 +586,9 @@ impl Store {
             outofmemory: 0,
             classes: Vec::new(),
         };
-        let buckets = (g.index.capacity() * 8 / 7).next_power_of_two().max(1 << 16);
+        let buckets = (g.index.capacity() * 8 / 7)
+            .next_power_of_two()
+            .max(1 << 16);
         s.hash_power_level = buckets.trailing_zeros();
         s.hash_bytes = (buckets * (std::mem::size_of::<Idx>() + 1)) as u64;
         for (id, c) in g.classes.iter().enumerate().skip(1) {
@@ -636,16 +652,21 @@ impl Inner {
     fn find(&self, hash: u64, key: &[u8]) -> Option<Idx> {
         let items = &self.items;
         self.index
-            .find(hash, |&i| items[i as usize].as_ref().expect("indexed").key() == key)
+            .find(hash, |&i| {
+                items[i as usize].as_ref().expect("indexed").key() == key
+            })
             .copied()
     }
 
     fn is_flushed(&self, it: &Item, now: u32) -> bool {
-        let ol = self.oldest_live;
-        if ol == 0 || ol > now {
-            return false;
+        if it.cas != 0 && it.cas < self.flushed_cas {
+            return true;
         }
-        it.time <= ol || (self.oldest_cas != 0 && it.cas != 0 && it.cas < self.oldest_cas)
+        if self.flushed_time != 0 && it.time <= self.flushed_time {
+            return true;
+        }
+        let ol = self.oldest_live;
+        ol != 0 && ol <= now && it.time <= ol
     }
 
     fn is_dead(&self, it: &Item, now: u32) -> Option<Dead> {
@@ -699,7 +720,12 @@ impl Inner {
                 store.hash(it.key()),
                 it.class as usize,
                 it.nchunks,
-                ntotal(it.nkey as usize, it.flags, it.value_len(), store.cfg.use_cas) as u64,
+                ntotal(
+                    it.nkey as usize,
+                    it.flags,
+                    it.value_len(),
+                    store.cfg.use_cas,
+                ) as u64,
             )
         };
         if let Ok(e) = self.index.find_entry(hash, |&x| x == i) {
@@ -718,7 +744,14 @@ impl Inner {
 
     /// Takes `n` chunks of `class`, adding a page or freeing the coldest
     /// items of the class when it is full. `protect` is never evicted.
-    fn alloc(&mut self, store: &Store, class: usize, n: u32, protect: Option<Idx>, now: u32) -> bool {
+    fn alloc(
+        &mut self,
+        store: &Store,
+        class: usize,
+        n: u32,
+        protect: Option<Idx>,
+        now: u32,
+    ) -> bool {
         let per_page = store.table.per_page(class);
         let page = u64::from(store.table.page_size());
         loop {
@@ -805,7 +838,11 @@ impl Inner {
         if let Some(o) = old {
             self.unlink(store, o);
         }
-        let cas = if store.cfg.use_cas { self.next_cas() } else { 0 };
+        let cas = if store.cfg.use_cas {
+            self.next_cas()
+        } else {
+            0
+        };
         let item = Item {
             data,
             nkey: nkey as u8,

@@ -25,7 +25,13 @@ pub struct ClassTable {
 }
 
 impl ClassTable {
-    pub fn new(chunk_min: u32, factor: f64, page_size: u32, chunk_max: u32, item_size_max: u32) -> Self {
+    pub fn new(
+        chunk_min: u32,
+        factor: f64,
+        page_size: u32,
+        chunk_max: u32,
+        item_size_max: u32,
+    ) -> Self {
         let mut sizes = vec![0u32];
         let mut size = ITEM_HEADER as u32 + chunk_min;
         while sizes.len() < MAX_CLASSES - 1 {

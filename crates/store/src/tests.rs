@@ -27,7 +27,10 @@ fn value(s: &Store, k: &[u8]) -> Option<Vec<u8>> {
 #[test]
 fn set_get_delete() {
     let s = store();
-    assert_eq!(s.store(Mode::Set, b"k", 7, 0, b"v", 0), StoreOutcome::Stored);
+    assert_eq!(
+        s.store(Mode::Set, b"k", 7, 0, b"v", 0),
+        StoreOutcome::Stored
+    );
     match s.get(b"k", None) {
         GetOutcome::Hit(h) => {
             assert_eq!(h.key(), b"k");
@@ -46,35 +49,71 @@ fn set_get_delete() {
 #[test]
 fn add_replace_append_prepend() {
     let s = store();
-    assert_eq!(s.store(Mode::Replace, b"k", 0, 0, b"a", 0), StoreOutcome::NotStored);
-    assert_eq!(s.store(Mode::Append, b"k", 0, 0, b"a", 0), StoreOutcome::NotStored);
-    assert_eq!(s.store(Mode::Add, b"k", 3, 0, b"mid", 0), StoreOutcome::Stored);
-    assert_eq!(s.store(Mode::Add, b"k", 0, 0, b"x", 0), StoreOutcome::NotStored);
-    assert_eq!(s.store(Mode::Append, b"k", 9, 0, b">", 0), StoreOutcome::Stored);
-    assert_eq!(s.store(Mode::Prepend, b"k", 9, 0, b"<", 0), StoreOutcome::Stored);
+    assert_eq!(
+        s.store(Mode::Replace, b"k", 0, 0, b"a", 0),
+        StoreOutcome::NotStored
+    );
+    assert_eq!(
+        s.store(Mode::Append, b"k", 0, 0, b"a", 0),
+        StoreOutcome::NotStored
+    );
+    assert_eq!(
+        s.store(Mode::Add, b"k", 3, 0, b"mid", 0),
+        StoreOutcome::Stored
+    );
+    assert_eq!(
+        s.store(Mode::Add, b"k", 0, 0, b"x", 0),
+        StoreOutcome::NotStored
+    );
+    assert_eq!(
+        s.store(Mode::Append, b"k", 9, 0, b">", 0),
+        StoreOutcome::Stored
+    );
+    assert_eq!(
+        s.store(Mode::Prepend, b"k", 9, 0, b"<", 0),
+        StoreOutcome::Stored
+    );
     assert_eq!(value(&s, b"k").unwrap(), b"<mid>");
     // append keeps the old flags
     match s.get(b"k", None) {
         GetOutcome::Hit(h) => assert_eq!(h.flags, 3),
         other => panic!("{other:?}"),
     }
-    assert_eq!(s.store(Mode::Replace, b"k", 0, 0, b"new", 0), StoreOutcome::Stored);
+    assert_eq!(
+        s.store(Mode::Replace, b"k", 0, 0, b"new", 0),
+        StoreOutcome::Stored
+    );
     assert_eq!(value(&s, b"k").unwrap(), b"new");
 }
 
 #[test]
 fn cas_rules() {
     let s = store();
-    assert_eq!(s.store(Mode::Cas, b"k", 0, 0, b"a", 1), StoreOutcome::NotFound);
+    assert_eq!(
+        s.store(Mode::Cas, b"k", 0, 0, b"a", 1),
+        StoreOutcome::NotFound
+    );
     s.store(Mode::Set, b"k", 0, 0, b"a", 0);
     let cas = match s.get(b"k", None) {
         GetOutcome::Hit(h) => h.cas,
         other => panic!("{other:?}"),
     };
-    assert_eq!(s.store(Mode::Cas, b"k", 0, 0, b"b", cas + 1), StoreOutcome::Exists);
-    assert_eq!(s.store(Mode::Cas, b"k", 0, 0, b"b", 0), StoreOutcome::Exists);
-    assert_eq!(s.store(Mode::Cas, b"k", 0, 0, b"b", cas), StoreOutcome::Stored);
-    assert_eq!(s.store(Mode::Cas, b"k", 0, 0, b"c", cas), StoreOutcome::Exists);
+    assert_eq!(
+        s.store(Mode::Cas, b"k", 0, 0, b"b", cas + 1),
+        StoreOutcome::Exists
+    );
+    assert_eq!(
+        s.store(Mode::Cas, b"k", 0, 0, b"b", 0),
+        StoreOutcome::Exists
+    );
+    assert_eq!(
+        s.store(Mode::Cas, b"k", 0, 0, b"b", cas),
+        StoreOutcome::Stored
+    );
+    assert_eq!(
+        s.store(Mode::Cas, b"k", 0, 0, b"c", cas),
+        StoreOutcome::Exists
+    );
     assert_eq!(value(&s, b"k").unwrap(), b"b");
 }
 
@@ -89,8 +128,14 @@ fn cas_disabled() {
         GetOutcome::Hit(h) => assert_eq!(h.cas, 0),
         other => panic!("{other:?}"),
     }
-    assert_eq!(s.store(Mode::Cas, b"k", 0, 0, b"b", 0), StoreOutcome::Exists);
-    assert_eq!(s.store(Mode::Cas, b"k", 0, 0, b"b", 1), StoreOutcome::Exists);
+    assert_eq!(
+        s.store(Mode::Cas, b"k", 0, 0, b"b", 0),
+        StoreOutcome::Exists
+    );
+    assert_eq!(
+        s.store(Mode::Cas, b"k", 0, 0, b"b", 1),
+        StoreOutcome::Exists
+    );
 }
 
 #[test]
@@ -102,7 +147,10 @@ fn incr_decr_in_place_and_growing() {
     // shorter result: written in place, padded with spaces
     assert_eq!(value(&s, b"n").unwrap(), b"5  ");
     assert_eq!(s.arith(b"n", false, 10, parse_num), DeltaOutcome::Value(0));
-    assert_eq!(s.arith(b"n", true, 12345, parse_num), DeltaOutcome::Value(12345));
+    assert_eq!(
+        s.arith(b"n", true, 12345, parse_num),
+        DeltaOutcome::Value(12345)
+    );
     // longer result: a new item of the exact length
     assert_eq!(value(&s, b"n").unwrap(), b"12345");
     s.store(Mode::Set, b"m", 0, 0, b"18446744073709551615", 0);
@@ -159,18 +207,44 @@ fn flush_now_and_later() {
 }
 
 #[test]
+fn a_later_delayed_flush_does_not_bring_flushed_items_back() {
+    for use_cas in [true, false] {
+        let s = store_with(Config {
+            use_cas,
+            ..Config::default()
+        });
+        s.store(Mode::Set, b"a", 0, 0, b"v", 0);
+        s.flush_all(0);
+        s.clock().advance(1);
+        s.store(Mode::Set, b"b", 0, 0, b"v", 0);
+        s.flush_all(100_000);
+        assert!(value(&s, b"a").is_none(), "cas {use_cas}");
+        assert!(value(&s, b"b").is_some(), "cas {use_cas}");
+    }
+}
+
+#[test]
 fn too_large_and_set_drops_old_value() {
     let s = store();
     assert!(s.item_size_ok(1, 0, 1000));
     assert!(!s.item_size_ok(1, 0, 1 << 20));
     s.store(Mode::Set, b"k", 0, 0, b"v", 0);
     let big = vec![b'x'; 1 << 20];
-    assert_eq!(s.store(Mode::Set, b"k", 0, 0, &big, 0), StoreOutcome::TooLarge);
+    assert_eq!(
+        s.store(Mode::Set, b"k", 0, 0, &big, 0),
+        StoreOutcome::TooLarge
+    );
     assert!(value(&s, b"k").is_none(), "memcached drops the stale value");
     // append past -I is NOT_STORED
     let almost = vec![b'x'; (1 << 20) - 100];
-    assert_eq!(s.store(Mode::Set, b"k", 0, 0, &almost, 0), StoreOutcome::Stored);
-    assert_eq!(s.store(Mode::Append, b"k", 0, 0, &[b'y'; 200], 0), StoreOutcome::NotStored);
+    assert_eq!(
+        s.store(Mode::Set, b"k", 0, 0, &almost, 0),
+        StoreOutcome::Stored
+    );
+    assert_eq!(
+        s.store(Mode::Append, b"k", 0, 0, &[b'y'; 200], 0),
+        StoreOutcome::NotStored
+    );
 }
 
 #[test]
@@ -257,7 +331,10 @@ fn model_against_a_map() {
         let flags = ((r >> 20) % 3) as u32;
         match (r >> 32) % 8 {
             0 | 1 => {
-                assert_eq!(s.store(Mode::Set, &key, flags, 0, &val, 0), StoreOutcome::Stored);
+                assert_eq!(
+                    s.store(Mode::Set, &key, flags, 0, &val, 0),
+                    StoreOutcome::Stored
+                );
                 model.insert(key, (val, flags));
             }
             2 => {

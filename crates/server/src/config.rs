@@ -1,0 +1,714 @@
+//! memcached 1.6's command line, parsed with clap and checked the way
+//! memcached checks it. Flags whose feature memcrab does not have yet are
+//! refused at start with a message naming the flag (exit status 64,
+//! memcached's EX_USAGE), never silently ignored.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+
+/// Exit status for a bad command line (sysexits' EX_USAGE, as memcached).
+pub const EX_USAGE: i32 = 64;
+
+/// memcached's protocol version that memcrab implements and reports.
+pub const MEMCACHED_VERSION: &str = "1.6.18";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "memcrab",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (memcached 1.6.18 compatible)"),
+    about = "memcrab: a memcached 1.6 compatible cache server",
+    disable_version_flag = true,
+    disable_help_flag = true
+)]
+pub struct Args {
+    /// TCP port to listen on (default: 11211; 0 turns TCP off, -1 picks a
+    /// free port, reported through MEMCACHED_PORT_FILENAME)
+    #[arg(
+        short = 'p',
+        long = "port",
+        default_value = "11211",
+        allow_hyphen_values = true
+    )]
+    pub port: String,
+    /// UDP port to listen on (default: 0, off)
+    #[arg(short = 'U', long = "udp-port", default_value_t = 0)]
+    pub udp_port: u16,
+    /// UNIX socket to listen on (disables network support)
+    #[arg(short = 's', long = "unix-socket")]
+    pub unix_socket: Option<PathBuf>,
+    /// access mask for UNIX socket, in octal (default: 700)
+    #[arg(short = 'a', long = "unix-mask", default_value = "700")]
+    pub unix_mask: String,
+    /// enable ascii "shutdown" command
+    #[arg(short = 'A', long = "enable-shutdown")]
+    pub enable_shutdown: bool,
+    /// interface to listen on (default: INADDR_ANY); comma separated
+    #[arg(short = 'l', long = "listen", action = ArgAction::Append)]
+    pub listen: Vec<String>,
+    /// run as a daemon
+    #[arg(short = 'd', long = "daemon")]
+    pub daemon: bool,
+    /// maximize core file limit
+    #[arg(short = 'r', long = "enable-coredumps")]
+    pub enable_coredumps: bool,
+    /// assume identity of <username> (only when run as root)
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// item memory in megabytes (default: 64)
+    #[arg(short = 'm', long = "memory-limit", default_value = "64")]
+    pub memory_limit: String,
+    /// return error on memory exhausted instead of evicting
+    #[arg(short = 'M', long = "disable-evictions")]
+    pub disable_evictions: bool,
+    /// max simultaneous connections (default: 1024)
+    #[arg(short = 'c', long = "conn-limit", default_value = "1024")]
+    pub conn_limit: String,
+    /// lock down all paged memory
+    #[arg(short = 'k', long = "lock-memory")]
+    pub lock_memory: bool,
+    /// verbose (print errors/warnings while in event loop); -vv, -vvv more
+    #[arg(short = 'v', long = "verbose", action = ArgAction::Count)]
+    pub verbose: u8,
+    /// print this help and exit
+    #[arg(short = 'h', long = "help")]
+    pub help: bool,
+    /// print memcrab's license and exit
+    #[arg(short = 'i', long = "license")]
+    pub license: bool,
+    /// print version and exit
+    #[arg(short = 'V', long = "version")]
+    pub version: bool,
+    /// save PID in <file>, only used with -d option
+    #[arg(short = 'P', long = "pidfile")]
+    pub pidfile: Option<PathBuf>,
+    /// chunk size growth factor (default: 1.25)
+    #[arg(short = 'f', long = "slab-growth-factor", default_value = "1.25")]
+    pub growth_factor: String,
+    /// min space used for key+value+flags (default: 48)
+    #[arg(short = 'n', long = "slab-min-size", default_value = "48")]
+    pub slab_min_size: String,
+    /// try to use large memory pages (if available)
+    #[arg(short = 'L', long = "enable-largepages")]
+    pub large_pages: bool,
+    /// use <char> as the delimiter between key prefixes and IDs
+    #[arg(short = 'D')]
+    pub delimiter: Option<String>,
+    /// number of threads to use (default: 4)
+    #[arg(short = 't', long = "threads", default_value = "4")]
+    pub threads: String,
+    /// maximum number of requests per event (default: 20)
+    #[arg(short = 'R', long = "max-reqs-per-event", default_value = "20")]
+    pub reqs_per_event: String,
+    /// disable use of CAS
+    #[arg(short = 'C', long = "disable-cas")]
+    pub disable_cas: bool,
+    /// set the backlog queue limit (default: 1024)
+    #[arg(short = 'b', long = "listen-backlog", default_value = "1024")]
+    pub backlog: String,
+    /// protocol - one of ascii, binary, or auto (default: auto-negotiate)
+    #[arg(short = 'B', long = "protocol", default_value = "auto")]
+    pub protocol: String,
+    /// adjusts max item size (default: 1m, min: 1k, max: 1024m)
+    #[arg(short = 'I', long = "max-item-size", default_value = "1m")]
+    pub max_item_size: String,
+    /// turn on Sasl authentication
+    #[arg(short = 'S', long = "enable-sasl")]
+    pub sasl: bool,
+    /// disable flush_all command
+    #[arg(short = 'F', long = "disable-flush-all")]
+    pub disable_flush_all: bool,
+    /// disable stats cachedump and lru_crawler metadump
+    #[arg(short = 'X', long = "disable-dumping")]
+    pub disable_dumping: bool,
+    /// disable watch commands (live logging; memcrab has none to disable)
+    #[arg(short = 'W', long = "disable-watch")]
+    pub disable_watch: bool,
+    /// enable ASCII protocol authentication
+    #[arg(short = 'Y', long = "auth-file")]
+    pub auth_file: Option<PathBuf>,
+    /// mmap a file for item memory
+    #[arg(short = 'e', long = "memory-file")]
+    pub memory_file: Option<PathBuf>,
+    /// enable TLS/SSL
+    #[arg(short = 'Z', long = "enable-ssl")]
+    pub ssl: bool,
+    /// comma separated list of extended options
+    #[arg(short = 'o', long = "extended", action = ArgAction::Append)]
+    pub extended: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Auto,
+    Ascii,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Auto => "auto-negotiate",
+            Protocol::Ascii => "ascii",
+        })
+    }
+}
+
+/// The validated settings every part of the server reads.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// memcached's meaning: 0 = no TCP, -1 = an ephemeral port.
+    pub port: i32,
+    pub udp_port: u16,
+    pub unix_socket: Option<PathBuf>,
+    pub unix_mask: u32,
+    pub listen: Vec<String>,
+    pub daemon: bool,
+    pub enable_coredumps: bool,
+    pub user: Option<String>,
+    pub lock_memory: bool,
+    pub pidfile: Option<PathBuf>,
+    pub maxbytes: u64,
+    pub evictions: bool,
+    pub maxconns: usize,
+    pub verbose: u8,
+    pub growth_factor: f64,
+    pub chunk_size: u32,
+    pub threads: usize,
+    pub reqs_per_event: usize,
+    pub use_cas: bool,
+    pub backlog: i32,
+    pub protocol: Protocol,
+    pub item_size_max: u32,
+    pub flush_enabled: bool,
+    pub dump_enabled: bool,
+    pub shutdown_command: bool,
+    pub ext: Extended,
+}
+
+/// `-o` options. memcrab has no LRU crawler, LRU maintainer or automover
+/// threads yet; their tuning values are kept and reported by `stats
+/// settings` so that scripts setting them keep working.
+#[derive(Debug, Clone)]
+pub struct Extended {
+    pub maxconns_fast: bool,
+    pub hashpower_init: u8,
+    pub slab_chunk_max: u32,
+    pub tail_repair_time: u32,
+    pub hash_algorithm: String,
+    pub lru_crawler: bool,
+    pub lru_crawler_sleep: u32,
+    pub lru_crawler_tocrawl: u32,
+    pub lru_maintainer: bool,
+    pub hot_lru_pct: u32,
+    pub warm_lru_pct: u32,
+    pub hot_max_factor: f64,
+    pub warm_max_factor: f64,
+    pub temporary_ttl: u32,
+    pub temp_lru: bool,
+    pub idle_timeout: u32,
+    pub watcher_logbuf_size: u32,
+    pub worker_logbuf_size: u32,
+    pub read_buf_mem_limit: u32,
+    pub slab_reassign: bool,
+    pub slab_automove: u32,
+    pub slab_automove_ratio: f64,
+    pub slab_automove_window: u32,
+    pub slab_automove_freeratio: f64,
+}
+
+impl Default for Extended {
+    fn default() -> Self {
+        Extended {
+            maxconns_fast: true,
+            hashpower_init: 0,
+            slab_chunk_max: 512 * 1024,
+            tail_repair_time: 0,
+            hash_algorithm: "murmur3".into(),
+            lru_crawler: true,
+            lru_crawler_sleep: 100,
+            lru_crawler_tocrawl: 0,
+            lru_maintainer: true,
+            hot_lru_pct: 20,
+            warm_lru_pct: 40,
+            hot_max_factor: 0.2,
+            warm_max_factor: 2.0,
+            temporary_ttl: 61,
+            temp_lru: false,
+            idle_timeout: 0,
+            watcher_logbuf_size: 256 * 1024,
+            worker_logbuf_size: 64 * 1024,
+            read_buf_mem_limit: 0,
+            slab_reassign: true,
+            slab_automove: 1,
+            slab_automove_ratio: 0.8,
+            slab_automove_window: 30,
+            slab_automove_freeratio: 0.01,
+        }
+    }
+}
+
+/// What to do instead of serving.
+#[derive(Debug)]
+pub enum Early {
+    /// Print this to stdout and exit 0 (`-h`, `-V`, `-i`).
+    Print(String),
+    /// Print this to stderr and exit with EX_USAGE.
+    Usage(String),
+}
+
+fn usage(msg: impl Into<String>) -> Early {
+    Early::Usage(msg.into())
+}
+
+fn not_yet(flag: &str, what: &str) -> Early {
+    usage(format!(
+        "memcrab: {flag} ({what}) is not supported by this version of memcrab"
+    ))
+}
+
+/// C's `atoi`: leading space, sign, digits; anything else stops it; no
+/// digits gives 0. memcached reads most numeric flags this way.
+fn atoi(s: &str) -> i64 {
+    let t = s.trim_start();
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let mut v: i64 = 0;
+    for b in digits.bytes().take_while(u8::is_ascii_digit) {
+        v = v.saturating_mul(10).saturating_add(i64::from(b - b'0'));
+    }
+    if neg {
+        -v
+    } else {
+        v
+    }
+}
+
+/// C's `atof`, enough for growth factors: the longest leading float.
+fn atof(s: &str) -> f64 {
+    let t = s.trim_start();
+    let mut end = 0;
+    for (i, c) in t.char_indices() {
+        if c.is_ascii_digit() || c == '.' || ((c == '-' || c == '+') && i == 0) {
+            end = i + 1;
+        } else {
+            break;
+        }
+    }
+    t[..end].parse().unwrap_or(0.0)
+}
+
+/// `-I`: bytes with an optional k/m suffix (memcached's rule).
+fn parse_size(s: &str) -> i64 {
+    let v = atoi(s);
+    match s.trim().chars().last() {
+        Some('k' | 'K') => v.saturating_mul(1024),
+        Some('m' | 'M') => v.saturating_mul(1024 * 1024),
+        _ => v,
+    }
+}
+
+pub fn help_text() -> String {
+    use clap::CommandFactory;
+    Args::command().render_help().to_string()
+}
+
+const LICENSE: &str = "memcrab is distributed under the BSD 3-Clause license.\n\
+It implements the protocol of memcached (Copyright (c) 2003, Danga Interactive, Inc.,\n\
+BSD licensed); it contains no memcached code.\n";
+
+impl Settings {
+    /// Turns parsed flags into settings, applying memcached's checks.
+    pub fn from_args(a: Args) -> Result<Settings, Early> {
+        if a.help {
+            return Err(Early::Print(help_text()));
+        }
+        if a.version {
+            return Err(Early::Print(format!(
+                "memcrab {} (memcached {MEMCACHED_VERSION} compatible)\n",
+                env!("CARGO_PKG_VERSION")
+            )));
+        }
+        if a.license {
+            return Err(Early::Print(LICENSE.into()));
+        }
+        if a.udp_port != 0 {
+            return Err(not_yet("-U/--udp-port", "UDP"));
+        }
+        if a.large_pages {
+            return Err(not_yet("-L/--enable-largepages", "large pages"));
+        }
+        if a.sasl {
+            return Err(not_yet("-S/--enable-sasl", "SASL authentication"));
+        }
+        if a.ssl {
+            return Err(not_yet("-Z/--enable-ssl", "TLS"));
+        }
+        if a.auth_file.is_some() {
+            return Err(not_yet("-Y/--auth-file", "ASCII authentication"));
+        }
+        if a.memory_file.is_some() {
+            return Err(not_yet("-e/--memory-file", "restartable cache"));
+        }
+        if a.delimiter.is_some() {
+            return Err(not_yet("-D", "per-prefix stats"));
+        }
+        let protocol = match a.protocol.as_str() {
+            "auto" => Protocol::Auto,
+            "ascii" => Protocol::Ascii,
+            "binary" => return Err(not_yet("-B binary", "the binary protocol")),
+            other => {
+                return Err(usage(format!(
+                    "Invalid value for binding protocol: {other}\n -- should be one of auto, binary, or ascii"
+                )))
+            }
+        };
+        let port = atoi(&a.port);
+        if !(-1..=65535).contains(&port) {
+            return Err(usage(format!("Invalid TCP port: {}", a.port)));
+        }
+        let threads = atoi(&a.threads);
+        if threads <= 0 {
+            return Err(usage("Number of threads must be greater than 0"));
+        }
+        if threads > 1024 {
+            return Err(usage("Number of threads must be at most 1024"));
+        }
+        let reqs = atoi(&a.reqs_per_event);
+        if reqs <= 0 {
+            return Err(usage("Number of requests per event must be greater than 0"));
+        }
+        let maxconns = atoi(&a.conn_limit);
+        if maxconns <= 0 {
+            return Err(usage("Maximum connections must be greater than 0"));
+        }
+        let factor = atof(&a.growth_factor);
+        if factor <= 1.0 {
+            return Err(usage("Factor must be greater than 1"));
+        }
+        let chunk = atoi(&a.slab_min_size);
+        if chunk <= 0 {
+            return Err(usage("Chunk size must be greater than 0"));
+        }
+        let megabytes = atoi(&a.memory_limit);
+        if megabytes < 0 {
+            return Err(usage("Memory limit must not be negative"));
+        }
+        let maxbytes = (megabytes as u64).saturating_mul(1024 * 1024);
+        let item_size_max = parse_size(&a.max_item_size);
+        if item_size_max < 1024 {
+            return Err(usage("Item max size cannot be less than 1024 bytes."));
+        }
+        if item_size_max > 1024 * 1024 * 1024 {
+            return Err(usage("Cannot set item size limit higher than 1 gigabyte."));
+        }
+        if item_size_max as u64 > maxbytes / 2 {
+            return Err(usage(
+                "Cannot set item size limit higher than 1/2 of memory max.",
+            ));
+        }
+        let unix_mask = u32::from_str_radix(a.unix_mask.trim(), 8)
+            .map_err(|_| usage(format!("Invalid unix mask: {}", a.unix_mask)))?;
+        let backlog = atoi(&a.backlog).clamp(0, i64::from(i32::MAX)) as i32;
+        let mut ext = Extended::default();
+        for list in &a.extended {
+            for opt in list.split(',').filter(|o| !o.is_empty()) {
+                apply_extended(&mut ext, opt)?;
+            }
+        }
+        let chunk_max = i64::from(ext.slab_chunk_max);
+        if chunk_max > item_size_max {
+            return Err(usage(format!(
+                "slab_chunk_max (bytes: {chunk_max}) cannot be larger than -I (item_size_max {item_size_max})"
+            )));
+        }
+        if item_size_max % chunk_max != 0 {
+            return Err(usage(format!(
+                "-I (item_size_max: {item_size_max}) must be evenly divisible by slab_chunk_max (bytes: {chunk_max})"
+            )));
+        }
+        if (1 << 20) % chunk_max != 0 {
+            return Err(usage(format!(
+                "slab_chunk_max (bytes: {chunk_max}) must divide evenly into 1048576 (slab_page_size)"
+            )));
+        }
+        Ok(Settings {
+            port: port as i32,
+            udp_port: a.udp_port,
+            unix_socket: a.unix_socket,
+            unix_mask,
+            listen: a
+                .listen
+                .iter()
+                .flat_map(|l| l.split(',').map(str::to_string))
+                .filter(|l| !l.is_empty())
+                .collect(),
+            daemon: a.daemon,
+            enable_coredumps: a.enable_coredumps,
+            user: a.user,
+            lock_memory: a.lock_memory,
+            pidfile: a.pidfile,
+            maxbytes,
+            evictions: !a.disable_evictions,
+            maxconns: maxconns as usize,
+            verbose: a.verbose,
+            growth_factor: factor,
+            chunk_size: chunk as u32,
+            threads: threads as usize,
+            reqs_per_event: reqs as usize,
+            use_cas: !a.disable_cas,
+            backlog,
+            protocol,
+            item_size_max: item_size_max as u32,
+            flush_enabled: !a.disable_flush_all,
+            dump_enabled: !a.disable_dumping,
+            shutdown_command: a.enable_shutdown,
+            ext,
+        })
+    }
+}
+
+fn num<T: std::str::FromStr>(key: &str, v: Option<&str>) -> Result<T, Early> {
+    v.and_then(|v| v.parse().ok())
+        .ok_or_else(|| usage(format!("Invalid value for {key}: {}", v.unwrap_or(""))))
+}
+
+fn apply_extended(e: &mut Extended, opt: &str) -> Result<(), Early> {
+    let (key, val) = match opt.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (opt, None),
+    };
+    match key {
+        "maxconns_fast" => e.maxconns_fast = true,
+        "no_maxconns_fast" => {
+            return Err(not_yet(
+                "-o no_maxconns_fast",
+                "queueing connections past -c",
+            ))
+        }
+        "hashpower" => {
+            let hp: i64 = num(key, val)?;
+            if hp < 12 {
+                return Err(usage(format!(
+                    "Initial hashtable multiplier of {hp} is too low"
+                )));
+            }
+            if hp > 32 {
+                return Err(usage(format!(
+                    "Initial hashtable multiplier of {hp} is too high\nChoose a value based on \"STAT hash_power_level\" from a running instance"
+                )));
+            }
+            e.hashpower_init = hp as u8;
+        }
+        "slab_chunk_max" => {
+            // In bytes, as memcached 1.6 reads it (its messages say bytes).
+            let bytes: u32 = num(key, val)?;
+            if bytes < 64 {
+                return Err(usage(format!(
+                    "slab_chunk_max (bytes: {bytes}) is too small (at least 64)"
+                )));
+            }
+            e.slab_chunk_max = bytes;
+        }
+        "tail_repair_time" => e.tail_repair_time = num(key, val)?,
+        "hash_algorithm" => match val {
+            Some(v @ ("murmur3" | "jenkins" | "xxh3")) => e.hash_algorithm = v.to_string(),
+            _ => {
+                return Err(usage(format!(
+                    "Unknown hash_algorithm option {}",
+                    val.unwrap_or("")
+                )))
+            }
+        },
+        "lru_crawler" => e.lru_crawler = true,
+        "no_lru_crawler" => e.lru_crawler = false,
+        "lru_crawler_sleep" => e.lru_crawler_sleep = num(key, val)?,
+        "lru_crawler_tocrawl" => e.lru_crawler_tocrawl = num(key, val)?,
+        "lru_maintainer" => e.lru_maintainer = true,
+        "no_lru_maintainer" => e.lru_maintainer = false,
+        "hot_lru_pct" => e.hot_lru_pct = num(key, val)?,
+        "warm_lru_pct" => e.warm_lru_pct = num(key, val)?,
+        "hot_max_factor" => e.hot_max_factor = num(key, val)?,
+        "warm_max_factor" => e.warm_max_factor = num(key, val)?,
+        "temporary_ttl" => {
+            e.temp_lru = true;
+            e.temporary_ttl = num(key, val)?;
+        }
+        "idle_timeout" => e.idle_timeout = num(key, val)?,
+        "watcher_logbuf_size" => e.watcher_logbuf_size = num::<u32>(key, val)? * 1024,
+        "worker_logbuf_size" => e.worker_logbuf_size = num::<u32>(key, val)? * 1024,
+        "read_buf_mem_limit" => e.read_buf_mem_limit = num::<u32>(key, val)? * 1024 * 1024,
+        "slab_reassign" => e.slab_reassign = true,
+        "no_slab_reassign" => e.slab_reassign = false,
+        "slab_automove" => e.slab_automove = num(key, val)?,
+        "slab_automove_ratio" => e.slab_automove_ratio = num(key, val)?,
+        "slab_automove_window" => e.slab_automove_window = num(key, val)?,
+        "slab_automove_freeratio" => e.slab_automove_freeratio = num(key, val)?,
+        "modern" | "no_modern" | "no_hashexpand" | "lru_segmented" | "no_lru_segmented" => {}
+        "track_sizes" => return Err(not_yet("-o track_sizes", "item size histograms")),
+        k if k.starts_with("ext_") => return Err(not_yet(&format!("-o {k}"), "extstore")),
+        k if k.starts_with("ssl_") => return Err(not_yet(&format!("-o {k}"), "TLS")),
+        _ => return Err(usage(format!("Illegal suboption \"{opt}\""))),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(args: &[&str]) -> Result<Settings, Early> {
+        let mut v = vec!["memcrab"];
+        v.extend_from_slice(args);
+        Settings::from_args(Args::try_parse_from(v).expect("clap accepts"))
+    }
+
+    fn usage_msg(args: &[&str]) -> String {
+        match settings(args) {
+            Err(Early::Usage(m)) => m,
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_memcacheds() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.port, 11211);
+        assert_eq!(s.udp_port, 0);
+        assert_eq!(s.maxbytes, 64 << 20);
+        assert_eq!(s.maxconns, 1024);
+        assert_eq!(s.threads, 4);
+        assert_eq!(s.reqs_per_event, 20);
+        assert_eq!(s.backlog, 1024);
+        assert_eq!(s.item_size_max, 1 << 20);
+        assert_eq!(s.growth_factor, 1.25);
+        assert_eq!(s.chunk_size, 48);
+        assert_eq!(s.unix_mask, 0o700);
+        assert!(s.use_cas && s.evictions && s.flush_enabled && !s.shutdown_command);
+    }
+
+    #[test]
+    fn short_and_long_flags() {
+        let s = settings(&[
+            "-p",
+            "1",
+            "-m",
+            "128",
+            "-c",
+            "10",
+            "-t",
+            "2",
+            "-R",
+            "5",
+            "-C",
+            "-M",
+            "-F",
+            "-A",
+            "-I",
+            "2m",
+            "-f",
+            "2",
+            "-n",
+            "64",
+            "-vv",
+            "-l",
+            "127.0.0.1,::1",
+            "-b",
+            "16",
+        ])
+        .unwrap();
+        assert_eq!(
+            (s.port, s.maxbytes, s.maxconns, s.threads, s.reqs_per_event),
+            (1, 128 << 20, 10, 2, 5)
+        );
+        assert!(!s.use_cas && !s.evictions && !s.flush_enabled && s.shutdown_command);
+        assert_eq!(s.item_size_max, 2 << 20);
+        assert_eq!(s.verbose, 2);
+        assert_eq!(s.listen, vec!["127.0.0.1", "::1"]);
+        let s = settings(&["--port=2", "--memory-limit=32", "--max-item-size=512k"]).unwrap();
+        assert_eq!(
+            (s.port, s.maxbytes, s.item_size_max),
+            (2, 32 << 20, 512 << 10)
+        );
+        assert_eq!(settings(&["-p", "-1"]).unwrap().port, -1);
+    }
+
+    #[test]
+    fn bad_values_get_memcacheds_messages() {
+        assert_eq!(
+            usage_msg(&["-t", "0"]),
+            "Number of threads must be greater than 0"
+        );
+        assert_eq!(
+            usage_msg(&["-c", "0"]),
+            "Maximum connections must be greater than 0"
+        );
+        assert_eq!(usage_msg(&["-f", "0.5"]), "Factor must be greater than 1");
+        assert_eq!(usage_msg(&["-n", "0"]), "Chunk size must be greater than 0");
+        assert_eq!(
+            usage_msg(&["-R", "0"]),
+            "Number of requests per event must be greater than 0"
+        );
+        assert_eq!(
+            usage_msg(&["-I", "512"]),
+            "Item max size cannot be less than 1024 bytes."
+        );
+        assert_eq!(
+            usage_msg(&["-I", "64m"]),
+            "Cannot set item size limit higher than 1/2 of memory max."
+        );
+        assert_eq!(usage_msg(&["-o", "foo"]), "Illegal suboption \"foo\"");
+        assert_eq!(
+            usage_msg(&["-I", "4k"]),
+            "slab_chunk_max (bytes: 524288) cannot be larger than -I (item_size_max 4096)"
+        );
+        assert_eq!(
+            usage_msg(&["-I", "600k"]),
+            "-I (item_size_max: 614400) must be evenly divisible by slab_chunk_max (bytes: 524288)"
+        );
+        assert!(settings(&["-I", "4k", "-o", "slab_chunk_max=2048"]).is_ok());
+        assert_eq!(
+            usage_msg(&["-o", "hashpower=2"]),
+            "Initial hashtable multiplier of 2 is too low"
+        );
+        assert!(usage_msg(&["-B", "foo"]).starts_with("Invalid value for binding protocol: foo"));
+    }
+
+    #[test]
+    fn later_features_are_refused_by_name() {
+        for (args, flag) in [
+            (&["-U", "11211"][..], "-U"),
+            (&["-B", "binary"][..], "-B binary"),
+            (&["-L"][..], "-L"),
+            (&["-S"][..], "-S"),
+            (&["-Z"][..], "-Z"),
+            (&["-o", "ext_path=/tmp/x"][..], "ext_path"),
+        ] {
+            let m = usage_msg(args);
+            assert!(m.contains(flag), "{m} names {flag}");
+            assert!(m.contains("not supported"), "{m}");
+        }
+    }
+
+    #[test]
+    fn extended_options() {
+        let s = settings(&["-o", "hashpower=20,idle_timeout=5", "-o", "no_lru_crawler"]).unwrap();
+        assert_eq!(s.ext.hashpower_init, 20);
+        assert_eq!(s.ext.idle_timeout, 5);
+        assert!(!s.ext.lru_crawler);
+    }
+
+    #[test]
+    fn c_number_parsing() {
+        assert_eq!(atoi("12abc"), 12);
+        assert_eq!(atoi("abc"), 0);
+        assert_eq!(atoi(" -3"), -3);
+        assert_eq!(atof("1.5x"), 1.5);
+        assert_eq!(parse_size("1m"), 1 << 20);
+        assert_eq!(parse_size("3k"), 3072);
+        assert_eq!(parse_size("100"), 100);
+    }
+}

@@ -1,0 +1,287 @@
+//! A connection's pending output: reply bytes composed in one buffer plus
+//! large values referenced straight from the store, sent with one
+//! `writev` per batch (seed 000's scatter/gather get responses).
+
+use std::io::{self, IoSlice, Write};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Values up to this size are copied into the reply buffer; larger ones
+/// are sent from the item's own memory (kept alive by its reference).
+const COPY_MAX: usize = 1024;
+/// At most this many slices per `writev` call (well under IOV_MAX).
+const MAX_IOV: usize = 64;
+/// A reply buffer grown past this is released once flushed.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
+enum Seg {
+    Buf(Range<usize>),
+    Val(Arc<[u8]>, Range<usize>),
+}
+
+#[derive(Default)]
+pub struct Output {
+    buf: Vec<u8>,
+    segs: Vec<Seg>,
+    /// First segment not fully sent, and bytes of it already sent.
+    head: usize,
+    off: usize,
+    /// Bytes queued and not yet sent.
+    pending: usize,
+    /// Segments before this index are committed: memcached would have
+    /// written them already (it flushes after every get), so a later
+    /// `discard_unsent` keeps them.
+    mark: usize,
+}
+
+impl Output {
+    pub fn is_empty(&self) -> bool {
+        self.pending == 0
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// Appends raw bytes.
+    pub fn bytes(&mut self, b: &[u8]) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(b);
+        self.extend_buf_seg(start);
+    }
+
+    /// Runs `f` on the reply buffer and queues what it appended.
+    pub fn with_buf(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.buf.len();
+        f(&mut self.buf);
+        self.extend_buf_seg(start);
+    }
+
+    fn extend_buf_seg(&mut self, start: usize) {
+        let end = self.buf.len();
+        if end == start {
+            return;
+        }
+        self.pending += end - start;
+        if self.segs.len() > self.mark {
+            if let Some(Seg::Buf(r)) = self.segs.last_mut() {
+                if r.end == start {
+                    r.end = end;
+                    return;
+                }
+            }
+        }
+        self.segs.push(Seg::Buf(start..end));
+    }
+
+    /// A reply line: `s` and `\r\n`.
+    pub fn line(&mut self, s: &str) {
+        self.with_buf(|b| {
+            b.extend_from_slice(s.as_bytes());
+            b.extend_from_slice(b"\r\n");
+        });
+    }
+
+    /// `range` of a shared value, copied when small.
+    pub fn value(&mut self, data: &Arc<[u8]>, range: Range<usize>) {
+        if range.len() <= COPY_MAX {
+            self.bytes(&data[range]);
+        } else {
+            self.pending += range.len();
+            self.segs.push(Seg::Val(Arc::clone(data), range));
+        }
+    }
+
+    /// Marks everything queued so far as sent as far as
+    /// [`discard_unsent`](Self::discard_unsent) is concerned.
+    pub fn commit(&mut self) {
+        self.mark = self.segs.len();
+    }
+
+    /// Drops the replies queued since the last commit (memcached culls its
+    /// unsent responses when a get fails on a too-long key, and when it
+    /// hangs up on an HTTP request or an over-long line).
+    pub fn discard_unsent(&mut self) {
+        // A segment already partly on the wire must be finished.
+        let keep = self.mark.max(if self.off > 0 {
+            self.head + 1
+        } else {
+            self.head
+        });
+        self.segs.truncate(keep);
+        self.pending = self.segs[self.head.min(self.segs.len())..]
+            .iter()
+            .map(|s| match s {
+                Seg::Buf(r) => r.len(),
+                Seg::Val(_, r) => r.len(),
+            })
+            .sum::<usize>()
+            - self.off;
+        if self.pending == 0 {
+            self.reset();
+        }
+    }
+
+    /// Writes as much as the socket takes. Returns the bytes written;
+    /// `Ok` with data still pending means the socket is full.
+    pub fn flush<W: Write>(&mut self, w: &mut W) -> io::Result<usize> {
+        let mut total = 0;
+        while self.pending > 0 {
+            let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
+            let mut n = 0;
+            for (i, seg) in self.segs[self.head..].iter().enumerate() {
+                if n == MAX_IOV {
+                    break;
+                }
+                let s = match seg {
+                    Seg::Buf(r) => &self.buf[r.clone()],
+                    Seg::Val(d, r) => &d[r.clone()],
+                };
+                iov[n] = IoSlice::new(if i == 0 { &s[self.off..] } else { s });
+                n += 1;
+            }
+            let written = match w.write_vectored(&iov[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(k) => k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            total += written;
+            self.advance(written);
+        }
+        if self.pending == 0 {
+            self.reset();
+        }
+        Ok(total)
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        self.pending -= n;
+        while n > 0 {
+            let len = match &self.segs[self.head] {
+                Seg::Buf(r) => r.len(),
+                Seg::Val(_, r) => r.len(),
+            } - self.off;
+            if n >= len {
+                n -= len;
+                self.segs[self.head] = Seg::Buf(0..0);
+                self.head += 1;
+                self.off = 0;
+            } else {
+                self.off += n;
+                n = 0;
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.segs.clear();
+        self.mark = 0;
+        self.head = 0;
+        self.off = 0;
+        self.pending = 0;
+        if self.buf.capacity() > KEEP_CAPACITY {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
+    }
+
+    /// Frees the buffers of an idle connection.
+    pub fn release(&mut self) {
+        if self.is_empty() {
+            self.buf = Vec::new();
+            self.segs = Vec::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most `max` bytes per call, then blocks after
+    /// `budget` bytes in all.
+    struct Slow {
+        got: Vec<u8>,
+        max: usize,
+        budget: usize,
+    }
+
+    impl Write for Slow {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.budget == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = b.len().min(self.max).min(self.budget);
+            self.got.extend_from_slice(&b[..n]);
+            self.budget -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn partial_writes_keep_order() {
+        let big: Arc<[u8]> = Arc::from(vec![b'x'; 5000]);
+        let mut o = Output::default();
+        o.line("VALUE k 0 5000");
+        o.value(&big, 0..5000);
+        o.line("");
+        o.line("END");
+        let total = o.pending();
+        let mut w = Slow {
+            got: Vec::new(),
+            max: 7,
+            budget: 100,
+        };
+        o.flush(&mut w).unwrap();
+        assert_eq!(w.got.len(), 100);
+        assert!(!o.is_empty());
+        w.budget = usize::MAX;
+        o.flush(&mut w).unwrap();
+        assert!(o.is_empty());
+        assert_eq!(w.got.len(), total);
+        let mut want = b"VALUE k 0 5000\r\n".to_vec();
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b"\r\nEND\r\n");
+        assert_eq!(w.got, want);
+    }
+
+    #[test]
+    fn discard_keeps_committed_replies() {
+        let mut o = Output::default();
+        o.line("VALUE");
+        o.commit();
+        o.line("STORED");
+        o.discard_unsent();
+        o.line("CLIENT_ERROR x");
+        let mut w = Slow {
+            got: Vec::new(),
+            max: 100,
+            budget: 100,
+        };
+        o.flush(&mut w).unwrap();
+        assert_eq!(w.got, b"VALUE\r\nCLIENT_ERROR x\r\n");
+    }
+
+    #[test]
+    fn discard_drops_everything_unsent() {
+        let mut o = Output::default();
+        o.line("STORED");
+        o.line("VALUE");
+        o.discard_unsent();
+        assert!(o.is_empty());
+        o.line("CLIENT_ERROR x");
+        let mut w = Slow {
+            got: Vec::new(),
+            max: 100,
+            budget: 100,
+        };
+        o.flush(&mut w).unwrap();
+        assert_eq!(w.got, b"CLIENT_ERROR x\r\n");
+    }
+}

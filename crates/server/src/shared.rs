@@ -1,0 +1,207 @@
+//! State shared by every thread: settings, the store, the workers' stats
+//! and the registry of open connections (for `-c` and `stats conns`).
+//!
+//! Lock order: `ConnRegistry::map` is taken alone (never while holding
+//! the store's lock, and the store is never called while holding it).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use memcrab_store::Store;
+use parking_lot::Mutex;
+
+use crate::config::Settings;
+use crate::stats::WorkerStats;
+
+/// A listening socket, for `stats conns`.
+pub struct ListenerInfo {
+    pub fd: i32,
+    pub addr: String,
+}
+
+/// What memcached calls a connection's state, as `stats conns` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ConnState {
+    Waiting = 0,
+    ParseCmd = 1,
+    Nread = 2,
+    Swallow = 3,
+    Mwrite = 4,
+}
+
+/// One client connection's public face.
+pub struct ConnInfo {
+    pub fd: i32,
+    pub addr: String,
+    pub listen_addr: Option<String>,
+    last_cmd: AtomicU32,
+    state: AtomicU8,
+}
+
+impl ConnInfo {
+    pub fn new(fd: i32, addr: String, listen_addr: Option<String>, now: u32) -> Self {
+        ConnInfo {
+            fd,
+            addr,
+            listen_addr,
+            last_cmd: AtomicU32::new(now),
+            state: AtomicU8::new(ConnState::Waiting as u8),
+        }
+    }
+
+    pub fn last_cmd(&self) -> u32 {
+        self.last_cmd.load(Ordering::Relaxed)
+    }
+
+    pub fn touch(&self, now: u32) {
+        if self.last_cmd.load(Ordering::Relaxed) != now {
+            self.last_cmd.store(now, Ordering::Relaxed);
+        }
+    }
+
+    pub fn set_state(&self, s: ConnState) {
+        self.state.store(s as u8, Ordering::Relaxed);
+    }
+
+    pub fn state(&self) -> &'static str {
+        match self.state.load(Ordering::Relaxed) {
+            0 => "conn_waiting",
+            1 => "conn_parse_cmd",
+            2 => "conn_nread",
+            3 => "conn_swallow",
+            _ => "conn_mwrite",
+        }
+    }
+}
+
+/// Counts of connections, memcached style (listeners included).
+pub struct ConnCounts {
+    pub current: u64,
+    pub total: u64,
+    pub rejected: u64,
+}
+
+#[derive(Default)]
+pub struct ConnRegistry {
+    map: Mutex<BTreeMap<i32, Arc<ConnInfo>>>,
+    clients: AtomicUsize,
+    total: AtomicU64,
+    rejected: AtomicU64,
+    listeners: AtomicUsize,
+}
+
+impl ConnRegistry {
+    pub fn set_listeners(&self, n: usize) {
+        self.listeners.store(n, Ordering::Relaxed);
+        self.total.store(n as u64, Ordering::Relaxed);
+    }
+
+    /// Claims a connection slot unless `max` clients are already open.
+    pub fn try_admit(&self, max: usize) -> bool {
+        let mut cur = self.clients.load(Ordering::Relaxed);
+        loop {
+            if cur >= max {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            match self.clients.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    self.total.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                Err(c) => cur = c,
+            }
+        }
+    }
+
+    pub fn register(&self, info: Arc<ConnInfo>) {
+        self.map.lock().insert(info.fd, info);
+    }
+
+    /// Forgets a connection and frees its slot.
+    pub fn remove(&self, fd: i32) {
+        self.map.lock().remove(&fd);
+        self.clients.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Frees a slot claimed by `try_admit` for a connection that never
+    /// got registered.
+    pub fn remove_slot(&self) {
+        self.clients.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub fn list(&self) -> Vec<Arc<ConnInfo>> {
+        self.map.lock().values().cloned().collect()
+    }
+
+    pub fn snapshot_counts(&self) -> ConnCounts {
+        ConnCounts {
+            current: (self.clients.load(Ordering::Relaxed) + self.listeners.load(Ordering::Relaxed))
+                as u64,
+            total: self.total.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn reset_counts(&self) {
+        self.total.store(0, Ordering::Relaxed);
+        self.rejected.store(0, Ordering::Relaxed);
+    }
+}
+
+pub struct Shared {
+    pub settings: Settings,
+    pub store: Store,
+    pub worker_stats: Vec<Arc<WorkerStats>>,
+    pub conns: ConnRegistry,
+    pub listeners: Vec<ListenerInfo>,
+    verbose: AtomicU8,
+    pub shutting_down: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(
+        settings: Settings,
+        store: Store,
+        worker_stats: Vec<Arc<WorkerStats>>,
+        listeners: Vec<ListenerInfo>,
+    ) -> Self {
+        let verbose = AtomicU8::new(settings.verbose);
+        let conns = ConnRegistry::default();
+        conns.set_listeners(listeners.len());
+        Shared {
+            settings,
+            store,
+            worker_stats,
+            conns,
+            listeners,
+            verbose,
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    pub fn verbose(&self) -> u8 {
+        self.verbose.load(Ordering::Relaxed)
+    }
+
+    /// `verbosity N`: memcached caps the level at its maximum (2).
+    pub fn set_verbose(&self, level: u32) {
+        self.verbose.store(level.min(2) as u8, Ordering::Relaxed);
+    }
+
+    /// `stats reset`.
+    pub fn reset_stats(&self) {
+        for w in &self.worker_stats {
+            w.reset();
+        }
+        self.store.reset_stats();
+        self.conns.reset_counts();
+    }
+}

@@ -1,0 +1,193 @@
+//! Worker threads: each owns a mio `Poll` and the connections handed to
+//! it by the acceptor, and runs them until they close.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::conn::{Conn, Status, WorkerCx};
+use crate::shared::{ConnInfo, Shared};
+use crate::stats::WorkerStats;
+use crate::stream::Stream;
+
+const WAKER: Token = Token(usize::MAX);
+
+/// An accepted connection on its way to a worker.
+pub struct NewConn {
+    pub stream: Stream,
+    pub addr: String,
+    pub listen_addr: Option<String>,
+}
+
+/// The acceptor's handle on a worker.
+pub struct WorkerHandle {
+    tx: Sender<NewConn>,
+    waker: Arc<Waker>,
+}
+
+impl WorkerHandle {
+    /// Hands a connection over; false if the worker is gone.
+    pub fn send(&self, c: NewConn) -> bool {
+        self.tx.send(c).is_ok() && self.waker.wake().is_ok()
+    }
+}
+
+pub fn spawn(
+    id: usize,
+    sh: Arc<Shared>,
+    stats: Arc<WorkerStats>,
+) -> io::Result<(WorkerHandle, JoinHandle<()>)> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name(format!("worker-{id}"))
+        .spawn(move || Worker::new(poll, rx, sh, stats).run())?;
+    Ok((WorkerHandle { tx, waker }, thread))
+}
+
+struct Worker {
+    poll: Poll,
+    rx: Receiver<NewConn>,
+    sh: Arc<Shared>,
+    stats: Arc<WorkerStats>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    ready: VecDeque<usize>,
+    pool: Vec<Vec<u8>>,
+}
+
+impl Worker {
+    fn new(poll: Poll, rx: Receiver<NewConn>, sh: Arc<Shared>, stats: Arc<WorkerStats>) -> Self {
+        Worker {
+            poll,
+            rx,
+            sh,
+            stats,
+            conns: Vec::new(),
+            free: Vec::new(),
+            ready: VecDeque::new(),
+            pool: Vec::new(),
+        }
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(512);
+        let mut last_sweep = self.sh.store.clock().now();
+        loop {
+            let timeout = if self.ready.is_empty() {
+                Duration::from_millis(1000)
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                eprintln!("memcrab: worker poll failed: {e}");
+                return;
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => self.take_new(),
+                    Token(i) => self.drive(i),
+                }
+            }
+            for _ in 0..self.ready.len() {
+                if let Some(i) = self.ready.pop_front() {
+                    self.drive(i);
+                }
+            }
+            let now = self.sh.store.clock().now();
+            if now != last_sweep {
+                last_sweep = now;
+                self.close_idle(now);
+            }
+        }
+    }
+
+    fn take_new(&mut self) {
+        while let Ok(nc) = self.rx.try_recv() {
+            let now = self.sh.store.clock().now();
+            let mut stream = nc.stream;
+            let fd = stream.fd();
+            let info = Arc::new(ConnInfo::new(fd, nc.addr, nc.listen_addr, now));
+            let slot = self.free.pop().unwrap_or_else(|| {
+                self.conns.push(None);
+                self.conns.len() - 1
+            });
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                Token(slot),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                eprintln!("memcrab: cannot watch a new connection: {e}");
+                self.free.push(slot);
+                self.sh.conns.remove_slot();
+                continue;
+            }
+            self.sh.conns.register(Arc::clone(&info));
+            if self.sh.verbose() > 1 {
+                eprintln!("<{fd} new client connection");
+            }
+            self.conns[slot] = Some(Conn::new(stream, info));
+            self.drive(slot);
+        }
+    }
+
+    fn drive(&mut self, i: usize) {
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut cx = WorkerCx {
+            sh: &self.sh,
+            stats: &self.stats,
+            pool: &mut self.pool,
+        };
+        match conn.run(&mut cx) {
+            Status::Wait => {}
+            Status::Yield => self.ready.push_back(i),
+            Status::Close => self.close(i),
+        }
+    }
+
+    fn close(&mut self, i: usize) {
+        if let Some(mut conn) = self.conns[i].take() {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            // Forget the descriptor before closing it: the acceptor may
+            // reuse the number at once.
+            self.sh.conns.remove(conn.info.fd);
+            if self.sh.verbose() > 1 {
+                eprintln!("<{} connection closed.", conn.info.fd);
+            }
+            drop(conn);
+            self.free.push(i);
+        }
+    }
+
+    /// `-o idle_timeout`: closes connections silent for longer.
+    fn close_idle(&mut self, now: u32) {
+        let limit = self.sh.settings.ext.idle_timeout;
+        if limit == 0 {
+            return;
+        }
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                c.as_ref()
+                    .filter(|c| now.saturating_sub(c.info.last_cmd()) > limit)
+                    .map(|_| i)
+            })
+            .collect();
+        for i in idle {
+            self.close(i);
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Starting real servers (memcrab or Debian's memcached) on 127.0.0.1 with
+//! an ephemeral port, and talking raw bytes to them.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const MEMCRAB: &str = env!("CARGO_BIN_EXE_memcrab");
+
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    port_file: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.port_file);
+    }
+}
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+/// Finds memcached: on PATH, or where Debian installs it.
+pub fn memcached_path() -> Option<String> {
+    for p in ["/usr/bin/memcached", "/usr/local/bin/memcached"] {
+        if std::path::Path::new(p).exists() {
+            return Some(p.to_string());
+        }
+    }
+    None
+}
+
+/// memcached, or a clear failure: the tests that compare with it are not
+/// optional (README's test command installs it).
+pub fn require_memcached() -> String {
+    memcached_path()
+        .expect("Debian's memcached is needed: apt-get install memcached (bash .ci/run does it)")
+}
+
+impl Server {
+    /// Starts `bin` with `args` plus `-l 127.0.0.1 -p -1` (an ephemeral port), and waits until
+    /// it reports its port through MEMCACHED_PORT_FILENAME.
+    pub fn start(bin: &str, args: &[&str]) -> Server {
+        let port_file = std::env::temp_dir().join(format!(
+            "memcrab-test-{}-{}.port",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&port_file);
+        let mut cmd = Command::new(bin);
+        cmd.args(["-l", "127.0.0.1", "-p", "-1", "-U", "0"])
+            .args(args)
+            .env("MEMCACHED_PORT_FILENAME", &port_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if bin.contains("memcached") {
+            cmd.args(["-u", "root"]);
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&port_file) {
+                if let Some(port) = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("TCP INET: "))
+                    .and_then(|p| p.trim().parse().ok())
+                {
+                    return Server {
+                        child,
+                        port,
+                        port_file,
+                    };
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{bin} exited early: {status}");
+            }
+            assert!(Instant::now() < deadline, "{bin} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn memcrab(args: &[&str]) -> Server {
+        Server::start(MEMCRAB, args)
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.port)
+    }
+
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(s) = self.exited() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+pub struct Client {
+    pub s: TcpStream,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Client { s }
+    }
+
+    pub fn send(&mut self, b: &[u8]) {
+        self.s.write_all(b).expect("send");
+    }
+
+    /// Reads until the reply ends with `end` (or EOF / timeout).
+    pub fn read_until(&mut self, end: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        while !out.ends_with(end) {
+            match self.s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        out
+    }
+
+    /// Sends `req` and reads the reply up to `end`.
+    pub fn call(&mut self, req: &[u8], end: &[u8]) -> Vec<u8> {
+        self.send(req);
+        self.read_until(end)
+    }
+
+    /// Sends `req` followed by `mn` and returns the reply without `MN`.
+    pub fn roundtrip(&mut self, req: &[u8]) -> Vec<u8> {
+        let mut r = req.to_vec();
+        r.extend_from_slice(b"mn\r\n");
+        let mut out = self.call(&r, b"MN\r\n");
+        if out.ends_with(b"MN\r\n") {
+            out.truncate(out.len() - 4);
+        }
+        out
+    }
+
+    /// Whether the server closed the connection (EOF within `wait`).
+    pub fn is_closed(&mut self, wait: Duration) -> bool {
+        self.s.set_read_timeout(Some(wait)).unwrap();
+        let mut b = [0u8; 1];
+        let closed = match self.s.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+        self.s
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        closed
+    }
+}
+
+pub fn s(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
