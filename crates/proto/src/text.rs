@@ -457,7 +457,7 @@ fn parse_store<'a>(t: &Tokens<'a>, mode: StoreMode) -> Request<'a> {
             None => return bad,
         }
     }
-    if vlen < 0 || vlen > i32::MAX - 2 {
+    if !(0..=i32::MAX - 2).contains(&vlen) {
         return bad;
     }
     Request::Store {

@@ -38,7 +38,7 @@ impl ClassTable {
             if f64::from(size) >= f64::from(chunk_max) / factor {
                 break;
             }
-            if size % CHUNK_ALIGN != 0 {
+            if !size.is_multiple_of(CHUNK_ALIGN) {
                 size += CHUNK_ALIGN - size % CHUNK_ALIGN;
             }
             sizes.push(size);

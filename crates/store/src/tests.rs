@@ -339,11 +339,14 @@ fn model_against_a_map() {
             }
             2 => {
                 let got = s.store(Mode::Add, &key, flags, 0, &val, 0);
-                if model.contains_key(&key) {
-                    assert_eq!(got, StoreOutcome::NotStored);
-                } else {
-                    assert_eq!(got, StoreOutcome::Stored);
-                    model.insert(key, (val, flags));
+                match model.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        assert_eq!(got, StoreOutcome::NotStored)
+                    }
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        assert_eq!(got, StoreOutcome::Stored);
+                        e.insert((val, flags));
+                    }
                 }
             }
             3 => {
