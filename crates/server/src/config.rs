@@ -33,8 +33,13 @@ pub struct Args {
     )]
     pub port: String,
     /// UDP port to listen on (default: 0, off)
-    #[arg(short = 'U', long = "udp-port", default_value_t = 0)]
-    pub udp_port: u16,
+    #[arg(
+        short = 'U',
+        long = "udp-port",
+        default_value = "0",
+        allow_hyphen_values = true
+    )]
+    pub udp_port: String,
     /// UNIX socket to listen on (disables network support)
     #[arg(short = 's', long = "unix-socket")]
     pub unix_socket: Option<PathBuf>,
@@ -335,7 +340,7 @@ impl Settings {
         if a.license {
             return Err(Early::Print(LICENSE.into()));
         }
-        if a.udp_port != 0 {
+        if atoi(&a.udp_port) != 0 {
             return Err(not_yet("-U/--udp-port", "UDP"));
         }
         if a.large_pages {
@@ -437,7 +442,7 @@ impl Settings {
         }
         Ok(Settings {
             port: port as i32,
-            udp_port: a.udp_port,
+            udp_port: 0,
             unix_socket: a.unix_socket,
             unix_mask,
             listen: a

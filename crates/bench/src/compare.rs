@@ -1,0 +1,866 @@
+//! `compare`: the same scenarios against two servers (memcrab and
+//! memcached by default), runs alternating A B A B, medians and ratios.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use crate::dist::{Popularity, SizeRange};
+use crate::load::{self, Config, KeyMode, Outcome, Transport};
+use crate::report;
+use crate::servers::{Running, ServerSpec, StartError};
+
+#[derive(Args, Debug, Clone)]
+pub struct CompareArgs {
+    /// Server A ("memcrab", "memcached" or a path); ratios are A/B.
+    #[arg(long, default_value = "memcrab")]
+    pub a: String,
+    /// Server B.
+    #[arg(long, default_value = "memcached")]
+    pub b: String,
+    /// Comma-separated scenario names, or "all".
+    #[arg(long, default_value = "all")]
+    pub scenarios: String,
+    /// Runs of each server per scenario (alternating A B A B ...).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Seconds per timed run.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// CPUs for the servers (default: 0 on a machine with 2 or more).
+    #[arg(long, value_delimiter = ',')]
+    pub server_cpus: Option<Vec<usize>>,
+    /// CPUs for the load (default: the others).
+    #[arg(long, value_delimiter = ',')]
+    pub client_cpus: Option<Vec<usize>>,
+    /// Do not pin anything.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Where the report and plots go.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Also write BENCHMARKS.md here (the repository's copy).
+    #[arg(long)]
+    pub benchmarks_md: Option<PathBuf>,
+    /// Refuse a run whose errors exceed this share of its requests.
+    #[arg(long, default_value_t = 0.001)]
+    pub max_error_rate: f64,
+}
+
+/// Which way is better for a figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Better {
+    Higher,
+    Lower,
+}
+
+#[derive(Debug, Clone)]
+pub struct Metric {
+    pub name: String,
+    pub unit: String,
+    pub better: Better,
+    pub a: Vec<f64>,
+    pub b: Vec<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScenarioResult {
+    pub name: String,
+    pub description: String,
+    pub server_flags: Vec<String>,
+    pub metrics: Vec<Metric>,
+    /// A side that could not run the scenario, and why.
+    pub unsupported: Vec<(String, String)>,
+    pub notes: Vec<String>,
+    /// Latency percentiles (p50, p90, p99, p99.9) per side, medians.
+    pub latency_curve: Option<([f64; 4], [f64; 4])>,
+}
+
+pub const ALL: &[&str] = &[
+    "get-heavy",
+    "get-heavy-pipelined",
+    "multiget-10",
+    "multiget-100",
+    "set-heavy",
+    "latency",
+    "memory-small",
+    "memory-medium",
+    "memory-large",
+    "idle-conns-1000",
+    "idle-conns-10000",
+    "idle-conns-max",
+    "expiry",
+    "udp",
+];
+
+pub struct Ctx {
+    pub args: CompareArgs,
+    pub a: ServerSpec,
+    pub b: ServerSpec,
+    pub server_cpus: Option<Vec<usize>>,
+    pub client_cpus: Option<Vec<usize>>,
+    /// B's median get-heavy throughput, for the latency scenario's rate.
+    pub b_max_get_rate: Option<f64>,
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+pub fn run(args: CompareArgs) -> Result<(), String> {
+    let a = ServerSpec::resolve(&args.a)?;
+    let b = ServerSpec::resolve(&args.b)?;
+    let names: Vec<String> = if args.scenarios == "all" {
+        ALL.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.scenarios.split(',').map(str::to_string).collect()
+    };
+    for n in &names {
+        if !ALL.contains(&n.as_str()) {
+            return Err(format!("unknown scenario {n}; known: {}", ALL.join(", ")));
+        }
+    }
+    raise_fd_limit();
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let (server_cpus, client_cpus) = if args.no_pin {
+        (None, None)
+    } else {
+        let sc = args
+            .server_cpus
+            .clone()
+            .or_else(|| (ncpu >= 2).then(|| vec![0]));
+        let cc = args.client_cpus.clone().or_else(|| {
+            sc.as_ref()
+                .map(|sc| (0..ncpu).filter(|c| !sc.contains(c)).collect::<Vec<_>>())
+                .filter(|v| !v.is_empty())
+        });
+        (sc, cc)
+    };
+    let started = Instant::now();
+    let mut ctx = Ctx {
+        args: args.clone(),
+        a,
+        b,
+        server_cpus,
+        client_cpus,
+        b_max_get_rate: None,
+    };
+    let mut results = Vec::new();
+    for name in &names {
+        eprintln!("== {name}");
+        let r = scenario(&mut ctx, name)?;
+        for m in &r.metrics {
+            eprintln!(
+                "   {:<32} A {:>12}  B {:>12}",
+                m.name,
+                report::fmt_num(crate::hist::Spread::of(&m.a).map(|s| s.median)),
+                report::fmt_num(crate::hist::Spread::of(&m.b).map(|s| s.median)),
+            );
+        }
+        for (side, why) in &r.unsupported {
+            eprintln!("   {side}: not run: {why}");
+        }
+        results.push(r);
+    }
+    let elapsed = started.elapsed();
+    let cmd: Vec<String> = std::env::args().collect();
+    report::write(&ctx, &results, &cmd.join(" "), elapsed)
+}
+
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+fn fd_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, Resource};
+    getrlimit(Resource::RLIMIT_NOFILE)
+        .map(|(s, _)| s)
+        .unwrap_or(1024)
+}
+
+impl Ctx {
+    fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.args.duration)
+    }
+
+    fn base_load(&self, server: std::net::SocketAddr) -> Config {
+        Config {
+            server,
+            duration: self.duration(),
+            connections: 50,
+            threads: self
+                .client_cpus
+                .as_ref()
+                .map(|c| c.len())
+                .unwrap_or(1)
+                .max(1),
+            client_cpus: self.client_cpus.clone(),
+            keys: 100_000,
+            popularity: Popularity::Uniform,
+            key_size: SizeRange { min: 10, max: 10 },
+            value_size: SizeRange { min: 100, max: 100 },
+            verify: true,
+            ..Config::default()
+        }
+    }
+
+    fn start(&self, side: &ServerSpec, flags: &[String]) -> Result<Running, StartError> {
+        Running::start(side, flags, self.server_cpus.as_deref())
+    }
+}
+
+/// One measured run of one side: named figures.
+type Figures = Vec<(String, String, Better, f64)>;
+
+/// A side's run: its figures (and load outcome), `Ok(Err(why))` when the
+/// side cannot run the scenario, `Err` when the run failed.
+type RunResult = Result<Result<(Figures, Option<Outcome>), String>, String>;
+
+fn check(o: &Outcome, max: f64, what: &str) -> Result<(), String> {
+    if o.error_rate() > max {
+        return Err(format!(
+            "{what}: refusing to report: {} errors, {} bad values, {} lost in {} requests",
+            o.errors, o.verify_failures, o.lost, o.ops
+        ));
+    }
+    if o.ops == 0 {
+        return Err(format!("{what}: no request was answered"));
+    }
+    Ok(())
+}
+
+fn throughput_figures(o: &Outcome, server_cpu: f64, hwm: u64, rss: u64) -> Figures {
+    let l = o.latency.summary();
+    vec![
+        (
+            "throughput".into(),
+            "ops/s".into(),
+            Better::Higher,
+            o.ops_per_sec(),
+        ),
+        ("p50 latency".into(), "ms".into(), Better::Lower, l.p50),
+        ("p90 latency".into(), "ms".into(), Better::Lower, l.p90),
+        ("p99 latency".into(), "ms".into(), Better::Lower, l.p99),
+        ("p99.9 latency".into(), "ms".into(), Better::Lower, l.p999),
+        (
+            "server CPU per million requests".into(),
+            "s".into(),
+            Better::Lower,
+            server_cpu / o.ops.max(1) as f64 * 1e6,
+        ),
+        (
+            "server peak RSS".into(),
+            "MB".into(),
+            Better::Lower,
+            hwm as f64 / 1048576.0,
+        ),
+        (
+            "server final RSS".into(),
+            "MB".into(),
+            Better::Lower,
+            rss as f64 / 1048576.0,
+        ),
+        (
+            "client CPU share".into(),
+            "%".into(),
+            Better::Lower,
+            100.0 * o.client_cpu / o.elapsed.as_secs_f64().max(1e-9),
+        ),
+        (
+            "hit ratio".into(),
+            "%".into(),
+            Better::Higher,
+            100.0 * o.hits as f64 / o.keys_asked.max(1) as f64,
+        ),
+    ]
+}
+
+/// A timed load scenario: fresh server, optional prefill, measured run.
+fn load_run(
+    ctx: &Ctx,
+    side: &ServerSpec,
+    flags: &[String],
+    shape: &dyn Fn(Config) -> Config,
+    prefill: bool,
+) -> Result<Result<(Figures, Outcome), String>, String> {
+    let srv = match ctx.start(side, flags) {
+        Ok(s) => s,
+        Err(StartError::Refused(why)) => return Ok(Err(why)),
+        Err(StartError::Failed(why)) => return Err(why),
+    };
+    let mut cfg = shape(ctx.base_load(srv.addr));
+    if prefill {
+        crate::prefill(&cfg)?;
+    }
+    if cfg.transport == Transport::Udp {
+        match srv.udp_port {
+            Some(p) => cfg.server.set_port(p),
+            None => return Ok(Err(format!("{} reported no UDP port", side.name))),
+        }
+    }
+    let cpu0 = srv.cpu_seconds();
+    let o = load::run(&cfg).map_err(|e| format!("{}: {e}", side.name))?;
+    let cpu = srv.cpu_seconds() - cpu0;
+    check(&o, ctx.args.max_error_rate, &side.name)?;
+    let (hwm, rss) = srv.rss();
+    Ok(Ok((throughput_figures(&o, cpu, hwm, rss), o)))
+}
+
+/// Runs `one` for A and B alternately, `runs` times each.
+fn alternate(
+    ctx: &Ctx,
+    name: &str,
+    description: &str,
+    flags: Vec<String>,
+    runs: usize,
+    one: &dyn Fn(&Ctx, &ServerSpec) -> RunResult,
+) -> Result<ScenarioResult, String> {
+    let mut r = ScenarioResult {
+        name: name.into(),
+        description: description.into(),
+        server_flags: flags,
+        metrics: Vec::new(),
+        unsupported: Vec::new(),
+        notes: Vec::new(),
+        latency_curve: None,
+    };
+    let mut curves: [Vec<[f64; 4]>; 2] = [Vec::new(), Vec::new()];
+    let mut skip = [false, false];
+    for _ in 0..runs {
+        for (i, side) in [&ctx.a, &ctx.b].into_iter().enumerate() {
+            if skip[i] {
+                continue;
+            }
+            match one(ctx, side)? {
+                Err(why) => {
+                    skip[i] = true;
+                    r.unsupported
+                        .push((format!("{} ({})", side.name, ["A", "B"][i]), why));
+                }
+                Ok((figs, outcome)) => {
+                    if let Some(o) = outcome {
+                        let l = o.latency.summary();
+                        curves[i].push([l.p50, l.p90, l.p99, l.p999]);
+                    }
+                    for (fname, unit, better, v) in figs {
+                        let m = match r.metrics.iter_mut().position(|m| m.name == fname) {
+                            Some(p) => &mut r.metrics[p],
+                            None => {
+                                r.metrics.push(Metric {
+                                    name: fname,
+                                    unit,
+                                    better,
+                                    a: Vec::new(),
+                                    b: Vec::new(),
+                                });
+                                r.metrics.last_mut().expect("just pushed")
+                            }
+                        };
+                        if i == 0 {
+                            m.a.push(v);
+                        } else {
+                            m.b.push(v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let med = |c: &Vec<[f64; 4]>| -> Option<[f64; 4]> {
+        if c.is_empty() {
+            return None;
+        }
+        let mut out = [0.0; 4];
+        for (k, o) in out.iter_mut().enumerate() {
+            let v: Vec<f64> = c.iter().map(|x| x[k]).collect();
+            *o = crate::hist::Spread::of(&v).map(|s| s.median).unwrap_or(0.0);
+        }
+        Some(out)
+    };
+    if let (Some(a), Some(b)) = (med(&curves[0]), med(&curves[1])) {
+        r.latency_curve = Some((a, b));
+    }
+    Ok(r)
+}
+
+fn scenario(ctx: &mut Ctx, name: &str) -> Result<ScenarioResult, String> {
+    let runs = ctx.args.runs.max(1);
+    let timed = |shape: fn(Config) -> Config, prefill: bool| {
+        move |ctx: &Ctx,
+              side: &ServerSpec|
+              -> Result<Result<(Figures, Option<Outcome>), String>, String> {
+            Ok(load_run(ctx, side, &[], &shape, prefill)?.map(|(f, o)| (f, Some(o))))
+        }
+    };
+    let r = match name {
+        "get-heavy" => {
+            let r = alternate(
+                ctx,
+                name,
+                "90% get / 10% set, 100 B values, 100k keys (prefilled), 50 connections, one request in flight each",
+                vec![],
+                runs,
+                &timed(|c| c, true),
+            )?;
+            ctx.b_max_get_rate = r
+                .metrics
+                .iter()
+                .find(|m| m.name == "throughput")
+                .and_then(|m| crate::hist::Spread::of(&m.b))
+                .map(|s| s.median);
+            r
+        }
+        "get-heavy-pipelined" => alternate(
+            ctx,
+            name,
+            "as get-heavy, 16 requests in flight per connection",
+            vec![],
+            runs,
+            &timed(|c| Config { pipeline: 16, ..c }, true),
+        )?,
+        "multiget-10" => alternate(
+            ctx,
+            name,
+            "gets of 10 keys each, 100 B values, 100k keys (prefilled), 50 connections",
+            vec![],
+            runs,
+            &timed(
+                |c| Config {
+                    get_ratio: 1.0,
+                    multiget: 10,
+                    ..c
+                },
+                true,
+            ),
+        )?,
+        "multiget-100" => alternate(
+            ctx,
+            name,
+            "gets of 100 keys each, 100 B values, 100k keys (prefilled), 50 connections",
+            vec![],
+            runs,
+            &timed(
+                |c| Config {
+                    get_ratio: 1.0,
+                    multiget: 100,
+                    ..c
+                },
+                true,
+            ),
+        )?,
+        "set-heavy" => alternate(
+            ctx,
+            name,
+            "50% get / 50% set, 100 B values, 100k keys (prefilled), 50 connections",
+            vec![],
+            runs,
+            &timed(
+                |c| Config {
+                    get_ratio: 0.5,
+                    ..c
+                },
+                true,
+            ),
+        )?,
+        "latency" => {
+            let rate = match ctx.b_max_get_rate {
+                Some(r) => r,
+                None => {
+                    // Measure B's maximum first, as get-heavy would.
+                    let o = load_run(ctx, &ctx.b, &[], &|c| c, true)?
+                        .map_err(|why| format!("latency: B cannot run get-heavy: {why}"))?;
+                    o.1.ops_per_sec()
+                }
+            };
+            let target = (rate / 2.0).max(100.0);
+            let mut r = alternate(
+                ctx,
+                name,
+                &format!(
+                    "open loop at {target:.0} requests/s (half of B's get-heavy maximum), 90% get, latency from the intended send time"
+                ),
+                vec![],
+                runs,
+                &move |ctx: &Ctx, side: &ServerSpec| {
+                    Ok(load_run(ctx, side, &[], &|c| Config { rate: Some(target), pipeline: 1, ..c }, true)?
+                        .map(|(f, o)| (f, Some(o))))
+                },
+            )?;
+            r.notes.push(format!("target rate {target:.0} requests/s"));
+            r
+        }
+        "memory-small" | "memory-medium" | "memory-large" => {
+            let (ks, vs, what) = match name {
+                "memory-small" => ("10-20", "20-60", "keys 10-20 B, values 20-60 B"),
+                "memory-medium" => ("10-20", "200-500", "keys 10-20 B, values 200-500 B"),
+                _ => ("10-20", "5000-20000", "keys 10-20 B, values 5-20 KB"),
+            };
+            let key_size: SizeRange = ks.parse()?;
+            let value_size: SizeRange = vs.parse()?;
+            let flags = s(&["-m", "64"]);
+            let f2 = flags.clone();
+            alternate(
+                ctx,
+                name,
+                &format!(
+                    "-m 64; distinct keys written until 192 MB (3 x -m) of {what}; then stats"
+                ),
+                flags,
+                runs,
+                &move |ctx: &Ctx, side: &ServerSpec| {
+                    memory_run(ctx, side, &f2, key_size, value_size)
+                },
+            )?
+        }
+        "idle-conns-1000" | "idle-conns-10000" | "idle-conns-max" => {
+            let limit = fd_limit();
+            let n: u64 = match name {
+                "idle-conns-1000" => 1000,
+                "idle-conns-10000" => 10_000,
+                // Client and server share the machine's ports and each
+                // side needs a descriptor per connection.
+                _ => limit.saturating_sub(200).min(28_000),
+            };
+            if n + 100 > limit {
+                let mut r = alternate(ctx, name, "", vec![], 0, &|_, _| Ok(Err(String::new())))?;
+                r.description = format!("{n} idle connections");
+                r.unsupported.push((
+                    "both".into(),
+                    format!("descriptor limit {limit} is below {n} connections"),
+                ));
+                return Ok(r);
+            }
+            let flags = vec!["-c".to_string(), (n + 100).to_string()];
+            let f2 = flags.clone();
+            alternate(
+                ctx,
+                name,
+                &format!("{n} connections opened, one version round trip each, then idle; RSS growth per connection"),
+                flags,
+                runs,
+                &move |ctx: &Ctx, side: &ServerSpec| idle_run(ctx, side, &f2, n),
+            )?
+        }
+        "expiry" => {
+            let flags = s(&["-m", "16"]);
+            let f2 = flags.clone();
+            alternate(
+                ctx,
+                name,
+                "-m 16: 2,000 long-TTL items (1 day), then distinct short-TTL (1 s) items of 300-700 B written at a rate that keeps about 8 MB (half of -m) live, until 160 MB (10 x -m) is written; then every long-TTL item is read back",
+                flags,
+                runs,
+                &move |ctx: &Ctx, side: &ServerSpec| expiry_run(ctx, side, &f2),
+            )?
+        }
+        "udp" => {
+            let flags = s(&["-U", "-1"]);
+            let f2 = flags.clone();
+            alternate(
+                ctx,
+                name,
+                "UDP gets (8-byte frame header), 100 B values, 100k keys (prefilled over TCP), 50 sockets, one request in flight each",
+                flags,
+                runs,
+                &move |ctx: &Ctx, side: &ServerSpec| {
+                    Ok(load_run(
+                        ctx,
+                        side,
+                        &f2,
+                        &|c| Config { transport: Transport::Udp, get_ratio: 1.0, ..c },
+                        true,
+                    )?
+                    .map(|(f, o)| (f, Some(o))))
+                },
+            )?
+        }
+        other => return Err(format!("unknown scenario {other}")),
+    };
+    Ok(r)
+}
+
+fn memory_run(
+    ctx: &Ctx,
+    side: &ServerSpec,
+    flags: &[String],
+    key_size: SizeRange,
+    value_size: SizeRange,
+) -> RunResult {
+    let srv = match ctx.start(side, flags) {
+        Ok(s) => s,
+        Err(StartError::Refused(why)) => return Ok(Err(why)),
+        Err(StartError::Failed(why)) => return Err(why),
+    };
+    let limit = 64u64 << 20;
+    let cfg = Config {
+        get_ratio: 0.0,
+        key_mode: KeyMode::Sequential {
+            start: 0,
+            end: None,
+        },
+        key_size,
+        value_size,
+        max_set_bytes: Some(3 * limit),
+        noreply: true,
+        connections: 8,
+        duration: Duration::from_secs(600),
+        verify: false,
+        ..ctx.base_load(srv.addr)
+    };
+    let o = load::run(&cfg).map_err(|e| format!("{}: {e}", side.name))?;
+    let items = srv.stat_u64("curr_items")? as f64;
+    let maxbytes = srv.stat_u64("limit_maxbytes")? as f64;
+    let mean_payload = o.set_bytes as f64 / o.sets.max(1) as f64;
+    let (hwm, rss) = srv.rss();
+    Ok(Ok((
+        vec![
+            ("items held".into(), "items".into(), Better::Higher, items),
+            (
+                "payload held / limit_maxbytes".into(),
+                "%".into(),
+                Better::Higher,
+                100.0 * items * mean_payload / maxbytes,
+            ),
+            (
+                "server peak RSS".into(),
+                "MB".into(),
+                Better::Lower,
+                hwm as f64 / 1048576.0,
+            ),
+            (
+                "server final RSS".into(),
+                "MB".into(),
+                Better::Lower,
+                rss as f64 / 1048576.0,
+            ),
+        ],
+        None,
+    )))
+}
+
+fn idle_run(
+    ctx: &Ctx,
+    side: &ServerSpec,
+    flags: &[String],
+    n: u64,
+) -> Result<Result<(Figures, Option<Outcome>), String>, String> {
+    use std::io::{Read, Write};
+    let srv = match ctx.start(side, flags) {
+        Ok(s) => s,
+        Err(StartError::Refused(why)) => return Ok(Err(why)),
+        Err(StartError::Failed(why)) => return Err(why),
+    };
+    let mut first = std::net::TcpStream::connect(srv.addr).map_err(|e| e.to_string())?;
+    first.write_all(b"version\r\n").map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 64];
+    let _ = first.read(&mut buf);
+    std::thread::sleep(Duration::from_millis(100));
+    let before = srv.rss().1;
+    let mut conns = Vec::with_capacity(n as usize);
+    // Open in waves: send on a batch, then read the batch's answers.
+    let mut opened = 0u64;
+    while opened < n {
+        let wave = (n - opened).min(500);
+        let mut batch = Vec::new();
+        for _ in 0..wave {
+            let mut s = std::net::TcpStream::connect(srv.addr)
+                .map_err(|e| format!("{}: connection {opened}: {e}", side.name))?;
+            s.write_all(b"version\r\n").map_err(|e| e.to_string())?;
+            batch.push(s);
+        }
+        for mut s in batch {
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .map_err(|e| e.to_string())?;
+            let k = s
+                .read(&mut buf)
+                .map_err(|e| format!("{}: {e}", side.name))?;
+            if !buf[..k].starts_with(b"VERSION") {
+                return Err(format!(
+                    "{}: connection {opened} got {:?}",
+                    side.name,
+                    String::from_utf8_lossy(&buf[..k])
+                ));
+            }
+            conns.push(s);
+            opened += 1;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (hwm, after) = srv.rss();
+    let per = after.saturating_sub(before) as f64 / n as f64;
+    drop(conns);
+    Ok(Ok((
+        vec![
+            (
+                "RSS growth per idle connection".into(),
+                "bytes".into(),
+                Better::Lower,
+                per,
+            ),
+            (
+                "server RSS with connections open".into(),
+                "MB".into(),
+                Better::Lower,
+                after as f64 / 1048576.0,
+            ),
+            (
+                "server peak RSS".into(),
+                "MB".into(),
+                Better::Lower,
+                hwm as f64 / 1048576.0,
+            ),
+        ],
+        None,
+    )))
+}
+
+fn expiry_run(ctx: &Ctx, side: &ServerSpec, flags: &[String]) -> RunResult {
+    let srv = match ctx.start(side, flags) {
+        Ok(s) => s,
+        Err(StartError::Refused(why)) => return Ok(Err(why)),
+        Err(StartError::Failed(why)) => return Err(why),
+    };
+    let limit = 16u64 << 20;
+    let long_keys = 2000u64;
+    let long = Config {
+        get_ratio: 0.0,
+        key_mode: KeyMode::Sequential {
+            start: 0,
+            end: Some(long_keys),
+        },
+        key_size: "12".parse()?,
+        value_size: "100".parse()?,
+        ttl: SizeRange {
+            min: 86_400,
+            max: 86_400,
+        },
+        connections: 4,
+        pipeline: 16,
+        duration: Duration::from_secs(60),
+        verify: false,
+        ..ctx.base_load(srv.addr)
+    };
+    let o = load::run(&long).map_err(|e| format!("{}: {e}", side.name))?;
+    check(&o, 0.0, "long-TTL writes")?;
+    // Short-TTL churn: live bytes ~ rate x TTL ~ limit / 2.
+    let value_size: SizeRange = "300-700".parse()?;
+    let ttl = 1u64;
+    let item = 12.0 + value_size.mean();
+    let rate = (limit as f64 / 2.0) / ttl as f64 / item;
+    let churn = Config {
+        get_ratio: 0.0,
+        key_mode: KeyMode::Sequential {
+            start: 1_000_000,
+            end: None,
+        },
+        key_size: "12".parse()?,
+        value_size,
+        ttl: SizeRange {
+            min: ttl as usize,
+            max: ttl as usize,
+        },
+        rate: Some(rate),
+        max_set_bytes: Some(10 * limit),
+        connections: 8,
+        duration: Duration::from_secs(120),
+        verify: false,
+        ..ctx.base_load(srv.addr)
+    };
+    let o = load::run(&churn).map_err(|e| format!("{}: {e}", side.name))?;
+    check(&o, ctx.args.max_error_rate, "short-TTL writes")?;
+    let evictions = srv.stat_u64("evictions")?;
+    let curr = srv.stat_u64("curr_items")?;
+    // Read every long-TTL key back.
+    let read = Config {
+        get_ratio: 1.0,
+        multiget: 1,
+        keys: long_keys,
+        key_mode: KeyMode::Random,
+        key_size: "12".parse()?,
+        value_size: "100".parse()?,
+        connections: 4,
+        pipeline: 1,
+        duration: Duration::from_secs(60),
+        verify: true,
+        ..ctx.base_load(srv.addr)
+    };
+    let lost = count_missing(&read, long_keys)?;
+    // Items that can still be live: the long ones and about one TTL's
+    // worth of short ones (rounded up to two seconds of writes).
+    let live_bound = long_keys as f64 + rate * (ttl as f64 + 1.0);
+    let stale = (curr as f64 - live_bound).max(0.0);
+    Ok(Ok((
+        vec![
+            (
+                "evictions".into(),
+                "items".into(),
+                Better::Lower,
+                evictions as f64,
+            ),
+            (
+                "long-TTL items lost".into(),
+                "items".into(),
+                Better::Lower,
+                lost as f64,
+            ),
+            (
+                "expired items still counted".into(),
+                "items".into(),
+                Better::Lower,
+                stale,
+            ),
+            (
+                "curr_items at the end".into(),
+                "items".into(),
+                Better::Lower,
+                curr as f64,
+            ),
+        ],
+        None,
+    )))
+}
+
+/// Gets keys 0..n one by one and counts the misses.
+fn count_missing(cfg: &Config, n: u64) -> Result<u64, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(cfg.server).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let mut missing = 0;
+    let mut key = Vec::new();
+    let mut chunk = 0;
+    while chunk < n {
+        let end = (chunk + 100).min(n);
+        let mut req = b"get".to_vec();
+        for k in chunk..end {
+            crate::dist::key(k, cfg.key_size, &mut key);
+            req.push(b' ');
+            req.extend_from_slice(&key);
+        }
+        req.extend_from_slice(b"\r\n");
+        s.write_all(&req).map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 65536];
+        let hits = loop {
+            if let Some((crate::reply::Reply::Values(v), _)) =
+                crate::reply::parse(&buf, crate::reply::Expect::Values, false)
+            {
+                break v.len() as u64;
+            }
+            let k = s.read(&mut tmp).map_err(|e| e.to_string())?;
+            if k == 0 {
+                return Err("server closed the connection".into());
+            }
+            buf.extend_from_slice(&tmp[..k]);
+        };
+        missing += (end - chunk) - hits;
+        chunk = end;
+    }
+    Ok(missing)
+}
