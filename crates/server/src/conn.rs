@@ -65,6 +65,9 @@ enum Progress {
 
 pub struct Conn {
     pub stream: Stream,
+    /// Whether the worker watches this socket for writability (only while
+    /// replies wait for room in the socket).
+    pub watching_writes: bool,
     pub info: Arc<ConnInfo>,
     rbuf: Vec<u8>,
     rpos: usize,
@@ -84,6 +87,7 @@ impl Conn {
     pub fn new(stream: Stream, info: Arc<ConnInfo>) -> Self {
         Conn {
             stream,
+            watching_writes: false,
             info,
             rbuf: Vec::new(),
             rpos: 0,
@@ -95,6 +99,11 @@ impl Conn {
             seen_first_byte: false,
             yielded: false,
         }
+    }
+
+    /// Whether replies are waiting for room in the socket.
+    pub fn blocked_on_write(&self) -> bool {
+        !self.out.is_empty()
     }
 
     /// Handles readiness: sends what is queued, reads, executes, sends.

@@ -80,7 +80,7 @@ pub fn store_data(h: &StoreHead<'_>, data: &[u8], cx: &mut Cx<'_>) {
     let store = &cx.sh.store;
     let (value, end) = data.split_at(h.data_len as usize);
     if end != b"\r\n" {
-        store.note_set_attempt(h.key.len(), h.flags, value.len());
+        store.note_set_attempt(h.key, h.flags, value.len());
         cx.reply("CLIENT_ERROR bad data chunk", h.noreply);
         return;
     }

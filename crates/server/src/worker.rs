@@ -121,11 +121,11 @@ impl Worker {
                 self.conns.push(None);
                 self.conns.len() - 1
             });
-            if let Err(e) = self.poll.registry().register(
-                &mut stream,
-                Token(slot),
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut stream, Token(slot), Interest::READABLE)
+            {
                 eprintln!("memcrab: cannot watch a new connection: {e}");
                 self.free.push(slot);
                 self.sh.conns.remove_slot();
@@ -149,7 +149,29 @@ impl Worker {
             stats: &self.stats,
             pool: &mut self.pool,
         };
-        match conn.run(&mut cx) {
+        let status = conn.run(&mut cx);
+        if status != Status::Close && conn.blocked_on_write() != conn.watching_writes {
+            // Watch for room in the socket only while replies wait for it:
+            // a writable edge after every reply would wake the loop twice
+            // per request.
+            let want = conn.blocked_on_write();
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, Token(i), interest)
+                .is_err()
+            {
+                self.close(i);
+                return;
+            }
+            conn.watching_writes = want;
+        }
+        match status {
             Status::Wait => {}
             Status::Yield => self.ready.push_back(i),
             Status::Close => self.close(i),

@@ -499,3 +499,26 @@ fn verbosity_and_misc() {
     );
     assert_eq!(c.roundtrip(b"\r\n"), b"ERROR\r\n");
 }
+
+#[test]
+fn slow_reader_gets_every_reply() {
+    // Replies far larger than the socket buffers: the server must wait for
+    // room (writable events) and then go on with the pipelined gets.
+    let srv = Server::memcrab(&[]);
+    let mut c = srv.connect();
+    let n = 500_000;
+    let mut req = format!("set big 0 0 {n}\r\n").into_bytes();
+    req.extend(std::iter::repeat_n(b'b', n));
+    req.extend_from_slice(b"\r\n");
+    assert_eq!(c.roundtrip(&req), b"STORED\r\n");
+    let mut gets = Vec::new();
+    for _ in 0..20 {
+        gets.extend_from_slice(b"get big\r\n");
+    }
+    c.send(&gets);
+    std::thread::sleep(Duration::from_millis(300));
+    let reply = c.roundtrip(b"");
+    let head = format!("VALUE big 0 {n}\r\n");
+    assert_eq!(reply.len(), 20 * (head.len() + n + 2 + 5));
+    assert_eq!(s(&reply).matches(&head).count(), 20);
+}

@@ -2,27 +2,35 @@
 //!
 //! ```text
 //!  server::exec ──► Store::{get, store, delete, arith, touch, flush_all}
-//!                     │  one lock (Store::inner), held for a lookup and a
-//!                     │  copy of an Arc, never across I/O
+//!                     │  hash of key picks one of SHARDS shards; its lock is
+//!                     │  held for a lookup and a copy of an Arc, never I/O
 //!                     ▼
-//!   index (hash of key ──► item index) ─► items[idx] ─► Arc<[u8]> key+value
-//!                     │
-//!   classes[c]: chunk size, pages, used chunks, LRU list, per-class stats
-//!   (memory accounting in 1 MB pages, exactly as memcached's slab classes)
+//!   shard: index (hash ──► item index) ─► items[idx] ─► Arc<[u8]> key+value
+//!          per class: LRU list, item count, per-class stats
+//!                     │ allocation and freeing of chunks
+//!                     ▼
+//!   Store::pages (one small lock): per class pages and used chunks, and the
+//!   pages taken from -m (1 MB each, exactly as memcached's slab classes)
 //! ```
 //!
 //! Invariants:
-//! - an item is in the index iff it is in its class's LRU list iff its
-//!   slot in `items` is `Some`;
-//! - `classes[c].used_chunks` is the sum of `nchunks` of the items of `c`
-//!   and never exceeds `pages * per_page`;
+//! - within a shard, an item is in the index iff it is in its class's LRU
+//!   list iff its slot in `items` is `Some`;
+//! - `pages.classes[c].used_chunks` is the sum of `nchunks` of the items of
+//!   class `c` in all shards and never exceeds `pages * per_page`;
 //! - total pages times the page size never exceeds `-m`, except for the
 //!   first page of a class, which a class may always take (seed 000);
 //! - values are reference counted: a reader holding a value keeps only
 //!   those bytes alive; replacing or evicting the item never waits on it.
 //!
-//! Lock order: `Store::inner` is the only lock in this crate, and callers
-//! hold no other lock while calling in.
+//! Lock order: a shard's lock, then `Store::pages`. A thread holding a
+//! shard lock takes another shard's lock only with `try_lock` (to evict
+//! from it), so shard locks never wait on each other. `Store::flush_lock`
+//! is taken alone. Callers hold no lock of theirs while calling in.
+//!
+//! Memory is accounted globally, so `-m`, the class table and eviction
+//! order by class match memcached; the LRU order is kept per shard (an
+//! item evicted is the coldest of its class in its shard).
 //!
 //! This is the foundation store: memory is accounted in memcached's slab
 //! classes and pages (so `-m`, `-n`, `-f`, `-I`, eviction and `stats slabs`
@@ -35,16 +43,21 @@ pub mod item;
 pub mod lru;
 pub mod slabs;
 
+mod shard;
+
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use hashbrown::HashTable;
 use parking_lot::Mutex;
 
 pub use clock::Clock;
-use item::{make_data, ntotal, Idx, Item, NIL};
-use lru::Lru;
+use item::{make_data, ntotal, NIL};
+use shard::{Dead, Shard};
 use slabs::ClassTable;
+
+/// Number of index shards (a power of two).
+const SHARDS: usize = 16;
 
 /// Store settings, from the command line.
 #[derive(Debug, Clone)]
@@ -161,14 +174,38 @@ pub struct ClassStats {
     pub expired_unfetched: u64,
 }
 
-#[derive(Debug, Default, Clone)]
-struct ClassState {
-    lru: Lru,
+impl ClassStats {
+    fn add(&mut self, o: &ClassStats) {
+        self.get_hits += o.get_hits;
+        self.cmd_set += o.cmd_set;
+        self.delete_hits += o.delete_hits;
+        self.incr_hits += o.incr_hits;
+        self.decr_hits += o.decr_hits;
+        self.cas_hits += o.cas_hits;
+        self.cas_badval += o.cas_badval;
+        self.touch_hits += o.touch_hits;
+        self.evicted += o.evicted;
+        self.evicted_nonzero += o.evicted_nonzero;
+        self.evicted_time = self.evicted_time.max(o.evicted_time);
+        self.evicted_unfetched += o.evicted_unfetched;
+        self.outofmemory += o.outofmemory;
+        self.reclaimed += o.reclaimed;
+        self.expired_unfetched += o.expired_unfetched;
+    }
+}
+
+/// One class's share of memory.
+#[derive(Debug, Default, Clone, Copy)]
+struct ClassPages {
     pages: u32,
     used_chunks: u32,
-    items: u32,
-    mem_requested: u64,
-    stats: ClassStats,
+}
+
+/// Memory taken from `-m`, by class.
+#[derive(Debug, Default)]
+struct Pages {
+    classes: Vec<ClassPages>,
+    mem_malloced: u64,
 }
 
 /// One class in a stats snapshot.
@@ -212,28 +249,20 @@ pub struct DumpEntry {
     pub exptime: u64,
 }
 
+/// `flush_all` state, read on every lookup without a lock.
 #[derive(Default)]
-struct Inner {
-    index: HashTable<Idx>,
-    items: Vec<Option<Item>>,
-    free: Vec<Idx>,
-    classes: Vec<ClassState>,
-    mem_malloced: u64,
-    last_cas: u64,
+struct Flush {
     /// A pending or past `flush_all`: items touched at or before
     /// `oldest_live` are invalid once the clock reaches it (memcached's
     /// `settings.oldest_live`).
-    oldest_live: u32,
+    oldest_live: AtomicU32,
     /// Flushes that have taken effect: items with a CAS below
     /// `flushed_cas`, or last touched at or before `flushed_time`, stay
     /// invalid even if a later delayed flush replaces `oldest_live`.
     /// (memcached forgets them then, and items its LRU crawler has not yet
     /// reaped come back; memcrab does not resurrect flushed items.)
-    flushed_cas: u64,
-    flushed_time: u32,
-    curr_items: u64,
-    total_items: u64,
-    bytes: u64,
+    flushed_cas: AtomicU64,
+    flushed_time: AtomicU32,
 }
 
 /// The cache. `Sync`: every worker thread calls it through `&Store`.
@@ -242,13 +271,11 @@ pub struct Store {
     table: ClassTable,
     clock: Arc<Clock>,
     hasher: RandomState,
-    inner: Mutex<Inner>,
-}
-
-/// Why an item is no longer valid.
-enum Dead {
-    Expired,
-    Flushed,
+    shards: Box<[Mutex<Shard>]>,
+    pages: Mutex<Pages>,
+    last_cas: AtomicU64,
+    flush: Flush,
+    flush_lock: Mutex<()>,
 }
 
 impl Store {
@@ -260,17 +287,23 @@ impl Store {
             cfg.slab_chunk_max,
             cfg.item_size_max,
         );
-        let inner = Inner {
-            index: HashTable::with_capacity(1usize << cfg.hashpower.min(30)),
-            classes: vec![ClassState::default(); table.largest() + 1],
-            ..Inner::default()
-        };
+        let per_shard = (1usize << cfg.hashpower.min(30)) / SHARDS;
+        let shards = (0..SHARDS)
+            .map(|_| Mutex::new(Shard::new(table.largest() + 1, per_shard)))
+            .collect();
         Store {
+            pages: Mutex::new(Pages {
+                classes: vec![ClassPages::default(); table.largest() + 1],
+                mem_malloced: 0,
+            }),
             cfg,
             table,
             clock,
             hasher: RandomState::new(),
-            inner: Mutex::new(inner),
+            shards,
+            last_cas: AtomicU64::new(0),
+            flush: Flush::default(),
+            flush_lock: Mutex::new(()),
         }
     }
 
@@ -297,11 +330,20 @@ impl Store {
         self.hasher.hash_one(key)
     }
 
+    /// The shard of a hash: its top bits (the index uses the low ones).
+    fn shard(&self, hash: u64) -> &Mutex<Shard> {
+        &self.shards[(hash >> 58) as usize % SHARDS]
+    }
+
+    fn next_cas(&self) -> u64 {
+        self.last_cas.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     pub fn get(&self, key: &[u8], touch: Option<i32>) -> GetOutcome {
         let hash = self.hash(key);
         let now = self.clock.now();
         let exptime = touch.map(|t| self.clock.realtime(t));
-        let mut g = self.inner.lock();
+        let mut g = self.shard(hash).lock();
         let idx = match g.find_live(self, hash, key, now) {
             Ok(Some(i)) => i,
             Ok(None) => return GetOutcome::Miss,
@@ -334,12 +376,12 @@ impl Store {
 
     /// Counts a store attempt whose data block was malformed: memcached
     /// counts the `set` in the item's class before it checks the block.
-    pub fn note_set_attempt(&self, nkey: usize, flags: u32, value_len: usize) {
+    pub fn note_set_attempt(&self, key: &[u8], flags: u32, value_len: usize) {
         if let Some(c) = self
             .table
-            .class_for(ntotal(nkey, flags, value_len, self.cfg.use_cas))
+            .class_for(ntotal(key.len(), flags, value_len, self.cfg.use_cas))
         {
-            self.inner.lock().classes[c].stats.cmd_set += 1;
+            self.shard(self.hash(key)).lock().classes[c].stats.cmd_set += 1;
         }
     }
 
@@ -367,7 +409,7 @@ impl Store {
         let hash = self.hash(key);
         let now = self.clock.now();
         let exptime = self.clock.realtime(exptime);
-        let mut g = self.inner.lock();
+        let mut g = self.shard(hash).lock();
         let inner = &mut *g;
         inner.classes[class_in].stats.cmd_set += 1;
         let old = inner.find_live(self, hash, key, now).unwrap_or(None);
@@ -427,7 +469,7 @@ impl Store {
     /// value of a `set` that cannot be stored).
     pub fn unlink_key(&self, key: &[u8]) {
         let hash = self.hash(key);
-        let mut g = self.inner.lock();
+        let mut g = self.shard(hash).lock();
         if let Some(i) = g.find(hash, key) {
             g.unlink(self, i);
         }
@@ -436,7 +478,7 @@ impl Store {
     pub fn delete(&self, key: &[u8]) -> bool {
         let hash = self.hash(key);
         let now = self.clock.now();
-        let mut g = self.inner.lock();
+        let mut g = self.shard(hash).lock();
         match g.find_live(self, hash, key, now) {
             Ok(Some(i)) => {
                 let class = g.items[i as usize].as_ref().expect("live").class as usize;
@@ -452,7 +494,7 @@ impl Store {
         let hash = self.hash(key);
         let now = self.clock.now();
         let exptime = self.clock.realtime(exptime);
-        let mut g = self.inner.lock();
+        let mut g = self.shard(hash).lock();
         match g.find_live(self, hash, key, now) {
             Ok(Some(i)) => {
                 let it = g.items[i as usize].as_mut().expect("live");
@@ -480,7 +522,7 @@ impl Store {
     ) -> DeltaOutcome {
         let hash = self.hash(key);
         let now = self.clock.now();
-        let mut g = self.inner.lock();
+        let mut g = self.shard(hash).lock();
         let inner = &mut *g;
         let idx = match inner.find_live(self, hash, key, now) {
             Ok(Some(i)) => i,
@@ -508,7 +550,6 @@ impl Store {
             inner.classes[class].stats.decr_hits += 1;
         }
         let digits = new.to_string();
-        let cas = if use_cas { inner.last_cas + 1 } else { 0 };
         let it = inner.items[idx as usize].as_mut().expect("live");
         let nkey = it.nkey as usize;
         if digits.len() <= it.value_len() {
@@ -516,10 +557,7 @@ impl Store {
                 let v = &mut buf[nkey..];
                 v[..digits.len()].copy_from_slice(digits.as_bytes());
                 v[digits.len()..].fill(b' ');
-                it.cas = cas;
-                if use_cas {
-                    inner.last_cas = cas;
-                }
+                it.cas = if use_cas { self.next_cas() } else { 0 };
                 inner.touch_lru(idx, now);
                 return DeltaOutcome::Value(new);
             }
@@ -541,42 +579,48 @@ impl Store {
         } else {
             now
         };
-        let mut g = self.inner.lock();
-        if g.oldest_live != 0 && g.oldest_live <= now {
+        let _guard = self.flush_lock.lock();
+        let f = &self.flush;
+        let oldest = f.oldest_live.load(Ordering::Relaxed);
+        let mut flushed_time = f.flushed_time.load(Ordering::Relaxed);
+        if oldest != 0 && oldest <= now {
             // The pending flush has happened: keep its effect.
-            g.flushed_time = g.flushed_time.max(g.oldest_live);
+            flushed_time = flushed_time.max(oldest);
         }
-        if self.cfg.use_cas {
-            g.oldest_live = new_oldest.saturating_sub(1);
-            if g.oldest_live <= now {
-                g.flushed_cas = g.next_cas();
-                g.flushed_time = g.flushed_time.max(g.oldest_live);
-            }
+        let oldest = if self.cfg.use_cas {
+            new_oldest.saturating_sub(1)
         } else {
-            g.oldest_live = new_oldest;
-            if g.oldest_live <= now {
-                g.flushed_time = g.flushed_time.max(g.oldest_live);
+            new_oldest
+        };
+        if oldest <= now {
+            if self.cfg.use_cas {
+                f.flushed_cas.store(self.next_cas(), Ordering::Relaxed);
             }
+            flushed_time = flushed_time.max(oldest);
         }
+        f.flushed_time.store(flushed_time, Ordering::Relaxed);
+        f.oldest_live.store(oldest, Ordering::Relaxed);
     }
 
     /// `stats reset`: zeroes the counters, not the contents.
     pub fn reset_stats(&self) {
-        let mut g = self.inner.lock();
-        g.total_items = 0;
-        for c in g.classes.iter_mut() {
-            c.stats = ClassStats::default();
+        for s in self.shards.iter() {
+            let mut g = s.lock();
+            g.total_items = 0;
+            for c in g.classes.iter_mut() {
+                c.stats = ClassStats::default();
+            }
         }
     }
 
     pub fn stats(&self) -> StoreStats {
         let now = self.clock.now();
-        let g = self.inner.lock();
+        let nclasses = self.table.largest() + 1;
         let mut s = StoreStats {
-            curr_items: g.curr_items,
-            total_items: g.total_items,
-            bytes: g.bytes,
-            total_malloced: g.mem_malloced,
+            curr_items: 0,
+            total_items: 0,
+            bytes: 0,
+            total_malloced: 0,
             hash_power_level: 0,
             hash_bytes: 0,
             evictions: 0,
@@ -586,31 +630,46 @@ impl Store {
             outofmemory: 0,
             classes: Vec::new(),
         };
-        let buckets = (g.index.capacity() * 8 / 7)
-            .next_power_of_two()
-            .max(1 << 16);
+        let mut per_class = vec![(0u32, 0u64, 0u32, ClassStats::default()); nclasses];
+        let mut capacity = 0;
+        for shard in self.shards.iter() {
+            let g = shard.lock();
+            s.curr_items += g.curr_items;
+            s.total_items += g.total_items;
+            s.bytes += g.bytes;
+            capacity += g.index.capacity();
+            for (id, c) in g.classes.iter().enumerate().skip(1) {
+                let pc = &mut per_class[id];
+                pc.0 += c.items;
+                pc.1 += c.mem_requested;
+                if c.lru.tail != NIL {
+                    let t = g.items[c.lru.tail as usize].as_ref().expect("live").time;
+                    pc.2 = pc.2.max(now.saturating_sub(t));
+                }
+                pc.3.add(&c.stats);
+            }
+        }
+        let buckets = (capacity * 8 / 7).next_power_of_two().max(1 << 16);
         s.hash_power_level = buckets.trailing_zeros();
-        s.hash_bytes = (buckets * (std::mem::size_of::<Idx>() + 1)) as u64;
-        for (id, c) in g.classes.iter().enumerate().skip(1) {
-            s.evictions += c.stats.evicted;
-            s.reclaimed += c.stats.reclaimed;
-            s.expired_unfetched += c.stats.expired_unfetched;
-            s.evicted_unfetched += c.stats.evicted_unfetched;
-            s.outofmemory += c.stats.outofmemory;
-            let age = match c.lru.tail {
-                NIL => 0,
-                t => now.saturating_sub(g.items[t as usize].as_ref().expect("live").time),
-            };
+        s.hash_bytes = (buckets * (std::mem::size_of::<item::Idx>() + 1)) as u64;
+        let pages = self.pages.lock();
+        s.total_malloced = pages.mem_malloced;
+        for (id, (items, mem_requested, age, stats)) in per_class.into_iter().enumerate().skip(1) {
+            s.evictions += stats.evicted;
+            s.reclaimed += stats.reclaimed;
+            s.expired_unfetched += stats.expired_unfetched;
+            s.evicted_unfetched += stats.evicted_unfetched;
+            s.outofmemory += stats.outofmemory;
             s.classes.push(ClassSnapshot {
                 id,
                 chunk_size: self.table.size(id),
                 per_page: self.table.per_page(id),
-                pages: c.pages,
-                used_chunks: c.used_chunks,
-                items: c.items,
-                mem_requested: c.mem_requested,
+                pages: pages.classes[id].pages,
+                used_chunks: pages.classes[id].used_chunks,
+                items,
+                mem_requested,
                 age,
-                stats: c.stats,
+                stats,
             });
         }
         s
@@ -620,264 +679,41 @@ impl Store {
     /// recently used first, within `max_bytes` of output.
     pub fn dump(&self, class: usize, limit: usize, max_bytes: usize) -> Vec<DumpEntry> {
         let started = self.clock.started();
-        let g = self.inner.lock();
-        let mut out = Vec::new();
-        let Some(c) = g.classes.get(class).filter(|_| class > 0) else {
-            return out;
-        };
+        let mut all: Vec<((u32, u64), DumpEntry)> = Vec::new();
+        if class == 0 || class > self.table.largest() {
+            return Vec::new();
+        }
+        for shard in self.shards.iter() {
+            let g = shard.lock();
+            let mut i = g.classes[class].lru.head;
+            while i != NIL && (limit == 0 || all.len() < limit * SHARDS) {
+                let it = g.items[i as usize].as_ref().expect("live");
+                all.push((
+                    (it.time, it.cas),
+                    DumpEntry {
+                        key: it.key().to_vec(),
+                        value_len: it.value_len(),
+                        exptime: if it.exptime == 0 {
+                            0
+                        } else {
+                            started + u64::from(it.exptime)
+                        },
+                    },
+                ));
+                i = it.next;
+            }
+        }
+        all.sort_by_key(|e| std::cmp::Reverse(e.0));
         let mut bytes = 0;
-        let mut i = c.lru.head;
-        while i != NIL && (limit == 0 || out.len() < limit) {
-            let it = g.items[i as usize].as_ref().expect("live");
-            bytes += it.nkey as usize + 40;
-            if bytes > max_bytes {
+        let mut out = Vec::new();
+        for (_, e) in all {
+            bytes += e.key.len() + 40;
+            if bytes > max_bytes || (limit != 0 && out.len() >= limit) {
                 break;
             }
-            out.push(DumpEntry {
-                key: it.key().to_vec(),
-                value_len: it.value_len(),
-                exptime: if it.exptime == 0 {
-                    0
-                } else {
-                    started + u64::from(it.exptime)
-                },
-            });
-            i = it.next;
+            out.push(e);
         }
         out
-    }
-}
-
-impl Inner {
-    fn find(&self, hash: u64, key: &[u8]) -> Option<Idx> {
-        let items = &self.items;
-        self.index
-            .find(hash, |&i| {
-                items[i as usize].as_ref().expect("indexed").key() == key
-            })
-            .copied()
-    }
-
-    fn is_flushed(&self, it: &Item, now: u32) -> bool {
-        if it.cas != 0 && it.cas < self.flushed_cas {
-            return true;
-        }
-        if self.flushed_time != 0 && it.time <= self.flushed_time {
-            return true;
-        }
-        let ol = self.oldest_live;
-        ol != 0 && ol <= now && it.time <= ol
-    }
-
-    fn is_dead(&self, it: &Item, now: u32) -> Option<Dead> {
-        if self.is_flushed(it, now) {
-            Some(Dead::Flushed)
-        } else if it.exptime != 0 && it.exptime <= now {
-            Some(Dead::Expired)
-        } else {
-            None
-        }
-    }
-
-    /// Looks `key` up; an expired or flushed item is unlinked on the way.
-    fn find_live(
-        &mut self,
-        store: &Store,
-        hash: u64,
-        key: &[u8],
-        now: u32,
-    ) -> Result<Option<Idx>, Dead> {
-        let Some(i) = self.find(hash, key) else {
-            return Ok(None);
-        };
-        let it = self.items[i as usize].as_ref().expect("indexed");
-        match self.is_dead(it, now) {
-            None => Ok(Some(i)),
-            Some(d) => {
-                self.unlink(store, i);
-                Err(d)
-            }
-        }
-    }
-
-    fn next_cas(&mut self) -> u64 {
-        self.last_cas += 1;
-        self.last_cas
-    }
-
-    fn touch_lru(&mut self, i: Idx, now: u32) {
-        let it = self.items[i as usize].as_mut().expect("live");
-        it.time = now;
-        let class = it.class as usize;
-        self.classes[class].lru.bump(&mut self.items, i);
-    }
-
-    /// Removes item `i` from the index, its LRU and the accounting.
-    fn unlink(&mut self, store: &Store, i: Idx) {
-        let (hash, class, nchunks, size) = {
-            let it = self.items[i as usize].as_ref().expect("live");
-            (
-                store.hash(it.key()),
-                it.class as usize,
-                it.nchunks,
-                ntotal(
-                    it.nkey as usize,
-                    it.flags,
-                    it.value_len(),
-                    store.cfg.use_cas,
-                ) as u64,
-            )
-        };
-        if let Ok(e) = self.index.find_entry(hash, |&x| x == i) {
-            e.remove();
-        }
-        let cs = &mut self.classes[class];
-        cs.lru.unlink(&mut self.items, i);
-        cs.used_chunks -= nchunks;
-        cs.items -= 1;
-        cs.mem_requested -= size;
-        self.curr_items -= 1;
-        self.bytes -= size;
-        self.items[i as usize] = None;
-        self.free.push(i);
-    }
-
-    /// Takes `n` chunks of `class`, adding a page or freeing the coldest
-    /// items of the class when it is full. `protect` is never evicted.
-    fn alloc(
-        &mut self,
-        store: &Store,
-        class: usize,
-        n: u32,
-        protect: Option<Idx>,
-        now: u32,
-    ) -> bool {
-        let per_page = store.table.per_page(class);
-        let page = u64::from(store.table.page_size());
-        loop {
-            let cs = &mut self.classes[class];
-            if cs.used_chunks + n <= cs.pages * per_page {
-                cs.used_chunks += n;
-                return true;
-            }
-            if cs.pages == 0 || self.mem_malloced + page <= store.cfg.mem_limit {
-                cs.pages += 1;
-                self.mem_malloced += page;
-                continue;
-            }
-            if !self.pull_tail(store, class, protect, now) {
-                self.classes[class].stats.outofmemory += 1;
-                return false;
-            }
-        }
-    }
-
-    /// Frees one item at the cold end of `class`: an expired or flushed one
-    /// among the last five if there is one, else (evictions on) the coldest.
-    fn pull_tail(&mut self, store: &Store, class: usize, protect: Option<Idx>, now: u32) -> bool {
-        let mut i = self.classes[class].lru.tail;
-        let mut victim = NIL;
-        let mut seen = 0;
-        while i != NIL && seen < 5 {
-            let it = self.items[i as usize].as_ref().expect("live");
-            let prev = it.prev;
-            if Some(i) != protect {
-                if self.is_dead(it, now).is_some() {
-                    let unfetched = !it.fetched;
-                    let st = &mut self.classes[class].stats;
-                    st.reclaimed += 1;
-                    if unfetched {
-                        st.expired_unfetched += 1;
-                    }
-                    self.unlink(store, i);
-                    return true;
-                }
-                if victim == NIL {
-                    victim = i;
-                }
-                seen += 1;
-            }
-            i = prev;
-        }
-        if victim == NIL || !store.cfg.evictions {
-            return false;
-        }
-        let it = self.items[victim as usize].as_ref().expect("live");
-        let st = &mut self.classes[class].stats;
-        st.evicted += 1;
-        st.evicted_time = now.saturating_sub(it.time);
-        if it.exptime != 0 {
-            st.evicted_nonzero += 1;
-        }
-        if !it.fetched {
-            st.evicted_unfetched += 1;
-        }
-        self.unlink(store, victim);
-        true
-    }
-
-    /// Allocates and links a new item, replacing `old` if given.
-    #[allow(clippy::too_many_arguments)]
-    fn link_new(
-        &mut self,
-        store: &Store,
-        hash: u64,
-        data: Arc<[u8]>,
-        nkey: usize,
-        flags: u32,
-        exptime: u32,
-        now: u32,
-        old: Option<Idx>,
-    ) -> Result<Idx, ()> {
-        let size = ntotal(nkey, flags, data.len() - nkey, store.cfg.use_cas);
-        let class = store.table.class_for(size).ok_or(())?;
-        let nchunks = store.table.chunks_for(class, size);
-        if !self.alloc(store, class, nchunks, old, now) {
-            return Err(());
-        }
-        if let Some(o) = old {
-            self.unlink(store, o);
-        }
-        let cas = if store.cfg.use_cas {
-            self.next_cas()
-        } else {
-            0
-        };
-        let item = Item {
-            data,
-            nkey: nkey as u8,
-            class: class as u8,
-            fetched: false,
-            nchunks,
-            flags,
-            exptime,
-            time: now,
-            cas,
-            prev: NIL,
-            next: NIL,
-        };
-        let idx = match self.free.pop() {
-            Some(i) => {
-                self.items[i as usize] = Some(item);
-                i
-            }
-            None => {
-                self.items.push(Some(item));
-                (self.items.len() - 1) as Idx
-            }
-        };
-        let items = &self.items;
-        self.index.insert_unique(hash, idx, |&i| {
-            store.hash(items[i as usize].as_ref().expect("indexed").key())
-        });
-        let cs = &mut self.classes[class];
-        cs.lru.push_head(&mut self.items, idx);
-        cs.items += 1;
-        cs.mem_requested += size as u64;
-        self.curr_items += 1;
-        self.total_items += 1;
-        self.bytes += size as u64;
-        Ok(idx)
     }
 }
 
