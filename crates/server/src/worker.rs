@@ -6,7 +6,7 @@ use std::io;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
 
@@ -16,6 +16,8 @@ use crate::stats::WorkerStats;
 use crate::stream::Stream;
 
 const WAKER: Token = Token(usize::MAX);
+/// A poll that returns within this found its events already waiting.
+const BUSY_POLL: Duration = Duration::from_micros(30);
 
 /// An accepted connection on its way to a worker.
 pub struct NewConn {
@@ -85,7 +87,10 @@ impl Worker {
             } else {
                 Duration::ZERO
             };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+            let polled = Instant::now();
+            let r = self.poll.poll(&mut events, Some(timeout));
+            let busy = polled.elapsed() < BUSY_POLL;
+            if let Err(e) = r {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -102,6 +107,14 @@ impl Worker {
                 if let Some(i) = self.ready.pop_front() {
                     self.drive(i);
                 }
+            }
+            // A loop that finds events ready every time it polls never
+            // sleeps, and with more workers than cores it then keeps its
+            // core for a whole time slice while the other workers' clients
+            // wait (p99 went from 0.4 ms to 8 ms with -t 4 on one core).
+            // Giving the core up after such a busy round lets them in.
+            if busy && !events.is_empty() {
+                std::thread::yield_now();
             }
             let now = self.sh.store.clock().now();
             if now != last_sweep {
