@@ -115,6 +115,9 @@ impl Conn {
             }
             if !self.out.is_empty() {
                 self.info.set_state(ConnState::Mwrite);
+                // memcached resumes a blocked write in a new round that
+                // counts -R (not -R + 1) commands.
+                self.yielded = true;
                 return Status::Wait;
             }
             if self.close_after_flush {
@@ -141,6 +144,11 @@ impl Conn {
                         return Status::Yield;
                     }
                     // The writable event resumes the connection.
+                    return Status::Wait;
+                }
+                Progress::NeedMore(_) if !self.out.is_empty() => {
+                    // Replies wait for room: a new round once it comes.
+                    self.yielded = true;
                     return Status::Wait;
                 }
                 Progress::NeedMore(n) => {
