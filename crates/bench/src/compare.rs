@@ -222,6 +222,25 @@ type Figures = Vec<(String, String, Better, f64)>;
 /// side cannot run the scenario, `Err` when the run failed.
 type RunResult = Result<Result<(Figures, Option<Outcome>), String>, String>;
 
+/// One named figure.
+fn fig(name: &str, unit: &str, better: Better, value: f64) -> (String, String, Better, f64) {
+    (name.into(), unit.into(), better, value)
+}
+
+/// Starts a side's server: `Ok(Err(why))` when it refuses the flags (a
+/// feature it lacks), `Err` when it fails otherwise.
+fn start_side(
+    ctx: &Ctx,
+    side: &ServerSpec,
+    flags: &[String],
+) -> Result<Result<Running, String>, String> {
+    match ctx.start(side, flags) {
+        Ok(s) => Ok(Ok(s)),
+        Err(StartError::Refused(why)) => Ok(Err(why)),
+        Err(StartError::Failed(why)) => Err(why),
+    }
+}
+
 fn check(o: &Outcome, max: f64, what: &str) -> Result<(), String> {
     if o.error_rate() > max {
         return Err(format!(
@@ -238,43 +257,38 @@ fn check(o: &Outcome, max: f64, what: &str) -> Result<(), String> {
 fn throughput_figures(o: &Outcome, server_cpu: f64, hwm: u64, rss: u64) -> Figures {
     let l = o.latency.summary();
     vec![
-        (
-            "throughput".into(),
-            "ops/s".into(),
-            Better::Higher,
-            o.ops_per_sec(),
-        ),
-        ("p50 latency".into(), "ms".into(), Better::Lower, l.p50),
-        ("p90 latency".into(), "ms".into(), Better::Lower, l.p90),
-        ("p99 latency".into(), "ms".into(), Better::Lower, l.p99),
-        ("p99.9 latency".into(), "ms".into(), Better::Lower, l.p999),
-        (
-            "server CPU per million requests".into(),
-            "s".into(),
+        fig("throughput", "ops/s", Better::Higher, o.ops_per_sec()),
+        fig("p50 latency", "ms", Better::Lower, l.p50),
+        fig("p90 latency", "ms", Better::Lower, l.p90),
+        fig("p99 latency", "ms", Better::Lower, l.p99),
+        fig("p99.9 latency", "ms", Better::Lower, l.p999),
+        fig(
+            "server CPU per million requests",
+            "s",
             Better::Lower,
             server_cpu / o.ops.max(1) as f64 * 1e6,
         ),
-        (
-            "server peak RSS".into(),
-            "MB".into(),
+        fig(
+            "server peak RSS",
+            "MB",
             Better::Lower,
             hwm as f64 / 1048576.0,
         ),
-        (
-            "server final RSS".into(),
-            "MB".into(),
+        fig(
+            "server final RSS",
+            "MB",
             Better::Lower,
             rss as f64 / 1048576.0,
         ),
-        (
-            "client CPU share".into(),
-            "%".into(),
+        fig(
+            "client CPU share",
+            "%",
             Better::Lower,
             100.0 * o.client_cpu / o.elapsed.as_secs_f64().max(1e-9),
         ),
-        (
-            "hit ratio".into(),
-            "%".into(),
+        fig(
+            "hit ratio",
+            "%",
             Better::Higher,
             100.0 * o.hits as f64 / o.keys_asked.max(1) as f64,
         ),
@@ -289,10 +303,9 @@ fn load_run(
     shape: &dyn Fn(Config) -> Config,
     prefill: bool,
 ) -> Result<Result<(Figures, Outcome), String>, String> {
-    let srv = match ctx.start(side, flags) {
+    let srv = match start_side(ctx, side, flags)? {
         Ok(s) => s,
-        Err(StartError::Refused(why)) => return Ok(Err(why)),
-        Err(StartError::Failed(why)) => return Err(why),
+        Err(why) => return Ok(Err(why)),
     };
     let mut cfg = shape(ctx.base_load(srv.addr));
     if prefill {
@@ -592,10 +605,9 @@ fn memory_run(
     key_size: SizeRange,
     value_size: SizeRange,
 ) -> RunResult {
-    let srv = match ctx.start(side, flags) {
+    let srv = match start_side(ctx, side, flags)? {
         Ok(s) => s,
-        Err(StartError::Refused(why)) => return Ok(Err(why)),
-        Err(StartError::Failed(why)) => return Err(why),
+        Err(why) => return Ok(Err(why)),
     };
     let limit = 64u64 << 20;
     let cfg = Config {
@@ -620,22 +632,22 @@ fn memory_run(
     let (hwm, rss) = srv.rss();
     Ok(Ok((
         vec![
-            ("items held".into(), "items".into(), Better::Higher, items),
-            (
-                "payload held / limit_maxbytes".into(),
-                "%".into(),
+            fig("items held", "items", Better::Higher, items),
+            fig(
+                "payload held / limit_maxbytes",
+                "%",
                 Better::Higher,
                 100.0 * items * mean_payload / maxbytes,
             ),
-            (
-                "server peak RSS".into(),
-                "MB".into(),
+            fig(
+                "server peak RSS",
+                "MB",
                 Better::Lower,
                 hwm as f64 / 1048576.0,
             ),
-            (
-                "server final RSS".into(),
-                "MB".into(),
+            fig(
+                "server final RSS",
+                "MB",
                 Better::Lower,
                 rss as f64 / 1048576.0,
             ),
@@ -651,10 +663,9 @@ fn idle_run(
     n: u64,
 ) -> Result<Result<(Figures, Option<Outcome>), String>, String> {
     use std::io::{Read, Write};
-    let srv = match ctx.start(side, flags) {
+    let srv = match start_side(ctx, side, flags)? {
         Ok(s) => s,
-        Err(StartError::Refused(why)) => return Ok(Err(why)),
-        Err(StartError::Failed(why)) => return Err(why),
+        Err(why) => return Ok(Err(why)),
     };
     let mut first = std::net::TcpStream::connect(srv.addr).map_err(|e| e.to_string())?;
     first.write_all(b"version\r\n").map_err(|e| e.to_string())?;
@@ -697,21 +708,21 @@ fn idle_run(
     drop(conns);
     Ok(Ok((
         vec![
-            (
-                "RSS growth per idle connection".into(),
-                "bytes".into(),
+            fig(
+                "RSS growth per idle connection",
+                "bytes",
                 Better::Lower,
                 per,
             ),
-            (
-                "server RSS with connections open".into(),
-                "MB".into(),
+            fig(
+                "server RSS with connections open",
+                "MB",
                 Better::Lower,
                 after as f64 / 1048576.0,
             ),
-            (
-                "server peak RSS".into(),
-                "MB".into(),
+            fig(
+                "server peak RSS",
+                "MB",
                 Better::Lower,
                 hwm as f64 / 1048576.0,
             ),
@@ -721,10 +732,9 @@ fn idle_run(
 }
 
 fn expiry_run(ctx: &Ctx, side: &ServerSpec, flags: &[String]) -> RunResult {
-    let srv = match ctx.start(side, flags) {
+    let srv = match start_side(ctx, side, flags)? {
         Ok(s) => s,
-        Err(StartError::Refused(why)) => return Ok(Err(why)),
-        Err(StartError::Failed(why)) => return Err(why),
+        Err(why) => return Ok(Err(why)),
     };
     let limit = 16u64 << 20;
     let long_keys = 2000u64;
@@ -797,30 +807,10 @@ fn expiry_run(ctx: &Ctx, side: &ServerSpec, flags: &[String]) -> RunResult {
     let stale = (curr as f64 - live_bound).max(0.0);
     Ok(Ok((
         vec![
-            (
-                "evictions".into(),
-                "items".into(),
-                Better::Lower,
-                evictions as f64,
-            ),
-            (
-                "long-TTL items lost".into(),
-                "items".into(),
-                Better::Lower,
-                lost as f64,
-            ),
-            (
-                "expired items still counted".into(),
-                "items".into(),
-                Better::Lower,
-                stale,
-            ),
-            (
-                "curr_items at the end".into(),
-                "items".into(),
-                Better::Lower,
-                curr as f64,
-            ),
+            fig("evictions", "items", Better::Lower, evictions as f64),
+            fig("long-TTL items lost", "items", Better::Lower, lost as f64),
+            fig("expired items still counted", "items", Better::Lower, stale),
+            fig("curr_items at the end", "items", Better::Lower, curr as f64),
         ],
         None,
     )))

@@ -14,4 +14,4 @@
 pub mod num;
 pub mod text;
 
-pub use text::{Keys, Request, StatsGroup, StoreMode};
+pub use text::{Keys, Request, StatsGroup, StoreCommand, StoreMode};

@@ -51,6 +51,20 @@ pub enum StatsGroup {
     DetailDump,
 }
 
+/// A store command's line: its data block (`data_len` bytes and `\r\n`)
+/// follows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreCommand<'a> {
+    pub mode: StoreMode,
+    pub key: &'a [u8],
+    pub flags: u32,
+    pub exptime: i32,
+    pub data_len: u32,
+    /// Only read for `cas`.
+    pub cas_unique: u64,
+    pub noreply: bool,
+}
+
 /// The keys of a `get`-family command, split lazily so that a long
 /// multiget costs no allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,15 +101,7 @@ pub enum Request<'a> {
         touch: Option<i32>,
     },
     /// A store command; `data_len` bytes plus `\r\n` follow the line.
-    Store {
-        mode: StoreMode,
-        key: &'a [u8],
-        flags: u32,
-        exptime: i32,
-        data_len: u32,
-        cas_unique: u64,
-        noreply: bool,
-    },
+    Store(StoreCommand<'a>),
     Delete {
         key: &'a [u8],
         noreply: bool,
@@ -460,7 +466,7 @@ fn parse_store<'a>(t: &Tokens<'a>, mode: StoreMode) -> Request<'a> {
     if !(0..=i32::MAX - 2).contains(&vlen) {
         return bad;
     }
-    Request::Store {
+    Request::Store(StoreCommand {
         mode,
         key,
         flags,
@@ -468,7 +474,7 @@ fn parse_store<'a>(t: &Tokens<'a>, mode: StoreMode) -> Request<'a> {
         data_len: vlen as u32,
         cas_unique,
         noreply,
-    }
+    })
 }
 
 fn parse_stats<'a>(t: &Tokens<'a>) -> Request<'a> {
@@ -577,7 +583,7 @@ mod tests {
     fn store_commands() {
         assert_eq!(
             p("set k 5 10 3"),
-            Request::Store {
+            Request::Store(StoreCommand {
                 mode: StoreMode::Set,
                 key: b"k",
                 flags: 5,
@@ -585,25 +591,25 @@ mod tests {
                 data_len: 3,
                 cas_unique: 0,
                 noreply: false
-            }
+            })
         );
         assert!(matches!(
             p("cas k 0 0 3 77 noreply"),
-            Request::Store {
+            Request::Store(StoreCommand {
                 mode: StoreMode::Cas,
                 cas_unique: 77,
                 noreply: true,
                 ..
-            }
+            })
         ));
         // An unknown sixth token is ignored, as memcached ignores it.
         assert!(matches!(
             p("append k 0 0 1 foo"),
-            Request::Store {
+            Request::Store(StoreCommand {
                 mode: StoreMode::Append,
                 noreply: false,
                 ..
-            }
+            })
         ));
         assert_eq!(p("set k 0 0"), err(ERROR));
         assert_eq!(p("set k 0 0 1 2 3"), err(ERROR));
@@ -622,11 +628,11 @@ mod tests {
         let long = format!("set {} 0 0 1", "k".repeat(251));
         assert_eq!(p(&long), err(BAD_FORMAT));
         let ok = format!("set {} 0 0 1", "k".repeat(250));
-        assert!(matches!(p(&ok), Request::Store { .. }));
+        assert!(matches!(p(&ok), Request::Store(_)));
         // Flags above 32 bits are truncated, as memcached 1.6.18 does.
         assert!(matches!(
             p("set k 4294967296 0 1"),
-            Request::Store { flags: 0, .. }
+            Request::Store(StoreCommand { flags: 0, .. })
         ));
     }
 

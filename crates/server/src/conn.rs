@@ -18,7 +18,7 @@ use memcrab_proto::text::{may_be_long_get, parse, trim_line, MAX_LINE_WITHOUT_NE
 use memcrab_proto::Request;
 
 use crate::config::Protocol;
-use crate::exec::{self, Cx, Flow, StoreHead};
+use crate::exec::{self, Cx, Flow};
 use crate::output::Output;
 use crate::shared::{ConnInfo, ConnState, Shared};
 use crate::stats::{Counter, WorkerStats};
@@ -304,29 +304,12 @@ impl Conn {
                 eprintln!("<{} {}", info.fd, String::from_utf8_lossy(line));
             }
             match parse(line) {
-                Request::Store {
-                    mode,
-                    key,
-                    flags,
-                    exptime,
-                    data_len,
-                    cas_unique,
-                    noreply,
-                } => {
-                    let head = StoreHead {
-                        mode,
-                        key,
-                        flags,
-                        exptime,
-                        data_len,
-                        cas_unique,
-                        noreply,
-                    };
+                Request::Store(head) => {
                     if let Some(Flow::Swallow(n)) = exec::store_head(&head, &mut ecx) {
                         *rpos += nl + 1;
                         *swallow = n;
                     } else {
-                        let total = nl + 1 + data_len as usize + 2;
+                        let total = nl + 1 + head.data_len as usize + 2;
                         if avail.len() < total {
                             info.set_state(ConnState::Nread);
                             return Progress::NeedMore(total);

@@ -3,7 +3,7 @@
 
 use memcrab_proto::num::{safe_strtoull, write_u64};
 use memcrab_proto::text::{BAD_EXPTIME, BAD_FORMAT, KEY_MAX_LENGTH};
-use memcrab_proto::{Keys, Request, StatsGroup, StoreMode};
+use memcrab_proto::{Keys, Request, StatsGroup, StoreCommand, StoreMode};
 use memcrab_store::{DeltaOutcome, GetOutcome, Mode, StoreOutcome};
 
 use crate::config::MEMCACHED_VERSION;
@@ -46,21 +46,9 @@ fn mode(m: StoreMode) -> Mode {
     }
 }
 
-/// The header line of a stored command, kept while its data arrives.
-#[derive(Debug, Clone, Copy)]
-pub struct StoreHead<'a> {
-    pub mode: StoreMode,
-    pub key: &'a [u8],
-    pub flags: u32,
-    pub exptime: i32,
-    pub data_len: u32,
-    pub cas_unique: u64,
-    pub noreply: bool,
-}
-
 /// Checks a store command before its data is read: a value over `-I` is
 /// refused at once and its data swallowed, as memcached does.
-pub fn store_head(h: &StoreHead<'_>, cx: &mut Cx<'_>) -> Option<Flow> {
+pub fn store_head(h: &StoreCommand<'_>, cx: &mut Cx<'_>) -> Option<Flow> {
     let store = &cx.sh.store;
     if store.item_size_ok(h.key.len(), h.flags, h.data_len as usize) {
         return None;
@@ -76,7 +64,7 @@ pub fn store_head(h: &StoreHead<'_>, cx: &mut Cx<'_>) -> Option<Flow> {
 
 /// Runs a store command whose `data` (value plus its two terminator
 /// bytes) has arrived.
-pub fn store_data(h: &StoreHead<'_>, data: &[u8], cx: &mut Cx<'_>) {
+pub fn store_data(h: &StoreCommand<'_>, data: &[u8], cx: &mut Cx<'_>) {
     let store = &cx.sh.store;
     let (value, end) = data.split_at(h.data_len as usize);
     if end != b"\r\n" {
@@ -109,7 +97,13 @@ pub fn store_data(h: &StoreHead<'_>, data: &[u8], cx: &mut Cx<'_>) {
 pub fn execute(req: Request<'_>, cx: &mut Cx<'_>) -> Flow {
     match req {
         Request::Get { keys, cas, touch } => get(keys, cas, touch, cx),
-        Request::Store { .. } => unreachable!("store commands go through store_head"),
+        // The connection handles these with store_head and store_data,
+        // since their data block is not part of the line; one arriving here
+        // is a bug, answered without taking the worker down.
+        Request::Store(_) => {
+            cx.out.line("SERVER_ERROR store command without its data");
+            return Flow::Close;
+        }
         Request::Delete { key, noreply } => {
             if cx.sh.store.delete(key) {
                 cx.reply("DELETED", noreply);
