@@ -83,7 +83,11 @@ pub fn safe_strtoull(s: &[u8]) -> Option<u64> {
     if !tail_ok(s, sc.end) {
         return None;
     }
-    if (value as i64) < 0 && s[..sc.end].contains(&b'-') {
+    // memcached looks for the '-' with strchr: in the whole C string, not
+    // only the digits. (On a stored value that string runs on past the
+    // value into whatever memory follows it, up to a NUL byte; memcrab
+    // looks at the value only.)
+    if (value as i64) < 0 && s.iter().take_while(|&&b| b != 0).any(|&b| b == b'-') {
         return None;
     }
     Some(value)
@@ -165,6 +169,13 @@ mod tests {
         assert_eq!(safe_strtoull(b"18446744073709551616"), None);
         assert_eq!(safe_strtoull(b"+"), None);
         assert_eq!(safe_strtoull(b"-"), None);
+        // A '-' after the number counts when the number is at least 2^63.
+        assert_eq!(safe_strtoull(b"9223372036854775808\t-"), None);
+        assert_eq!(
+            safe_strtoull(b"9223372036854775807\t-"),
+            Some(i64::MAX as u64)
+        );
+        assert_eq!(safe_strtoull(b"9223372036854775808\0-"), Some(1 << 63));
     }
 
     #[test]
