@@ -522,3 +522,54 @@ fn slow_reader_gets_every_reply() {
     assert_eq!(reply.len(), 20 * (head.len() + n + 2 + 5));
     assert_eq!(s(&reply).matches(&head).count(), 20);
 }
+
+#[test]
+fn random_bytes_never_take_the_server_down() {
+    // Seeded garbage, some of it command-shaped, on many connections; the
+    // server must keep answering a well-formed client afterwards.
+    let srv = Server::memcrab(&["-I", "512k"]);
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let words: &[&[u8]] = &[
+        // (No flush_all: a delayed one would empty the cache on purpose.)
+        b"get ",
+        b"set ",
+        b"cas ",
+        b"incr ",
+        b"gat ",
+        b"delete ",
+        b"stats ",
+        b"touch ",
+        b"99999999999 ",
+        b"-1 ",
+        b"0 ",
+        b"noreply",
+        b"\r\n",
+        b"\n",
+        b"\0",
+        b" ",
+        b"\x80",
+    ];
+    for _ in 0..40 {
+        let mut c = srv.connect();
+        let mut junk = Vec::new();
+        for _ in 0..(next() % 400) {
+            if next() % 3 == 0 {
+                junk.extend_from_slice(words[(next() % words.len() as u64) as usize]);
+            } else {
+                junk.push(next() as u8);
+            }
+        }
+        // The server may close on some of it; that is fine.
+        let _ = std::io::Write::write_all(&mut c.s, &junk);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = srv.connect();
+    assert_eq!(c.roundtrip(b"set ok 0 0 2\r\nok\r\n"), b"STORED\r\n");
+    assert_eq!(c.roundtrip(b"get ok\r\n"), b"VALUE ok 0 2\r\nok\r\nEND\r\n");
+}
