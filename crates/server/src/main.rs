@@ -72,6 +72,7 @@ fn serve(settings: Settings) -> Result<(), String> {
             eprintln!("failed to ensure corefile creation");
         }
     }
+    raise_fd_limit(settings.maxconns);
     let listeners = listen::bind_all(&settings)?;
     drop_privileges(&settings)?;
     if settings.daemon {
@@ -124,6 +125,23 @@ fn serve(settings: Settings) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Makes room for `-c` connections plus listeners and the like, as
+/// memcached does: raises the soft descriptor limit up to the hard one.
+fn raise_fd_limit(maxconns: usize) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let want = maxconns as u64 + 64;
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < want {
+            let new = want.min(hard);
+            if setrlimit(Resource::RLIMIT_NOFILE, new, hard).is_err() || new < want {
+                eprintln!(
+                    "failed to set rlimit for open files to {want}: connections past {new} will be refused"
+                );
+            }
+        }
+    }
 }
 
 fn store_config(s: &Settings) -> StoreConfig {
