@@ -66,6 +66,11 @@ fn main() {
 }
 
 fn serve(settings: Settings) -> Result<(), String> {
+    // Handlers first: a `shutdown` or SIGTERM that arrives while the rest
+    // starts must still end the process cleanly.
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1])
+        .map_err(|e| format!("memcrab: cannot install signal handlers: {e}"))?;
     if settings.enable_coredumps {
         use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
         if setrlimit(Resource::RLIMIT_CORE, RLIM_INFINITY, RLIM_INFINITY).is_err() {
@@ -118,7 +123,7 @@ fn serve(settings: Settings) -> Result<(), String> {
         })
         .map_err(|e| format!("maintainer thread: {e}"))?;
 
-    wait_for_signal(&sh);
+    wait_for_signal(signals, &sh);
     if sh.settings.daemon {
         if let Some(p) = &sh.settings.pidfile {
             let _ = std::fs::remove_file(p);
@@ -182,15 +187,8 @@ fn drop_privileges(s: &Settings) -> Result<(), String> {
 
 /// Blocks until SIGINT, SIGTERM or SIGUSR1 (the last from `shutdown
 /// graceful`); connections end with the process.
-fn wait_for_signal(sh: &Shared) {
-    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
-    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1]) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("memcrab: cannot install signal handlers: {e}");
-            exit(EX_OSERR);
-        }
-    };
+fn wait_for_signal(mut signals: signal_hook::iterator::Signals, sh: &Shared) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
     if let Some(sig) = signals.forever().next() {
         sh.shutting_down
             .store(true, std::sync::atomic::Ordering::Relaxed);
