@@ -77,6 +77,20 @@ pub struct ScenarioResult {
     pub latency_curve: Option<([f64; 4], [f64; 4])>,
 }
 
+impl ScenarioResult {
+    fn new(name: &str, description: &str, server_flags: Vec<String>) -> Self {
+        ScenarioResult {
+            name: name.into(),
+            description: description.into(),
+            server_flags,
+            metrics: Vec::new(),
+            unsupported: Vec::new(),
+            notes: Vec::new(),
+            latency_curve: None,
+        }
+    }
+}
+
 pub const ALL: &[&str] = &[
     "get-heavy",
     "get-heavy-pipelined",
@@ -227,6 +241,15 @@ fn fig(name: &str, unit: &str, better: Better, value: f64) -> (String, String, B
     (name.into(), unit.into(), better, value)
 }
 
+/// A server's peak and final resident memory, in MB.
+fn rss_figures(hwm: u64, rss: u64) -> [(String, String, Better, f64); 2] {
+    const MB: f64 = 1048576.0;
+    [
+        fig("server peak RSS", "MB", Better::Lower, hwm as f64 / MB),
+        fig("server final RSS", "MB", Better::Lower, rss as f64 / MB),
+    ]
+}
+
 /// Starts a side's server: `Ok(Err(why))` when it refuses the flags (a
 /// feature it lacks), `Err` when it fails otherwise.
 fn start_side(
@@ -256,7 +279,7 @@ fn check(o: &Outcome, max: f64, what: &str) -> Result<(), String> {
 
 fn throughput_figures(o: &Outcome, server_cpu: f64, hwm: u64, rss: u64) -> Figures {
     let l = o.latency.summary();
-    vec![
+    let mut figures = vec![
         fig("throughput", "ops/s", Better::Higher, o.ops_per_sec()),
         fig("p50 latency", "ms", Better::Lower, l.p50),
         fig("p90 latency", "ms", Better::Lower, l.p90),
@@ -268,18 +291,9 @@ fn throughput_figures(o: &Outcome, server_cpu: f64, hwm: u64, rss: u64) -> Figur
             Better::Lower,
             server_cpu / o.ops.max(1) as f64 * 1e6,
         ),
-        fig(
-            "server peak RSS",
-            "MB",
-            Better::Lower,
-            hwm as f64 / 1048576.0,
-        ),
-        fig(
-            "server final RSS",
-            "MB",
-            Better::Lower,
-            rss as f64 / 1048576.0,
-        ),
+    ];
+    figures.extend(rss_figures(hwm, rss));
+    figures.extend([
         fig(
             "client CPU share",
             "%",
@@ -292,7 +306,8 @@ fn throughput_figures(o: &Outcome, server_cpu: f64, hwm: u64, rss: u64) -> Figur
             Better::Higher,
             100.0 * o.hits as f64 / o.keys_asked.max(1) as f64,
         ),
-    ]
+    ]);
+    figures
 }
 
 /// A timed load scenario: fresh server, optional prefill, measured run.
@@ -334,15 +349,7 @@ fn alternate(
     runs: usize,
     one: &dyn Fn(&Ctx, &ServerSpec) -> RunResult,
 ) -> Result<ScenarioResult, String> {
-    let mut r = ScenarioResult {
-        name: name.into(),
-        description: description.into(),
-        server_flags: flags,
-        metrics: Vec::new(),
-        unsupported: Vec::new(),
-        notes: Vec::new(),
-        latency_curve: None,
-    };
+    let mut r = ScenarioResult::new(name, description, flags);
     let mut curves: [Vec<[f64; 4]>; 2] = [Vec::new(), Vec::new()];
     let mut skip = [false, false];
     for _ in 0..runs {
@@ -541,8 +548,7 @@ fn scenario(ctx: &mut Ctx, name: &str) -> Result<ScenarioResult, String> {
                 _ => limit.saturating_sub(200).min(28_000),
             };
             if n + 100 > limit {
-                let mut r = alternate(ctx, name, "", vec![], 0, &|_, _| Ok(Err(String::new())))?;
-                r.description = format!("{n} idle connections");
+                let mut r = ScenarioResult::new(name, &format!("{n} idle connections"), vec![]);
                 r.unsupported.push((
                     "both".into(),
                     format!("descriptor limit {limit} is below {n} connections"),
@@ -639,19 +645,10 @@ fn memory_run(
                 Better::Higher,
                 100.0 * items * mean_payload / maxbytes,
             ),
-            fig(
-                "server peak RSS",
-                "MB",
-                Better::Lower,
-                hwm as f64 / 1048576.0,
-            ),
-            fig(
-                "server final RSS",
-                "MB",
-                Better::Lower,
-                rss as f64 / 1048576.0,
-            ),
-        ],
+        ]
+        .into_iter()
+        .chain(rss_figures(hwm, rss))
+        .collect(),
         None,
     )))
 }

@@ -192,13 +192,29 @@ pub fn write(
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut md = markdown(ctx, results, cmd, elapsed);
     let mut plots = Vec::new();
-    if let Some(p) = plot_throughput(ctx, results, &dir.join("throughput.svg"))? {
+    let throughput = dir.join("throughput.svg");
+    if let Some(p) = plot_metric(
+        ctx,
+        results,
+        &throughput,
+        "throughput",
+        "Throughput (median)",
+        "requests/s",
+    )? {
         plots.push(p);
     }
     if let Some(p) = plot_latency(ctx, results, &dir.join("latency.svg"))? {
         plots.push(p);
     }
-    if let Some(p) = plot_memory(ctx, results, &dir.join("memory.svg"))? {
+    let memory = dir.join("memory.svg");
+    if let Some(p) = plot_metric(
+        ctx,
+        results,
+        &memory,
+        "items held",
+        "Items held in -m 64 (median)",
+        "items",
+    )? {
         plots.push(p);
     }
     if !plots.is_empty() {
@@ -304,40 +320,23 @@ fn bars(
     Ok(path.file_name().map(|f| f.to_string_lossy().into_owned()))
 }
 
-fn plot_throughput(ctx: &Ctx, results: &[ScenarioResult], path: &Path) -> PlotResult {
+/// Bars of one figure's medians, A beside B, for each scenario that has it.
+fn plot_metric(
+    ctx: &Ctx,
+    results: &[ScenarioResult],
+    path: &Path,
+    metric: &str,
+    title: &str,
+    unit: &str,
+) -> PlotResult {
     let items: Vec<(String, f64, f64)> = results
         .iter()
         .filter_map(|r| {
-            let m = r.metrics.iter().find(|m| m.name == "throughput")?;
+            let m = r.metrics.iter().find(|m| m.name == metric)?;
             Some((r.name.clone(), median(&m.a), median(&m.b)))
         })
         .collect();
-    bars(
-        path,
-        "Throughput (median)",
-        "requests/s",
-        &ctx.a.name,
-        &ctx.b.name,
-        &items,
-    )
-}
-
-fn plot_memory(ctx: &Ctx, results: &[ScenarioResult], path: &Path) -> PlotResult {
-    let items: Vec<(String, f64, f64)> = results
-        .iter()
-        .filter_map(|r| {
-            let m = r.metrics.iter().find(|m| m.name == "items held")?;
-            Some((r.name.clone(), median(&m.a), median(&m.b)))
-        })
-        .collect();
-    bars(
-        path,
-        "Items held in -m 64 (median)",
-        "items",
-        &ctx.a.name,
-        &ctx.b.name,
-        &items,
-    )
+    bars(path, title, unit, &ctx.a.name, &ctx.b.name, &items)
 }
 
 fn plot_latency(ctx: &Ctx, results: &[ScenarioResult], path: &Path) -> PlotResult {

@@ -305,7 +305,7 @@ impl Conn {
             }
             match parse(line) {
                 Request::Store(head) => {
-                    if let Some(Flow::Swallow(n)) = exec::store_head(&head, &mut ecx) {
+                    if let Some(n) = exec::store_head(&head, &mut ecx) {
                         *rpos += nl + 1;
                         *swallow = n;
                     } else {

@@ -17,8 +17,6 @@ pub enum Flow {
     Continue,
     /// Send what is queued, then close.
     Close,
-    /// Discard this many incoming bytes (a refused data block).
-    Swallow(u64),
 }
 
 pub struct Cx<'a> {
@@ -47,8 +45,9 @@ fn mode(m: StoreMode) -> Mode {
 }
 
 /// Checks a store command before its data is read: a value over `-I` is
-/// refused at once and its data swallowed, as memcached does.
-pub fn store_head(h: &StoreCommand<'_>, cx: &mut Cx<'_>) -> Option<Flow> {
+/// refused at once, and the bytes of its data block to swallow returned,
+/// as memcached does.
+pub fn store_head(h: &StoreCommand<'_>, cx: &mut Cx<'_>) -> Option<u64> {
     let store = &cx.sh.store;
     if store.item_size_ok(h.key.len(), h.flags, h.data_len as usize) {
         return None;
@@ -59,7 +58,7 @@ pub fn store_head(h: &StoreCommand<'_>, cx: &mut Cx<'_>) -> Option<Flow> {
         store.unlink_key(h.key);
     }
     cx.reply("SERVER_ERROR object too large for cache", h.noreply);
-    Some(Flow::Swallow(u64::from(h.data_len) + 2))
+    Some(u64::from(h.data_len) + 2)
 }
 
 /// Runs a store command whose `data` (value plus its two terminator

@@ -190,8 +190,6 @@ fn drop_privileges(s: &Settings) -> Result<(), String> {
 fn wait_for_signal(mut signals: signal_hook::iterator::Signals, sh: &Shared) {
     use signal_hook::consts::{SIGINT, SIGTERM};
     if let Some(sig) = signals.forever().next() {
-        sh.shutting_down
-            .store(true, std::sync::atomic::Ordering::Relaxed);
         if sh.verbose() > 0 {
             let name = match sig {
                 SIGINT => "Interrupt",

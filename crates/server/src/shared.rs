@@ -5,7 +5,7 @@
 //! the store's lock, and the store is never called while holding it).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use memcrab_store::Store;
@@ -163,7 +163,6 @@ pub struct Shared {
     pub conns: ConnRegistry,
     pub listeners: Vec<ListenerInfo>,
     verbose: AtomicU8,
-    pub shutting_down: AtomicBool,
 }
 
 impl Shared {
@@ -183,7 +182,6 @@ impl Shared {
             conns,
             listeners,
             verbose,
-            shutting_down: AtomicBool::new(false),
         }
     }
 

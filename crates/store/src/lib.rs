@@ -549,13 +549,14 @@ impl Store {
         } else {
             inner.classes[class].stats.decr_hits += 1;
         }
-        let digits = new.to_string();
+        let mut buf = [0u8; 20];
+        let digits = decimal(new, &mut buf);
         let it = inner.items[idx as usize].as_mut().expect("live");
         let nkey = it.nkey as usize;
         if digits.len() <= it.value_len() {
             if let Some(buf) = Arc::get_mut(&mut it.data) {
                 let v = &mut buf[nkey..];
-                v[..digits.len()].copy_from_slice(digits.as_bytes());
+                v[..digits.len()].copy_from_slice(digits);
                 v[digits.len()..].fill(b' ');
                 it.cas = if use_cas { self.next_cas() } else { 0 };
                 inner.touch_lru(idx, now);
@@ -563,7 +564,7 @@ impl Store {
             }
         }
         let (flags, exptime) = (it.flags, it.exptime);
-        let data = make_data(key, digits.as_bytes(), &[]);
+        let data = make_data(key, digits, &[]);
         match inner.link_new(self, hash, data, key.len(), flags, exptime, now, Some(idx)) {
             Ok(_) => DeltaOutcome::Value(new),
             Err(()) => DeltaOutcome::OutOfMemory,
@@ -685,8 +686,12 @@ impl Store {
         }
         for shard in self.shards.iter() {
             let g = shard.lock();
+            // Each shard gives at most `limit` of its most recent items;
+            // the most recent `limit` of all of them are kept below.
             let mut i = g.classes[class].lru.head;
-            while i != NIL && (limit == 0 || all.len() < limit * SHARDS) {
+            let mut taken = 0;
+            while i != NIL && (limit == 0 || taken < limit) {
+                taken += 1;
                 let it = g.items[i as usize].as_ref().expect("live");
                 all.push((
                     (it.time, it.cas),
@@ -714,6 +719,19 @@ impl Store {
             out.push(e);
         }
         out
+    }
+}
+
+/// `v` in decimal, written into `buf` without an allocation.
+fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return &buf[i..];
+        }
     }
 }
 

@@ -432,3 +432,16 @@ fn cachedump_lists_recent_first() {
     assert!(s.dump(0, 0, 1 << 20).is_empty());
     assert!(s.dump(99, 0, 1 << 20).is_empty());
 }
+
+#[test]
+fn cachedump_limit_spans_shards() {
+    let s = store();
+    for i in 0..50u32 {
+        s.store(Mode::Set, format!("k{i}").as_bytes(), 0, 0, b"v", 0);
+    }
+    let d = s.dump(1, 10, 1 << 20);
+    assert_eq!(d.len(), 10);
+    // Same second: the most recent stores (highest CAS) come first.
+    assert_eq!(d[0].key, b"k49");
+    assert_eq!(s.dump(1, 0, 1 << 20).len(), 50);
+}
