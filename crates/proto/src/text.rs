@@ -135,6 +135,16 @@ pub enum Request<'a> {
     /// `shutdown` with an unknown mode.
     ShutdownInvalid,
     Stats(StatsGroup),
+    /// `slabs reassign <src> <dst>`.
+    SlabsReassign {
+        src: i32,
+        dst: i32,
+    },
+    /// `slabs automove <0|1|2>`.
+    SlabsAutomove {
+        mode: u32,
+        noreply: bool,
+    },
     /// `mn`: flush marker of the meta protocol.
     MetaNoop,
     /// A line memcached answers with an error line; `noreply` suppresses it
@@ -428,6 +438,7 @@ pub fn parse(line: &[u8]) -> Request<'_> {
             }
         }
         b"stats" => parse_stats(&t),
+        b"slabs" => parse_slabs(&t),
         b"mn" => Request::MetaNoop,
         _ => {
             if t.value(n - 2).is_some_and(|v| v.starts_with(b"HTTP/")) {
@@ -437,6 +448,34 @@ pub fn parse(line: &[u8]) -> Request<'_> {
             }
         }
     }
+}
+
+/// `slabs reassign <src> <dst>` (exactly) and `slabs automove <mode>`
+/// (further words ignored, a last `noreply` honoured), as memcached 1.6.
+fn parse_slabs<'a>(t: &Tokens<'a>) -> Request<'a> {
+    let n = t.n();
+    let bad = |noreply| Request::Error {
+        reply: BAD_FORMAT,
+        noreply,
+    };
+    if n == 5 && t.get(1) == b"reassign" {
+        return match (safe_strtol(t.get(2)), safe_strtol(t.get(3))) {
+            (Some(src), Some(dst)) => Request::SlabsReassign { src, dst },
+            _ => bad(false),
+        };
+    }
+    if n >= 4 && t.get(1) == b"automove" {
+        let noreply = t.noreply();
+        return match safe_strtoul(t.get(2)) {
+            Some(mode) if mode <= 2 => Request::SlabsAutomove { mode, noreply },
+            Some(_) => Request::Error {
+                reply: ERROR,
+                noreply,
+            },
+            None => bad(noreply),
+        };
+    }
+    err(ERROR)
 }
 
 fn parse_store<'a>(t: &Tokens<'a>, mode: StoreMode) -> Request<'a> {
@@ -529,6 +568,60 @@ mod tests {
             Request::Get { keys, .. } => keys.map(|k| k.to_vec()).collect(),
             other => panic!("not a get: {other:?}"),
         }
+    }
+
+    #[test]
+    fn slabs_commands_as_memcached_reads_them() {
+        assert!(matches!(
+            p("slabs reassign 1 2"),
+            Request::SlabsReassign { src: 1, dst: 2 }
+        ));
+        assert!(matches!(
+            p("slabs reassign -1 0"),
+            Request::SlabsReassign { src: -1, dst: 0 }
+        ));
+        // 64-bit strtol, then memcached's int truncation
+        assert!(matches!(
+            p("slabs reassign 4294967297 2"),
+            Request::SlabsReassign { src: 1, dst: 2 }
+        ));
+        for (line, reply) in [
+            ("slabs reassign x y", BAD_FORMAT),
+            ("slabs reassign 1 2 3", ERROR),
+            ("slabs reassign 1", ERROR),
+            ("slabs", ERROR),
+            ("slabs foo", ERROR),
+            ("slabs automove", ERROR),
+            ("slabs automove 3", ERROR),
+            ("slabs automove -1", BAD_FORMAT),
+            ("slabs automove x", BAD_FORMAT),
+        ] {
+            match p(line) {
+                Request::Error { reply: r, .. } => assert_eq!(r, reply, "{line}"),
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            p("slabs automove 2"),
+            Request::SlabsAutomove {
+                mode: 2,
+                noreply: false
+            }
+        ));
+        assert!(matches!(
+            p("slabs automove 1 2"),
+            Request::SlabsAutomove {
+                mode: 1,
+                noreply: false
+            }
+        ));
+        assert!(matches!(
+            p("slabs automove 0 noreply"),
+            Request::SlabsAutomove {
+                mode: 0,
+                noreply: true
+            }
+        ));
     }
 
     #[test]

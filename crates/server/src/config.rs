@@ -172,6 +172,8 @@ pub struct Settings {
     pub enable_coredumps: bool,
     pub user: Option<String>,
     pub lock_memory: bool,
+    /// `-L`: preallocate the item memory on large pages.
+    pub large_pages: bool,
     pub pidfile: Option<PathBuf>,
     pub maxbytes: u64,
     pub evictions: bool,
@@ -343,9 +345,6 @@ impl Settings {
         if atoi(&a.udp_port) != 0 {
             return Err(not_yet("-U/--udp-port", "UDP"));
         }
-        if a.large_pages {
-            return Err(not_yet("-L/--enable-largepages", "large pages"));
-        }
         if a.sasl {
             return Err(not_yet("-S/--enable-sasl", "SASL authentication"));
         }
@@ -455,6 +454,7 @@ impl Settings {
             enable_coredumps: a.enable_coredumps,
             user: a.user,
             lock_memory: a.lock_memory,
+            large_pages: a.large_pages,
             pidfile: a.pidfile,
             maxbytes,
             evictions: !a.disable_evictions,
@@ -687,7 +687,6 @@ mod tests {
         for (args, flag) in [
             (&["-U", "11211"][..], "-U"),
             (&["-B", "binary"][..], "-B binary"),
-            (&["-L"][..], "-L"),
             (&["-S"][..], "-S"),
             (&["-Z"][..], "-Z"),
             (&["-o", "ext_path=/tmp/x"][..], "ext_path"),

@@ -4,7 +4,7 @@
 use memcrab_proto::num::{safe_strtoull, write_u64};
 use memcrab_proto::text::{BAD_EXPTIME, BAD_FORMAT, KEY_MAX_LENGTH};
 use memcrab_proto::{Keys, Request, StatsGroup, StoreCommand, StoreMode};
-use memcrab_store::{DeltaOutcome, GetOutcome, Mode, StoreOutcome};
+use memcrab_store::{DeltaOutcome, Missed, Mode, StoreOutcome};
 
 use crate::config::MEMCACHED_VERSION;
 use crate::output::Output;
@@ -174,6 +174,20 @@ pub fn execute(req: Request<'_>, cx: &mut Cx<'_>) -> Flow {
             cx.sh.set_verbose(level);
             cx.reply("OK", noreply);
         }
+        Request::SlabsReassign { src, dst } => {
+            use memcrab_store::ReassignError as E;
+            cx.out.line(match cx.sh.store.reassign(src, dst) {
+                Ok(()) => "OK",
+                Err(E::Busy) => "BUSY currently processing reassign request",
+                Err(E::BadClass) => "BADCLASS invalid src or dst class id",
+                Err(E::NoSpare) => "NOSPARE source class has no spare pages",
+                Err(E::Same) => "SAME src and dst class are identical",
+            });
+        }
+        Request::SlabsAutomove { mode, noreply } => {
+            cx.sh.set_automove(mode);
+            cx.reply("OK", noreply);
+        }
         Request::Quit => return Flow::Close,
         Request::Shutdown { graceful } => {
             if !cx.sh.settings.shutdown_command {
@@ -218,36 +232,33 @@ fn get(keys: Keys<'_>, cas: bool, touch: Option<i32>, cx: &mut Cx<'_>) {
         if touch.is_some() {
             cx.stats.incr(Counter::TouchCmds);
         }
-        match store.get(key, touch) {
-            GetOutcome::Hit(hit) => {
-                let value = hit.nkey..hit.data.len();
-                cx.out.with_buf(|b| {
-                    b.extend_from_slice(b"VALUE ");
-                    b.extend_from_slice(key);
+        let out = &mut *cx.out;
+        let found = store.get_with(key, touch, |f| {
+            out.with_buf(|b| {
+                b.extend_from_slice(b"VALUE ");
+                b.extend_from_slice(key);
+                b.push(b' ');
+                write_u64(b, u64::from(f.flags));
+                b.push(b' ');
+                write_u64(b, f.value_len as u64);
+                if cas {
                     b.push(b' ');
-                    write_u64(b, u64::from(hit.flags));
-                    b.push(b' ');
-                    write_u64(b, value.len() as u64);
-                    if cas {
-                        b.push(b' ');
-                        write_u64(b, hit.cas);
-                    }
-                    b.extend_from_slice(b"\r\n");
-                });
-                cx.out.value(&hit.data, value);
-                cx.out.bytes(b"\r\n");
+                    write_u64(b, f.cas);
+                }
+                b.extend_from_slice(b"\r\n");
+            });
+            out.data_block(f);
+        });
+        if let Err(missed) = found {
+            if touch.is_some() {
+                cx.stats.incr(Counter::TouchMisses);
+            } else {
+                cx.stats.incr(Counter::GetMisses);
             }
-            other => {
-                if touch.is_some() {
-                    cx.stats.incr(Counter::TouchMisses);
-                } else {
-                    cx.stats.incr(Counter::GetMisses);
-                }
-                match other {
-                    GetOutcome::Expired => cx.stats.incr(Counter::GetExpired),
-                    GetOutcome::Flushed => cx.stats.incr(Counter::GetFlushed),
-                    _ => {}
-                }
+            match missed {
+                Missed::Expired => cx.stats.incr(Counter::GetExpired),
+                Missed::Flushed => cx.stats.incr(Counter::GetFlushed),
+                Missed::Miss => {}
             }
         }
     }

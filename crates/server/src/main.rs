@@ -100,7 +100,25 @@ fn serve(settings: Settings) -> Result<(), String> {
     }
 
     let clock = Arc::new(Clock::new());
-    let store = Store::new(store_config(&settings), Arc::clone(&clock));
+    let store = Store::try_new(store_config(&settings), Arc::clone(&clock)).map_err(|e| {
+        format!(
+            "failed to reserve {} bytes of item memory: {e}",
+            settings.maxbytes
+        )
+    })?;
+    if let Some(w) = store.warning() {
+        eprintln!("{w}");
+    }
+    if settings.verbose > 1 {
+        let t = store.classes();
+        for id in 1..=t.largest() {
+            eprintln!(
+                "slab class {id:3}: chunk size {:9} perslab {:7}",
+                t.size(id),
+                t.per_page(id)
+            );
+        }
+    }
     let worker_stats: Vec<Arc<WorkerStats>> = (0..settings.threads)
         .map(|_| Arc::new(WorkerStats::default()))
         .collect();
@@ -115,11 +133,16 @@ fn serve(settings: Settings) -> Result<(), String> {
     }
     listen::spawn_acceptor(listeners, handles, Arc::clone(&sh))
         .map_err(|e| format!("acceptor thread: {e}"))?;
+    let msh = Arc::clone(&sh);
     std::thread::Builder::new()
         .name("maintainer".into())
         .spawn(move || loop {
             std::thread::sleep(Duration::from_millis(250));
             clock.tick();
+            if msh.settings.ext.slab_reassign {
+                msh.store
+                    .automove_step(msh.automove(), msh.settings.ext.slab_automove_ratio);
+            }
         })
         .map_err(|e| format!("maintainer thread: {e}"))?;
 
@@ -164,6 +187,7 @@ fn store_config(s: &Settings) -> StoreConfig {
         } else {
             s.ext.hashpower_init
         },
+        prealloc: s.large_pages,
     }
 }
 

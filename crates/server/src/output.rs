@@ -2,13 +2,13 @@
 //! large values referenced straight from the store, sent with one
 //! `writev` per batch (seed 000's scatter/gather get responses).
 
+use memcrab_store::{Found, ItemRef};
 use std::io::{self, IoSlice, Write};
 use std::ops::Range;
-use std::sync::Arc;
 
 /// Values up to this size are copied into the reply buffer; larger ones
-/// are sent from the item's own memory (kept alive by its reference).
-const COPY_MAX: usize = 1024;
+/// are sent from the item's own memory (held by a reference count).
+const COPY_MAX: usize = 2048;
 /// At most this many slices per `writev` call (well under IOV_MAX).
 const MAX_IOV: usize = 64;
 /// A reply buffer grown past this is released once flushed.
@@ -16,7 +16,7 @@ const KEEP_CAPACITY: usize = 16 * 1024;
 
 enum Seg {
     Buf(Range<usize>),
-    Val(Arc<[u8]>, Range<usize>),
+    Val(ItemRef),
 }
 
 #[derive(Default)]
@@ -82,13 +82,19 @@ impl Output {
         });
     }
 
-    /// `range` of a shared value, copied when small.
-    pub fn value(&mut self, data: &Arc<[u8]>, range: Range<usize>) {
-        if range.len() <= COPY_MAX {
-            self.bytes(&data[range]);
-        } else {
-            self.pending += range.len();
-            self.segs.push(Seg::Val(Arc::clone(data), range));
+    /// An item's data block (value and `\r\n`): copied when small, else
+    /// sent from item memory, held until written. Runs under the store's
+    /// shard lock: no I/O here.
+    pub fn data_block(&mut self, found: &Found<'_>) {
+        for part in found.parts() {
+            if part.len() <= COPY_MAX {
+                self.bytes(part);
+            } else if let Some(r) = found.pin(part) {
+                self.pending += r.len();
+                self.segs.push(Seg::Val(r));
+            } else {
+                self.bytes(part);
+            }
         }
     }
 
@@ -113,7 +119,7 @@ impl Output {
             .iter()
             .map(|s| match s {
                 Seg::Buf(r) => r.len(),
-                Seg::Val(_, r) => r.len(),
+                Seg::Val(r) => r.len(),
             })
             .sum::<usize>()
             - self.off;
@@ -135,7 +141,7 @@ impl Output {
                 }
                 let s = match seg {
                     Seg::Buf(r) => &self.buf[r.clone()],
-                    Seg::Val(d, r) => &d[r.clone()],
+                    Seg::Val(r) => &r[..],
                 };
                 iov[n] = IoSlice::new(if i == 0 { &s[self.off..] } else { s });
                 n += 1;
@@ -161,7 +167,7 @@ impl Output {
         while n > 0 {
             let len = match &self.segs[self.head] {
                 Seg::Buf(r) => r.len(),
-                Seg::Val(_, r) => r.len(),
+                Seg::Val(r) => r.len(),
             } - self.off;
             if n >= len {
                 n -= len;
@@ -226,11 +232,15 @@ mod tests {
 
     #[test]
     fn partial_writes_keep_order() {
-        let big: Arc<[u8]> = Arc::from(vec![b'x'; 5000]);
+        use memcrab_store::{Clock, Config, Mode, Store};
+        let store = Store::new(Config::default(), std::sync::Arc::new(Clock::new()));
+        let big = vec![b'x'; 5000];
+        store.store(Mode::Set, b"k", 0, 0, &big, 0);
         let mut o = Output::default();
         o.line("VALUE k 0 5000");
-        o.value(&big, 0..5000);
-        o.line("");
+        store.get_with(b"k", None, |f| o.data_block(f)).unwrap();
+        // The value is held, not copied: deleting the item changes nothing.
+        assert!(store.delete(b"k"));
         o.line("END");
         let total = o.pending();
         let mut w = Slow {

@@ -163,6 +163,8 @@ pub struct Shared {
     pub conns: ConnRegistry,
     pub listeners: Vec<ListenerInfo>,
     verbose: AtomicU8,
+    /// `slabs automove` mode (0, 1, 2), from `-o slab_automove` at start.
+    automove: AtomicU32,
 }
 
 impl Shared {
@@ -173,6 +175,7 @@ impl Shared {
         listeners: Vec<ListenerInfo>,
     ) -> Self {
         let verbose = AtomicU8::new(settings.verbose);
+        let automove = AtomicU32::new(settings.ext.slab_automove);
         let conns = ConnRegistry::default();
         conns.set_listeners(listeners.len());
         Shared {
@@ -182,7 +185,16 @@ impl Shared {
             conns,
             listeners,
             verbose,
+            automove,
         }
+    }
+
+    pub fn automove(&self) -> u32 {
+        self.automove.load(Ordering::Relaxed)
+    }
+
+    pub fn set_automove(&self, mode: u32) {
+        self.automove.store(mode, Ordering::Relaxed);
     }
 
     pub fn verbose(&self) -> u8 {

@@ -160,16 +160,24 @@ pub fn general(sh: &Shared, out: &mut Vec<u8>) {
     stat(out, "conn_yields", t.get(Counter::ConnYields));
     stat(out, "hash_power_level", s.hash_power_level);
     stat(out, "hash_bytes", s.hash_bytes);
-    stat(out, "hash_is_expanding", 0);
-    for name in [
-        "slab_reassign_rescues",
-        "slab_reassign_chunk_rescues",
+    stat(out, "hash_is_expanding", u8::from(s.hash_is_expanding));
+    stat(out, "slab_reassign_rescues", 0);
+    stat(out, "slab_reassign_chunk_rescues", 0);
+    stat(
+        out,
         "slab_reassign_evictions_nomem",
-        "slab_reassign_inline_reclaim",
-        "slab_reassign_busy_items",
-        "slab_reassign_busy_deletes",
+        s.slab_reassign_evictions,
+    );
+    stat(out, "slab_reassign_inline_reclaim", 0);
+    stat(out, "slab_reassign_busy_items", s.slab_reassign_busy_items);
+    stat(out, "slab_reassign_busy_deletes", 0);
+    stat(
+        out,
         "slab_reassign_running",
-        "slabs_moved",
+        u8::from(s.slab_reassign_running),
+    );
+    stat(out, "slabs_moved", s.slabs_moved);
+    for name in [
         "lru_crawler_running",
         "lru_crawler_starts",
         "lru_maintainer_juggles",
@@ -187,7 +195,7 @@ pub fn general(sh: &Shared, out: &mut Vec<u8>) {
     stat(out, "bytes", s.bytes);
     stat(out, "curr_items", s.curr_items);
     stat(out, "total_items", s.total_items);
-    stat(out, "slab_global_page_pool", 0);
+    stat(out, "slab_global_page_pool", s.pool_pages);
     stat(out, "expired_unfetched", s.expired_unfetched);
     stat(out, "evicted_unfetched", s.evicted_unfetched);
     stat(out, "evicted_active", 0);
@@ -376,6 +384,7 @@ pub fn slabs(sh: &Shared, out: &mut Vec<u8>) {
         active += 1;
         let st = &c.stats;
         let total = u64::from(c.pages) * u64::from(c.per_page);
+        debug_assert!(u64::from(c.used_chunks) <= total);
         let mut f = |name: &str, v: u64| {
             let _ = write!(out, "STAT {}:{name} {v}\r\n", c.id);
         };
@@ -384,7 +393,7 @@ pub fn slabs(sh: &Shared, out: &mut Vec<u8>) {
         f("total_pages", u64::from(c.pages));
         f("total_chunks", total);
         f("used_chunks", u64::from(c.used_chunks));
-        f("free_chunks", total - u64::from(c.used_chunks));
+        f("free_chunks", u64::from(c.free_chunks));
         f("free_chunks_end", 0);
         f("get_hits", st.get_hits);
         f("cmd_set", st.cmd_set);

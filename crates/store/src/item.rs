@@ -1,72 +1,201 @@
-//! One cached item and the arithmetic of its size.
+//! The item layout inside a chunk, and its size arithmetic.
+//!
+//! ```text
+//!  0      8        12     16     20     24       28   29     30       32
+//!  | cas  | exptime | time | prev | next | nbytes | nkey | iflags | refcnt |
+//!  then: [client flags, 4 bytes, only when non-zero] key
+//!        [chain: (nchunks - 1) chunk ids, only for chained items]
+//!        value with its "\r\n" (nbytes bytes)
+//! ```
+//!
+//! 32 bytes with the CAS (memcached's header is 56). Times are relative
+//! seconds (the store clock); `prev`/`next` are the per-class LRU links as
+//! 32-bit chunk ids; the hash chain lives in the index, outside the item.
+//! An item larger than the largest chunk takes several chunks of the
+//! largest class: its head chunk lists the others, and each continuation
+//! chunk starts with a header whose `iflags` is `CONT` and whose `prev`
+//! names the head (so the page mover can find the item a chunk belongs
+//! to); its bytes after the header continue the value.
+//!
+//! Who may touch an item: the thread holding the lock of the shard that
+//! indexes it, or (for an item no longer linked) the one thread that
+//! brought its reference count to zero. `refcnt` alone is atomic: readers
+//! drop their reference without the shard lock.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 
-use crate::slabs::{CAS_BYTES, ITEM_HEADER};
+/// Header bytes of every item (and of every continuation chunk).
+pub const HDR: usize = 32;
 
-/// Index of an item in the item table; `NIL` ends a list.
-pub type Idx = u32;
-pub const NIL: Idx = u32::MAX;
+/// A chunk id: page number in the high bits, slot within the page low.
+pub type ChunkId = u32;
+/// Ends a list.
+pub const NIL: ChunkId = u32::MAX;
+/// Slot bits of a chunk id: a page holds at most 2^14 chunks, so 2^18
+/// pages (256 GB of 1 MB pages) fit in 32 bits.
+pub const SLOT_BITS: u32 = 14;
+pub const MAX_PER_PAGE: u32 = 1 << SLOT_BITS;
+/// Pages a chunk id can name.
+pub const MAX_PAGES: u32 = 1 << (32 - SLOT_BITS);
 
-/// A stored item. The key and the value share one allocation (`data` is
-/// key followed by value, the value without its `\r\n`), reference
-/// counted so that a connection can write a value after the lock is gone
-/// while the item is replaced or evicted underneath.
-pub struct Item {
-    pub data: Arc<[u8]>,
-    pub nkey: u8,
-    /// Slab class the item's chunks are charged to.
-    pub class: u8,
-    /// Whether a client has read the item since it was stored.
-    pub fetched: bool,
-    /// Chunks of `class` charged to this item.
-    pub nchunks: u32,
-    pub flags: u32,
-    /// Relative expiry time, 0 = never.
-    pub exptime: u32,
-    /// Relative time of the last store or access.
-    pub time: u32,
-    pub cas: u64,
-    /// Per-class LRU links: `prev` towards the head (most recent).
-    pub prev: Idx,
-    pub next: Idx,
+pub fn chunk_id(page: u32, slot: u32) -> ChunkId {
+    (page << SLOT_BITS) | slot
+}
+pub fn page_of(id: ChunkId) -> u32 {
+    id >> SLOT_BITS
+}
+pub fn slot_of(id: ChunkId) -> u32 {
+    id & (MAX_PER_PAGE - 1)
 }
 
-impl Item {
-    pub fn key(&self) -> &[u8] {
-        &self.data[..self.nkey as usize]
+/// `iflags` bits.
+pub mod fl {
+    /// In the index and an LRU list; the link holds one reference.
+    pub const LINKED: u8 = 1;
+    /// Read by a client since it was stored.
+    pub const FETCHED: u8 = 2;
+    /// Client flags are stored (they are non-zero).
+    pub const HAS_FLAGS: u8 = 4;
+    /// The value continues in further chunks, listed after the key.
+    pub const CHAINED: u8 = 8;
+    /// A continuation chunk of a chained item.
+    pub const CONT: u8 = 16;
+}
+
+const O_CAS: usize = 0;
+const O_EXP: usize = 8;
+const O_TIME: usize = 12;
+const O_PREV: usize = 16;
+const O_NEXT: usize = 20;
+const O_NBYTES: usize = 24;
+const O_NKEY: usize = 28;
+const O_IFLAGS: usize = 29;
+const O_REF: usize = 30;
+
+/// A pointer to the first byte of a chunk. Copyable; every accessor reads
+/// or writes the header in place. Made only by `Mem::item` for a chunk of
+/// the arena, so the 32 header bytes are always in bounds and 8-aligned
+/// (pages are page-aligned and chunk sizes multiples of 8).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct It(pub(crate) *mut u8);
+
+macro_rules! field {
+    ($get:ident, $set:ident, $t:ty, $off:expr) => {
+        pub fn $get(self) -> $t {
+            // SAFETY: in-bounds, aligned header field (see `It`); the caller
+            // holds the right to touch this item (module docs).
+            unsafe { self.0.add($off).cast::<$t>().read() }
+        }
+        pub fn $set(self, v: $t) {
+            // SAFETY: as in the getter.
+            unsafe { self.0.add($off).cast::<$t>().write(v) }
+        }
+    };
+}
+
+impl It {
+    field!(cas, set_cas, u64, O_CAS);
+    field!(exptime, set_exptime, u32, O_EXP);
+    field!(time, set_time, u32, O_TIME);
+    field!(prev, set_prev, u32, O_PREV);
+    field!(next, set_next, u32, O_NEXT);
+    field!(nbytes, set_nbytes, u32, O_NBYTES);
+    field!(nkey, set_nkey, u8, O_NKEY);
+    field!(iflags, set_iflags, u8, O_IFLAGS);
+
+    pub fn has(self, f: u8) -> bool {
+        self.iflags() & f != 0
+    }
+    pub fn set(self, f: u8) {
+        self.set_iflags(self.iflags() | f);
+    }
+    pub fn clear(self, f: u8) {
+        self.set_iflags(self.iflags() & !f);
     }
 
-    pub fn value(&self) -> &[u8] {
-        &self.data[self.nkey as usize..]
+    /// The reference count: 1 for the link, 1 per reader in flight.
+    pub fn refcnt(self) -> &'static AtomicU16 {
+        // SAFETY: an aligned, in-bounds u16 of the header; AtomicU16 has
+        // u16's layout. 'static is a lie bounded by the arena's life: the
+        // reference is used at once and never stored.
+        unsafe { &*(self.0.add(O_REF).cast::<AtomicU16>()) }
     }
 
-    pub fn value_len(&self) -> usize {
-        self.data.len() - self.nkey as usize
+    pub fn init_refcnt(self, v: u16) {
+        self.refcnt().store(v, Ordering::Relaxed);
+    }
+
+    fn flags_len(self) -> usize {
+        if self.has(fl::HAS_FLAGS) {
+            4
+        } else {
+            0
+        }
+    }
+
+    pub fn flags(self) -> u32 {
+        if self.has(fl::HAS_FLAGS) {
+            // SAFETY: the flags follow the header inside the chunk.
+            unsafe { self.0.add(HDR).cast::<u32>().read() }
+        } else {
+            0
+        }
+    }
+
+    pub fn key<'a>(self) -> &'a [u8] {
+        let off = HDR + self.flags_len();
+        // SAFETY: the key was written at this offset when the item was made
+        // and stays until the chunk is freed; the caller's lock or
+        // reference keeps it from being freed while the slice is used.
+        unsafe { std::slice::from_raw_parts(self.0.add(off), self.nkey() as usize) }
+    }
+
+    /// Offset of the chain list (chained items) or of the value.
+    fn after_key(self) -> usize {
+        HDR + self.flags_len() + self.nkey() as usize
+    }
+
+    /// The continuation chunk ids of a chained item.
+    pub fn chain(self, nchunks: usize) -> impl Iterator<Item = ChunkId> {
+        let base = self.0;
+        let off = self.after_key();
+        (0..nchunks.saturating_sub(1)).map(move |i| {
+            // SAFETY: the list was written here for chained items.
+            unsafe { base.add(off + 4 * i).cast::<u32>().read_unaligned() }
+        })
+    }
+
+    /// Offset of the first value byte in the head chunk.
+    pub fn value_off(self, nchunks: usize) -> usize {
+        self.after_key() + 4 * nchunks.saturating_sub(1)
     }
 }
 
-/// memcached's `ITEM_ntotal`: header, key and its NUL, flags when non-zero,
-/// value with `\r\n`, and the CAS when CAS is on. This is what `-I`,
-/// `mem_requested` and the class choice are computed from.
-pub fn ntotal(nkey: usize, flags: u32, value_len: usize, use_cas: bool) -> usize {
-    ITEM_HEADER
-        + nkey
-        + 1
-        + if flags == 0 { 0 } else { 4 }
-        + value_len
-        + 2
-        + if use_cas { CAS_BYTES } else { 0 }
+/// Bytes an item needs in one chunk: header, flags when non-zero, key and
+/// the value with its `\r\n`.
+pub fn single_size(nkey: usize, flags: u32, nbytes: usize) -> usize {
+    HDR + if flags == 0 { 0 } else { 4 } + nkey + nbytes
 }
 
-/// Builds the shared key+value buffer from up to two value pieces (two
-/// for append/prepend), without an intermediate copy.
-pub fn make_data(key: &[u8], a: &[u8], b: &[u8]) -> Arc<[u8]> {
-    let mut v = Vec::with_capacity(key.len() + a.len() + b.len());
-    v.extend_from_slice(key);
-    v.extend_from_slice(a);
-    v.extend_from_slice(b);
-    Arc::from(v)
+/// How many chunks of `chunk` bytes a chained item needs: the head holds
+/// header, flags, key and the chain list, each continuation a header.
+pub fn chained_chunks(chunk: usize, nkey: usize, flags: u32, nbytes: usize) -> usize {
+    let fixed = HDR + if flags == 0 { 0 } else { 4 } + nkey;
+    let mut n = 2;
+    loop {
+        let cap = n * (chunk - HDR) + HDR - fixed - 4 * (n - 1);
+        if cap >= nbytes {
+            return n;
+        }
+        n += 1;
+    }
+}
+
+/// memcached's `ITEM_ntotal` (its 48-byte header, the key's NUL, the CAS):
+/// what memcached checks against `-I`. memcrab refuses exactly the items
+/// memcached refuses, though it stores them in less.
+pub fn memcached_ntotal(nkey: usize, flags: u32, value_len: usize, use_cas: bool) -> usize {
+    48 + nkey + 1 + if flags == 0 { 0 } else { 4 } + value_len + 2 + if use_cas { 8 } else { 0 }
 }
 
 #[cfg(test)]
@@ -76,29 +205,52 @@ mod tests {
     #[test]
     fn ntotal_matches_memcached_mem_requested() {
         // memcached 1.6 reports mem_requested 61 for key "a", value "x".
-        assert_eq!(ntotal(1, 0, 1, true), 61);
-        assert_eq!(ntotal(1, 5, 1, true), 65);
-        assert_eq!(ntotal(1, 0, 1, false), 53);
+        assert_eq!(memcached_ntotal(1, 0, 1, true), 61);
+        assert_eq!(memcached_ntotal(1, 5, 1, true), 65);
+        assert_eq!(memcached_ntotal(1, 0, 1, false), 53);
     }
 
     #[test]
-    fn data_layout() {
-        let d = make_data(b"key", b"va", b"lue");
-        let it = Item {
-            data: d,
-            nkey: 3,
-            class: 1,
-            fetched: false,
-            nchunks: 1,
-            flags: 0,
-            exptime: 0,
-            time: 0,
-            cas: 0,
-            prev: NIL,
-            next: NIL,
-        };
-        assert_eq!(it.key(), b"key");
-        assert_eq!(it.value(), b"value");
-        assert_eq!(it.value_len(), 5);
+    fn header_fields_round_trip() {
+        let mut buf = [0u64; 16];
+        let it = It(buf.as_mut_ptr().cast());
+        it.set_cas(0x0102_0304_0506_0708);
+        it.set_exptime(7);
+        it.set_time(9);
+        it.set_prev(11);
+        it.set_next(NIL);
+        it.set_nbytes(1 << 30);
+        it.set_nkey(250);
+        it.set_iflags(fl::LINKED | fl::HAS_FLAGS);
+        it.init_refcnt(1);
+        assert_eq!(it.cas(), 0x0102_0304_0506_0708);
+        assert_eq!(
+            (it.exptime(), it.time(), it.prev(), it.next()),
+            (7, 9, 11, NIL)
+        );
+        assert_eq!((it.nbytes(), it.nkey()), (1 << 30, 250));
+        assert!(it.has(fl::LINKED) && !it.has(fl::FETCHED));
+        it.set(fl::FETCHED);
+        it.clear(fl::LINKED);
+        assert_eq!(it.iflags(), fl::FETCHED | fl::HAS_FLAGS);
+        assert_eq!(it.refcnt().fetch_add(1, Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn chunk_ids() {
+        let id = chunk_id(262_143, 16_383);
+        assert_eq!(id, u32::MAX);
+        assert_eq!((page_of(id), slot_of(id)), (262_143, 16_383));
+        assert_eq!(MAX_PAGES as u64 * (1 << 20), 256 << 30);
+    }
+
+    #[test]
+    fn chained_sizes() {
+        let chunk = 1 << 19;
+        // A value that just overflows one chunk takes two.
+        assert_eq!(chained_chunks(chunk, 10, 0, chunk - HDR - 10 + 1), 2);
+        // 1 MB of value: two chunks hold 2 * (chunk - HDR) - 10 - 4 bytes.
+        assert_eq!(chained_chunks(chunk, 10, 0, 2 * (chunk - HDR) - 14), 2);
+        assert_eq!(chained_chunks(chunk, 10, 0, 2 * (chunk - HDR) - 13), 3);
     }
 }

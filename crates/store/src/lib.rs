@@ -1,50 +1,53 @@
 //! memcrab-store: the cache behind every worker.
 //!
 //! ```text
-//!  server::exec ──► Store::{get, store, delete, arith, touch, flush_all}
+//!  server::exec ──► Store::{get_with, store, delete, arith, touch, flush_all}
 //!                     │  hash of key picks one of SHARDS shards; its lock is
-//!                     │  held for a lookup and a copy of an Arc, never I/O
+//!                     │  held for a lookup and a copy (or a reference
+//!                     │  count), never I/O
 //!                     ▼
-//!   shard: index (hash ──► item index) ─► items[idx] ─► Arc<[u8]> key+value
-//!          per class: LRU list, item count, per-class stats
-//!                     │ allocation and freeing of chunks
+//!   shard: index (hash ──► chunk id, growing incrementally)
+//!          per class: LRU list (links in the items), counters
+//!                     │ chunk ids
 //!                     ▼
-//!   Store::pages (one small lock): per class pages and used chunks, and the
-//!   pages taken from -m (1 MB each, exactly as memcached's slab classes)
+//!   Mem: the arena (-m reserved by mmap, 1 MB pages given to classes on
+//!        demand) ── items: 32-byte header, flags, key, value + "\r\n"
+//!        Mem::slabs (one lock): per class free chunks and pages; page moves
 //! ```
 //!
 //! Invariants:
-//! - within a shard, an item is in the index iff it is in its class's LRU
-//!   list iff its slot in `items` is `Some`;
-//! - `pages.classes[c].used_chunks` is the sum of `nchunks` of the items of
-//!   class `c` in all shards and never exceeds `pages * per_page`;
+//! - an item is LINKED iff it is in its shard's index iff it is in its
+//!   class's LRU list in that shard; the link holds one reference;
+//! - a chunk is in use iff a LINKED item or a reader's `ItemRef` holds it
+//!   (a chained item's continuation chunks follow their head); an item's
+//!   chunks are freed by whoever drops its last reference;
 //! - total pages times the page size never exceeds `-m`, except for the
 //!   first page of a class, which a class may always take (seed 000);
-//! - values are reference counted: a reader holding a value keeps only
-//!   those bytes alive; replacing or evicting the item never waits on it.
+//! - an item is rewritten in place (incr) only with no reader holding it.
 //!
-//! Lock order: a shard's lock, then `Store::pages`. A thread holding a
+//! Lock order: a shard's lock, then `Mem::slabs`. A thread holding a
 //! shard lock takes another shard's lock only with `try_lock` (to evict
-//! from it), so shard locks never wait on each other. `Store::flush_lock`
-//! is taken alone. Callers hold no lock of theirs while calling in.
+//! from it), so shard locks never wait on each other, except in the page
+//! mover, which takes all of them in index order while holding none.
+//! `Store::flush_lock` and `Store::automove` are taken alone. Callers hold
+//! no lock of theirs while calling in.
 //!
-//! Memory is accounted globally, so `-m`, the class table and eviction
-//! order by class match memcached; the LRU order is kept per shard (an
-//! item evicted is the coldest of its class in its shard).
-//!
-//! This is the foundation store: memory is accounted in memcached's slab
-//! classes and pages (so `-m`, `-n`, `-f`, `-I`, eviction and `stats slabs`
-//! behave as memcached's) while item bytes live on the heap. The slab
-//! arena that stores items inside those pages replaces `Inner` without
-//! changing this API.
+//! `unsafe` lives in `arena.rs` (the mapping), `item.rs` (header fields
+//! read and written through the chunk pointer) and `mem.rs` (`ItemRef`'s
+//! slice): every pointer is made by `Mem::item` from a chunk id inside the
+//! arena, and the rules above say which thread may use it.
 
 pub mod clock;
 pub mod item;
 pub mod lru;
 pub mod slabs;
 
+mod arena;
+mod index;
+mod mem;
 mod shard;
 
+use std::borrow::Cow;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -52,7 +55,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 pub use clock::Clock;
-use item::{make_data, ntotal, NIL};
+use item::{fl, ChunkId, It, HDR};
+pub use mem::ItemRef;
+use mem::{Chunks, Mem};
 use shard::{Dead, Shard};
 use slabs::ClassTable;
 
@@ -79,6 +84,8 @@ pub struct Config {
     pub evictions: bool,
     /// Initial index size as a power of two (`-o hashpower`).
     pub hashpower: u8,
+    /// `-L`: make the arena resident at start, on huge pages if possible.
+    pub prealloc: bool,
 }
 
 impl Default for Config {
@@ -93,6 +100,7 @@ impl Default for Config {
             use_cas: true,
             evictions: true,
             hashpower: 16,
+            prealloc: false,
         }
     }
 }
@@ -108,21 +116,122 @@ pub enum Mode {
     Cas,
 }
 
-/// A value found by `get`: the item's shared key+value bytes.
+/// A copy of an item found by [`Store::get`] (tests and tools; the
+/// server answers from [`Found`] without a copy of large values).
 #[derive(Debug, Clone)]
 pub struct Hit {
-    pub data: Arc<[u8]>,
-    pub nkey: usize,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
     pub flags: u32,
     pub cas: u64,
 }
 
 impl Hit {
     pub fn key(&self) -> &[u8] {
-        &self.data[..self.nkey]
+        &self.key
     }
     pub fn value(&self) -> &[u8] {
-        &self.data[self.nkey..]
+        &self.value
+    }
+}
+
+/// Why a lookup found nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missed {
+    Miss,
+    /// Found but past its exptime (now removed).
+    Expired,
+    /// Found but invalidated by `flush_all` (now removed).
+    Flushed,
+}
+
+/// A live item, seen under its shard's lock by [`Store::get_with`].
+pub struct Found<'a> {
+    mem: &'a Arc<Mem>,
+    head: ChunkId,
+    it: It,
+    pub flags: u32,
+    pub cas: u64,
+    /// Value bytes, without the `\r\n`.
+    pub value_len: usize,
+}
+
+impl Found<'_> {
+    /// The stored data block (value and its `\r\n`) in one slice per
+    /// chunk: one for every item up to `slab_chunk_max`.
+    pub fn parts(&self) -> Parts<'_> {
+        Parts::new(self.mem, self.it)
+    }
+
+    /// A hold on `part` (a slice from [`parts`](Self::parts)) that outlives
+    /// the lock: the item's memory is kept until it is dropped. `None` when
+    /// the item has too many readers already (copy instead).
+    pub fn pin(&self, part: &[u8]) -> Option<ItemRef> {
+        self.mem.pin(self.head, part)
+    }
+}
+
+/// The data block of an item, chunk by chunk.
+pub struct Parts<'a> {
+    mem: &'a Mem,
+    it: It,
+    n: usize,
+    idx: usize,
+    left: usize,
+}
+
+impl<'a> Parts<'a> {
+    fn new(mem: &'a Mem, it: It) -> Self {
+        let n = if it.has(fl::CHAINED) {
+            mem.chain_len(it)
+        } else {
+            1
+        };
+        Parts {
+            mem,
+            it,
+            n,
+            idx: 0,
+            left: it.nbytes() as usize,
+        }
+    }
+
+    /// Where the next part lies, and how long it is.
+    fn next_span(&mut self) -> Option<(*mut u8, usize)> {
+        if self.left == 0 {
+            return None;
+        }
+        let (ptr, room) = if self.idx == 0 {
+            let off = self.it.value_off(self.n);
+            let room = if self.n == 1 {
+                self.left
+            } else {
+                self.mem.chunk_of_class(self.mem.table.largest()) - off
+            };
+            (self.mem.value_ptr(self.it, off), room)
+        } else {
+            let id = self
+                .it
+                .chain(self.n)
+                .nth(self.idx - 1)
+                .expect("chain entry");
+            let cont = self.mem.item(id);
+            (self.mem.value_ptr(cont, HDR), self.mem.chunk_size(id) - HDR)
+        };
+        let len = room.min(self.left);
+        self.left -= len;
+        self.idx += 1;
+        Some((ptr.cast_mut(), len))
+    }
+}
+
+impl<'a> Iterator for Parts<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let (ptr, len) = self.next_span()?;
+        // SAFETY: the span lies inside the item's chunks, which the
+        // caller's shard lock (or reference) keeps from being freed.
+        Some(unsafe { std::slice::from_raw_parts(ptr, len) })
     }
 }
 
@@ -134,6 +243,16 @@ pub enum GetOutcome {
     Expired,
     /// Found but invalidated by `flush_all` (now removed).
     Flushed,
+}
+
+impl From<Missed> for GetOutcome {
+    fn from(m: Missed) -> Self {
+        match m {
+            Missed::Miss => GetOutcome::Miss,
+            Missed::Expired => GetOutcome::Expired,
+            Missed::Flushed => GetOutcome::Flushed,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,20 +313,6 @@ impl ClassStats {
     }
 }
 
-/// One class's share of memory.
-#[derive(Debug, Default, Clone, Copy)]
-struct ClassPages {
-    pages: u32,
-    used_chunks: u32,
-}
-
-/// Memory taken from `-m`, by class.
-#[derive(Debug, Default)]
-struct Pages {
-    classes: Vec<ClassPages>,
-    mem_malloced: u64,
-}
-
 /// One class in a stats snapshot.
 #[derive(Debug, Clone)]
 pub struct ClassSnapshot {
@@ -216,6 +321,9 @@ pub struct ClassSnapshot {
     pub per_page: u32,
     pub pages: u32,
     pub used_chunks: u32,
+    pub free_chunks: u32,
+    /// Never-used chunks at the end of the newest page.
+    pub free_chunks_end: u32,
     pub items: u32,
     pub mem_requested: u64,
     /// Seconds since the least recently used item was touched.
@@ -232,6 +340,15 @@ pub struct StoreStats {
     pub total_malloced: u64,
     pub hash_power_level: u32,
     pub hash_bytes: u64,
+    pub hash_is_expanding: bool,
+    pub slabs_moved: u64,
+    /// Pages in the global pool.
+    pub pool_pages: u64,
+    pub slab_reassign_running: bool,
+    /// Items unlinked to empty pages being moved.
+    pub slab_reassign_evictions: u64,
+    /// Items a move found held by a reader.
+    pub slab_reassign_busy_items: u64,
     pub evictions: u64,
     pub reclaimed: u64,
     pub expired_unfetched: u64,
@@ -265,21 +382,49 @@ struct Flush {
     flushed_time: AtomicU32,
 }
 
+/// Why `slabs reassign` refused, in memcached's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReassignError {
+    /// A move is under way.
+    Busy,
+    /// A class id out of range.
+    BadClass,
+    /// The source class has no page to give.
+    NoSpare,
+    /// Source and destination are the same class.
+    Same,
+}
+
+/// What automove remembers between steps.
+#[derive(Debug, Default)]
+struct Automove {
+    /// Evictions per class at the last step.
+    last_evicted: Vec<u64>,
+}
+
 /// The cache. `Sync`: every worker thread calls it through `&Store`.
 pub struct Store {
     cfg: Config,
-    table: ClassTable,
     clock: Arc<Clock>,
     hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
-    pages: Mutex<Pages>,
+    mem: Arc<Mem>,
     last_cas: AtomicU64,
     flush: Flush,
     flush_lock: Mutex<()>,
+    automove: Mutex<Automove>,
+    /// `-L` fell back: what to tell the operator.
+    warning: Option<String>,
 }
 
 impl Store {
+    /// A store with its arena reserved. Panics if the address space for
+    /// `-m` cannot be reserved (see [`try_new`](Self::try_new)).
     pub fn new(cfg: Config, clock: Arc<Clock>) -> Self {
+        Self::try_new(cfg, clock).expect("reserve the item arena")
+    }
+
+    pub fn try_new(cfg: Config, clock: Arc<Clock>) -> std::io::Result<Self> {
         let table = ClassTable::new(
             cfg.chunk_min,
             cfg.growth_factor,
@@ -287,24 +432,24 @@ impl Store {
             cfg.slab_chunk_max,
             cfg.item_size_max,
         );
-        let per_shard = (1usize << cfg.hashpower.min(30)) / SHARDS;
+        let nclasses = table.largest() + 1;
+        let (mem, warning) = Mem::new(table, cfg.mem_limit, cfg.prealloc)?;
+        let per_shard = u32::from(cfg.hashpower.min(40)).saturating_sub(SHARDS.trailing_zeros());
         let shards = (0..SHARDS)
-            .map(|_| Mutex::new(Shard::new(table.largest() + 1, per_shard)))
+            .map(|_| Mutex::new(Shard::new(nclasses, per_shard)))
             .collect();
-        Store {
-            pages: Mutex::new(Pages {
-                classes: vec![ClassPages::default(); table.largest() + 1],
-                mem_malloced: 0,
-            }),
+        Ok(Store {
             cfg,
-            table,
             clock,
             hasher: RandomState::new(),
             shards,
+            mem: Arc::new(mem),
             last_cas: AtomicU64::new(0),
             flush: Flush::default(),
             flush_lock: Mutex::new(()),
-        }
+            automove: Mutex::new(Automove::default()),
+            warning,
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -316,14 +461,19 @@ impl Store {
     }
 
     pub fn classes(&self) -> &ClassTable {
-        &self.table
+        &self.mem.table
     }
 
-    /// memcached's `item_size_ok`: whether an item of this shape fits `-I`.
+    /// Set when `-L` could not have what it asked for.
+    pub fn warning(&self) -> Option<&str> {
+        self.warning.as_deref()
+    }
+
+    /// memcached's `item_size_ok`: whether an item of this shape fits `-I`
+    /// (by memcached's arithmetic, so memcrab refuses exactly what it does).
     pub fn item_size_ok(&self, nkey: usize, flags: u32, value_len: usize) -> bool {
-        self.table
-            .class_for(ntotal(nkey, flags, value_len, self.cfg.use_cas))
-            .is_some()
+        let n = item::memcached_ntotal(nkey, flags, value_len, self.cfg.use_cas);
+        n <= self.cfg.item_size_max as usize
     }
 
     fn hash(&self, key: &[u8]) -> u64 {
@@ -331,56 +481,106 @@ impl Store {
     }
 
     /// The shard of a hash: its top bits (the index uses the low ones).
+    fn shard_of(&self, hash: u64) -> usize {
+        (hash >> 58) as usize % SHARDS
+    }
+
     fn shard(&self, hash: u64) -> &Mutex<Shard> {
-        &self.shards[(hash >> 58) as usize % SHARDS]
+        &self.shards[self.shard_of(hash)]
     }
 
     fn next_cas(&self) -> u64 {
         self.last_cas.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    pub fn get(&self, key: &[u8], touch: Option<i32>) -> GetOutcome {
+    /// Bytes an item of this shape takes in one chunk (its class's key).
+    fn size_for(nkey: usize, flags: u32, nbytes: usize) -> usize {
+        item::single_size(nkey, flags, nbytes)
+    }
+
+    pub(crate) fn size_of(&self, it: It) -> usize {
+        Self::size_for(it.nkey() as usize, it.flags(), it.nbytes() as usize)
+    }
+
+    pub(crate) fn class_of(&self, it: It) -> usize {
+        self.class_for_size(self.size_of(it))
+    }
+
+    fn class_for_size(&self, size: usize) -> usize {
+        let t = &self.mem.table;
+        if size > t.size(t.largest()) as usize {
+            t.largest()
+        } else {
+            t.class_for(size).expect("a size within the largest chunk")
+        }
+    }
+
+    /// Looks `key` up and, when it is live, runs `f` on it under the shard
+    /// lock (bumping it in its LRU; with `touch`, setting a new exptime).
+    pub fn get_with<R>(
+        &self,
+        key: &[u8],
+        touch: Option<i32>,
+        f: impl FnOnce(&Found<'_>) -> R,
+    ) -> Result<R, Missed> {
         let hash = self.hash(key);
         let now = self.clock.now();
-        let exptime = touch.map(|t| self.clock.realtime(t));
         let mut g = self.shard(hash).lock();
-        let idx = match g.find_live(self, hash, key, now) {
+        let id = match g.find_live(self, hash, key, now) {
             Ok(Some(i)) => i,
-            Ok(None) => return GetOutcome::Miss,
-            Err(Dead::Expired) => return GetOutcome::Expired,
-            Err(Dead::Flushed) => return GetOutcome::Flushed,
+            Ok(None) => return Err(Missed::Miss),
+            Err(Dead::Expired) => return Err(Missed::Expired),
+            Err(Dead::Flushed) => return Err(Missed::Flushed),
         };
-        let inner = &mut *g;
-        let it = inner.items[idx as usize].as_mut().expect("live");
-        if let Some(e) = exptime {
-            it.exptime = e;
+        let it = self.mem.item(id);
+        if let Some(t) = touch {
+            it.set_exptime(self.clock.realtime(t));
         }
-        it.fetched = true;
-        it.time = now;
-        let hit = Hit {
-            data: Arc::clone(&it.data),
-            nkey: it.nkey as usize,
-            flags: it.flags,
-            cas: it.cas,
-        };
-        let class = it.class as usize;
-        let cs = &mut inner.classes[class];
+        it.set(fl::FETCHED);
+        let class = self.class_of(it);
+        let cs = &mut g.classes[class];
         if touch.is_some() {
             cs.stats.touch_hits += 1;
         } else {
             cs.stats.get_hits += 1;
         }
-        cs.lru.bump(&mut inner.items, idx);
-        GetOutcome::Hit(hit)
+        g.touch_lru(self, id, now);
+        let found = Found {
+            mem: &self.mem,
+            head: id,
+            it,
+            flags: it.flags(),
+            cas: it.cas(),
+            value_len: it.nbytes() as usize - 2,
+        };
+        Ok(f(&found))
+    }
+
+    /// `get_with`, copying the item out.
+    pub fn get(&self, key: &[u8], touch: Option<i32>) -> GetOutcome {
+        match self.get_with(key, touch, |f| {
+            let mut value = Vec::with_capacity(f.value_len + 2);
+            for p in f.parts() {
+                value.extend_from_slice(p);
+            }
+            value.truncate(f.value_len);
+            Hit {
+                key: key.to_vec(),
+                value,
+                flags: f.flags,
+                cas: f.cas,
+            }
+        }) {
+            Ok(h) => GetOutcome::Hit(h),
+            Err(m) => m.into(),
+        }
     }
 
     /// Counts a store attempt whose data block was malformed: memcached
     /// counts the `set` in the item's class before it checks the block.
     pub fn note_set_attempt(&self, key: &[u8], flags: u32, value_len: usize) {
-        if let Some(c) = self
-            .table
-            .class_for(ntotal(key.len(), flags, value_len, self.cfg.use_cas))
-        {
+        if self.item_size_ok(key.len(), flags, value_len) {
+            let c = self.class_for_size(Self::size_for(key.len(), flags, value_len + 2));
             self.shard(self.hash(key)).lock().classes[c].stats.cmd_set += 1;
         }
     }
@@ -396,73 +596,197 @@ impl Store {
         value: &[u8],
         cas_unique: u64,
     ) -> StoreOutcome {
-        let use_cas = self.cfg.use_cas;
-        let Some(class_in) = self
-            .table
-            .class_for(ntotal(key.len(), flags, value.len(), use_cas))
-        else {
+        if !self.item_size_ok(key.len(), flags, value.len()) {
             if mode == Mode::Set {
                 self.unlink_key(key);
             }
             return StoreOutcome::TooLarge;
-        };
+        }
+        let class_in = self.class_for_size(Self::size_for(key.len(), flags, value.len() + 2));
         let hash = self.hash(key);
         let now = self.clock.now();
         let exptime = self.clock.realtime(exptime);
         let mut g = self.shard(hash).lock();
-        let inner = &mut *g;
-        inner.classes[class_in].stats.cmd_set += 1;
-        let old = inner.find_live(self, hash, key, now).unwrap_or(None);
+        let shard = &mut *g;
+        shard.classes[class_in].stats.cmd_set += 1;
+        let old = shard.find_live(self, hash, key, now).unwrap_or(None);
+        let crlf: &[u8] = b"\r\n";
 
         // Decide from the existing item what to store, if anything.
-        let (data, flags, exptime) = match (mode, old) {
-            (Mode::Set, _) | (Mode::Add, None) => (make_data(key, value, &[]), flags, exptime),
+        let fresh: [&[u8]; 2] = [value, crlf];
+        let old_value: Cow<'_, [u8]>;
+        let (pieces, flags, exptime): (&[&[u8]], u32, u32) = match (mode, old) {
+            (Mode::Set, _) | (Mode::Add, None) => (&fresh, flags, exptime),
             (Mode::Add, Some(o)) => {
                 // add promotes the item it did not replace.
-                inner.touch_lru(o, now);
+                shard.touch_lru(self, o, now);
                 return StoreOutcome::NotStored;
             }
             (Mode::Replace | Mode::Append | Mode::Prepend, None) => return StoreOutcome::NotStored,
             (Mode::Cas, None) => return StoreOutcome::NotFound,
-            (Mode::Replace, Some(_)) => (make_data(key, value, &[]), flags, exptime),
+            (Mode::Replace, Some(_)) => (&fresh, flags, exptime),
             (Mode::Cas, Some(o)) => {
-                let it = inner.items[o as usize].as_ref().expect("live");
-                let class = it.class as usize;
-                if cas_unique == 0 || cas_unique != it.cas {
-                    inner.classes[class].stats.cas_badval += 1;
+                let it = self.mem.item(o);
+                let class = self.class_of(it);
+                if cas_unique == 0 || cas_unique != it.cas() {
+                    shard.classes[class].stats.cas_badval += 1;
                     return StoreOutcome::Exists;
                 }
-                inner.classes[class].stats.cas_hits += 1;
-                (make_data(key, value, &[]), flags, exptime)
+                shard.classes[class].stats.cas_hits += 1;
+                (&fresh, flags, exptime)
             }
             (Mode::Append | Mode::Prepend, Some(o)) => {
-                let it = inner.items[o as usize].as_ref().expect("live");
-                let (a, b) = if mode == Mode::Append {
-                    (it.value(), value)
-                } else {
-                    (value, it.value())
-                };
-                if self
-                    .table
-                    .class_for(ntotal(key.len(), it.flags, a.len() + b.len(), use_cas))
-                    .is_none()
-                {
+                let it = self.mem.item(o);
+                let old_len = it.nbytes() as usize - 2;
+                if !self.item_size_ok(key.len(), it.flags(), old_len + value.len()) {
                     return StoreOutcome::NotStored;
                 }
-                (make_data(key, a, b), it.flags, it.exptime)
+                old_value = self.value_of(it);
+                let v: &[u8] = &old_value;
+                let (flags, exptime) = (it.flags(), it.exptime());
+                let three: [&[u8]; 3] = if mode == Mode::Append {
+                    [v, value, crlf]
+                } else {
+                    [value, v, crlf]
+                };
+                return self.finish_store(shard, hash, key, flags, exptime, &three, old, now, mode);
             }
         };
-        match inner.link_new(self, hash, data, key.len(), flags, exptime, now, old) {
-            Ok(_) => StoreOutcome::Stored,
-            Err(()) => {
-                if mode == Mode::Set {
-                    if let Some(o) = old {
-                        inner.unlink(self, o);
-                    }
+        self.finish_store(shard, hash, key, flags, exptime, pieces, old, now, mode)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_store(
+        &self,
+        shard: &mut Shard,
+        hash: u64,
+        key: &[u8],
+        flags: u32,
+        exptime: u32,
+        pieces: &[&[u8]],
+        old: Option<ChunkId>,
+        now: u32,
+        mode: Mode,
+    ) -> StoreOutcome {
+        if self.put(shard, hash, key, flags, exptime, pieces, old, now) {
+            StoreOutcome::Stored
+        } else {
+            if mode == Mode::Set {
+                if let Some(o) = old {
+                    shard.unlink_free(self, o);
                 }
-                StoreOutcome::OutOfMemory
+            }
+            StoreOutcome::OutOfMemory
+        }
+    }
+
+    /// An item's value without its `\r\n`: borrowed from item memory when
+    /// it is in one chunk, copied when chained.
+    fn value_of(&self, it: It) -> Cow<'_, [u8]> {
+        let len = it.nbytes() as usize - 2;
+        let mut parts = Parts::new(&self.mem, it);
+        if !it.has(fl::CHAINED) {
+            let p = parts.next().expect("one part");
+            return Cow::Borrowed(&p[..len]);
+        }
+        let mut v = Vec::with_capacity(len + 2);
+        for p in parts {
+            v.extend_from_slice(p);
+        }
+        v.truncate(len);
+        Cow::Owned(v)
+    }
+
+    /// Allocates, writes and links a new item made of `pieces` (the data
+    /// block, `\r\n` included), replacing `old`. False when out of memory.
+    #[allow(clippy::too_many_arguments)]
+    fn put(
+        &self,
+        shard: &mut Shard,
+        hash: u64,
+        key: &[u8],
+        flags: u32,
+        exptime: u32,
+        pieces: &[&[u8]],
+        old: Option<ChunkId>,
+        now: u32,
+    ) -> bool {
+        let nbytes: usize = pieces.iter().map(|p| p.len()).sum();
+        let size = Self::size_for(key.len(), flags, nbytes);
+        let class = self.class_for_size(size);
+        let largest = self.mem.table.largest();
+        let chunk_max = self.mem.chunk_of_class(largest);
+        let n = if size > chunk_max {
+            item::chained_chunks(chunk_max, key.len(), flags, nbytes)
+        } else {
+            1
+        };
+        let mut chunks = Chunks::new();
+        if !shard.alloc(self, class, n, old, now, &mut chunks) {
+            return false;
+        }
+        let head = chunks[0];
+        let it = self.mem.item(head);
+        it.set_cas(if self.cfg.use_cas { self.next_cas() } else { 0 });
+        it.set_exptime(exptime);
+        it.set_time(now);
+        it.set_prev(item::NIL);
+        it.set_next(item::NIL);
+        it.set_nbytes(nbytes as u32);
+        it.set_nkey(key.len() as u8);
+        let mut iflags = fl::LINKED;
+        if flags != 0 {
+            iflags |= fl::HAS_FLAGS;
+        }
+        if n > 1 {
+            iflags |= fl::CHAINED;
+        }
+        it.set_iflags(iflags);
+        it.init_refcnt(1);
+        // SAFETY: the chunks were just taken for this item and no one else
+        // can see them; every write stays inside them (the sizes were
+        // computed from these lengths).
+        unsafe {
+            let mut p = self.mem.value_ptr(it, HDR).cast_mut();
+            if flags != 0 {
+                p.cast::<u32>().write(flags);
+                p = p.add(4);
+            }
+            std::ptr::copy_nonoverlapping(key.as_ptr(), p, key.len());
+            p = p.add(key.len());
+            for &c in &chunks[1..] {
+                p.cast::<u32>().write_unaligned(c);
+                p = p.add(4);
+                let cont = self.mem.item(c);
+                cont.set_iflags(fl::CONT);
+                cont.set_prev(head);
             }
         }
+        let mut dst = Parts::new(&self.mem, it);
+        let (mut span, mut room) = dst.next_span().expect("at least one part");
+        for piece in pieces {
+            let mut src = *piece;
+            while !src.is_empty() {
+                if room == 0 {
+                    (span, room) = dst.next_span().expect("room for the data");
+                }
+                let k = room.min(src.len());
+                // SAFETY: `span` points at `room` bytes of this item's
+                // chunks, not overlapping any source piece (those are the
+                // client's buffer or another item's chunks).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(src.as_ptr(), span, k);
+                    span = span.add(k);
+                }
+                room -= k;
+                src = &src[k..];
+            }
+        }
+        if let Some(o) = old {
+            shard.unlink_free(self, o);
+        }
+        shard.link(self, hash, head);
+        true
     }
 
     /// Removes `key` if present, counting nothing (memcached drops the old
@@ -470,8 +794,8 @@ impl Store {
     pub fn unlink_key(&self, key: &[u8]) {
         let hash = self.hash(key);
         let mut g = self.shard(hash).lock();
-        if let Some(i) = g.find(hash, key) {
-            g.unlink(self, i);
+        if let Some(i) = g.find(self, hash, key) {
+            g.unlink_free(self, i);
         }
     }
 
@@ -481,9 +805,9 @@ impl Store {
         let mut g = self.shard(hash).lock();
         match g.find_live(self, hash, key, now) {
             Ok(Some(i)) => {
-                let class = g.items[i as usize].as_ref().expect("live").class as usize;
+                let class = self.class_of(self.mem.item(i));
                 g.classes[class].stats.delete_hits += 1;
-                g.unlink(self, i);
+                g.unlink_free(self, i);
                 true
             }
             _ => false,
@@ -497,12 +821,12 @@ impl Store {
         let mut g = self.shard(hash).lock();
         match g.find_live(self, hash, key, now) {
             Ok(Some(i)) => {
-                let it = g.items[i as usize].as_mut().expect("live");
-                it.exptime = exptime;
-                it.fetched = true;
-                let class = it.class as usize;
+                let it = self.mem.item(i);
+                it.set_exptime(exptime);
+                it.set(fl::FETCHED);
+                let class = self.class_of(it);
                 g.classes[class].stats.touch_hits += 1;
-                g.touch_lru(i, now);
+                g.touch_lru(self, i, now);
                 true
             }
             _ => false,
@@ -512,7 +836,8 @@ impl Store {
     /// `incr`/`decr`: `parse` reads the stored number with the protocol's
     /// rules (the store does not know the protocol). Incr wraps at 2^64,
     /// decr stops at 0. A result no longer than the stored text is written
-    /// in place, padded with spaces, as memcached does.
+    /// in place, padded with spaces, as memcached does (when no reader
+    /// holds the item).
     pub fn arith(
         &self,
         key: &[u8],
@@ -523,19 +848,18 @@ impl Store {
         let hash = self.hash(key);
         let now = self.clock.now();
         let mut g = self.shard(hash).lock();
-        let inner = &mut *g;
-        let idx = match inner.find_live(self, hash, key, now) {
+        let shard = &mut *g;
+        let id = match shard.find_live(self, hash, key, now) {
             Ok(Some(i)) => i,
             _ => return DeltaOutcome::NotFound,
         };
-        let chunk_max = self.cfg.slab_chunk_max as usize;
-        let use_cas = self.cfg.use_cas;
-        let it = inner.items[idx as usize].as_mut().expect("live");
-        let big = ntotal(it.nkey as usize, it.flags, it.value_len(), use_cas) > chunk_max;
-        if it.value_len() == 0 || big {
+        let it = self.mem.item(id);
+        let len = it.nbytes() as usize - 2;
+        if len == 0 || it.has(fl::CHAINED) {
             return DeltaOutcome::NonNumeric;
         }
-        let Some(cur) = parse(it.value()) else {
+        let value = self.value_of(it);
+        let Some(cur) = parse(&value) else {
             return DeltaOutcome::NonNumeric;
         };
         let new = if incr {
@@ -543,31 +867,41 @@ impl Store {
         } else {
             cur.saturating_sub(delta)
         };
-        let class = it.class as usize;
+        let class = self.class_of(it);
         if incr {
-            inner.classes[class].stats.incr_hits += 1;
+            shard.classes[class].stats.incr_hits += 1;
         } else {
-            inner.classes[class].stats.decr_hits += 1;
+            shard.classes[class].stats.decr_hits += 1;
         }
         let mut buf = [0u8; 20];
         let digits = decimal(new, &mut buf);
-        let it = inner.items[idx as usize].as_mut().expect("live");
-        let nkey = it.nkey as usize;
-        if digits.len() <= it.value_len() {
-            if let Some(buf) = Arc::get_mut(&mut it.data) {
-                let v = &mut buf[nkey..];
-                v[..digits.len()].copy_from_slice(digits);
-                v[digits.len()..].fill(b' ');
-                it.cas = if use_cas { self.next_cas() } else { 0 };
-                inner.touch_lru(idx, now);
-                return DeltaOutcome::Value(new);
-            }
+        if digits.len() <= len && it.refcnt().load(Ordering::Acquire) == 1 {
+            let off = it.value_off(1);
+            // SAFETY: the value's `len` bytes lie in the item's one chunk;
+            // the shard lock is held and no reader holds the item.
+            let v = unsafe {
+                std::slice::from_raw_parts_mut(self.mem.value_ptr(it, off).cast_mut(), len)
+            };
+            v[..digits.len()].copy_from_slice(digits);
+            v[digits.len()..].fill(b' ');
+            it.set_cas(if self.cfg.use_cas { self.next_cas() } else { 0 });
+            shard.touch_lru(self, id, now);
+            return DeltaOutcome::Value(new);
         }
-        let (flags, exptime) = (it.flags, it.exptime);
-        let data = make_data(key, digits, &[]);
-        match inner.link_new(self, hash, data, key.len(), flags, exptime, now, Some(idx)) {
-            Ok(_) => DeltaOutcome::Value(new),
-            Err(()) => DeltaOutcome::OutOfMemory,
+        let (flags, exptime) = (it.flags(), it.exptime());
+        if self.put(
+            shard,
+            hash,
+            key,
+            flags,
+            exptime,
+            &[digits, b"\r\n"],
+            Some(id),
+            now,
+        ) {
+            DeltaOutcome::Value(new)
+        } else {
+            DeltaOutcome::OutOfMemory
         }
     }
 
@@ -616,7 +950,8 @@ impl Store {
 
     pub fn stats(&self) -> StoreStats {
         let now = self.clock.now();
-        let nclasses = self.table.largest() + 1;
+        let table = &self.mem.table;
+        let nclasses = table.largest() + 1;
         let mut s = StoreStats {
             curr_items: 0,
             total_items: 0,
@@ -624,6 +959,12 @@ impl Store {
             total_malloced: 0,
             hash_power_level: 0,
             hash_bytes: 0,
+            hash_is_expanding: false,
+            slabs_moved: 0,
+            pool_pages: 0,
+            slab_reassign_running: false,
+            slab_reassign_evictions: 0,
+            slab_reassign_busy_items: 0,
             evictions: 0,
             reclaimed: 0,
             expired_unfetched: 0,
@@ -639,34 +980,47 @@ impl Store {
             s.total_items += g.total_items;
             s.bytes += g.bytes;
             capacity += g.index.capacity();
+            s.hash_bytes += g.index.bytes() as u64;
+            s.hash_is_expanding |= g.index.is_expanding();
             for (id, c) in g.classes.iter().enumerate().skip(1) {
                 let pc = &mut per_class[id];
                 pc.0 += c.items;
                 pc.1 += c.mem_requested;
-                if c.lru.tail != NIL {
-                    let t = g.items[c.lru.tail as usize].as_ref().expect("live").time;
+                if c.lru.tail != item::NIL {
+                    let t = self.mem.item(c.lru.tail).time();
                     pc.2 = pc.2.max(now.saturating_sub(t));
                 }
                 pc.3.add(&c.stats);
             }
         }
-        let buckets = (capacity * 8 / 7).next_power_of_two().max(1 << 16);
-        s.hash_power_level = buckets.trailing_zeros();
-        s.hash_bytes = (buckets * (std::mem::size_of::<item::Idx>() + 1)) as u64;
-        let pages = self.pages.lock();
-        s.total_malloced = pages.mem_malloced;
+        s.hash_power_level = capacity.max(1).next_power_of_two().trailing_zeros();
+        let slabs = self.mem.slabs.lock();
+        s.total_malloced = slabs.malloced;
+        s.slabs_moved = slabs.slabs_moved;
+        s.pool_pages = slabs.pool.len() as u64;
+        s.slab_reassign_running = slabs.moving.is_some();
+        s.slab_reassign_evictions = slabs.move_evictions;
+        s.slab_reassign_busy_items = slabs.move_busy;
         for (id, (items, mem_requested, age, stats)) in per_class.into_iter().enumerate().skip(1) {
             s.evictions += stats.evicted;
             s.reclaimed += stats.reclaimed;
             s.expired_unfetched += stats.expired_unfetched;
             s.evicted_unfetched += stats.evicted_unfetched;
             s.outofmemory += stats.outofmemory;
+            let c = &slabs.classes[id];
+            let end = if c.end_page == item::NIL {
+                0
+            } else {
+                table.per_page(id) - c.end_slot
+            };
             s.classes.push(ClassSnapshot {
                 id,
-                chunk_size: self.table.size(id),
-                per_page: self.table.per_page(id),
-                pages: pages.classes[id].pages,
-                used_chunks: pages.classes[id].used_chunks,
+                chunk_size: table.size(id),
+                per_page: table.per_page(id),
+                pages: c.pages,
+                used_chunks: c.used,
+                free_chunks: c.free_count + end,
+                free_chunks_end: end,
                 items,
                 mem_requested,
                 age,
@@ -681,7 +1035,7 @@ impl Store {
     pub fn dump(&self, class: usize, limit: usize, max_bytes: usize) -> Vec<DumpEntry> {
         let started = self.clock.started();
         let mut all: Vec<((u32, u64), DumpEntry)> = Vec::new();
-        if class == 0 || class > self.table.largest() {
+        if class == 0 || class > self.mem.table.largest() {
             return Vec::new();
         }
         for shard in self.shards.iter() {
@@ -690,22 +1044,22 @@ impl Store {
             // the most recent `limit` of all of them are kept below.
             let mut i = g.classes[class].lru.head;
             let mut taken = 0;
-            while i != NIL && (limit == 0 || taken < limit) {
+            while i != item::NIL && (limit == 0 || taken < limit) {
                 taken += 1;
-                let it = g.items[i as usize].as_ref().expect("live");
+                let it = self.mem.item(i);
                 all.push((
-                    (it.time, it.cas),
+                    (it.time(), it.cas()),
                     DumpEntry {
                         key: it.key().to_vec(),
-                        value_len: it.value_len(),
-                        exptime: if it.exptime == 0 {
+                        value_len: it.nbytes() as usize - 2,
+                        exptime: if it.exptime() == 0 {
                             0
                         } else {
-                            started + u64::from(it.exptime)
+                            started + u64::from(it.exptime())
                         },
                     },
                 ));
-                i = it.next;
+                i = it.next();
             }
         }
         all.sort_by_key(|e| std::cmp::Reverse(e.0));
@@ -719,6 +1073,131 @@ impl Store {
             out.push(e);
         }
         out
+    }
+
+    /// `slabs reassign <src> <dst>`: moves one page of `src` (any class
+    /// with a page to spare when `src` is -1) to `dst`, evicting the items
+    /// in it. The move finishes at once unless a reader holds one of them;
+    /// then it finishes when the last such reader lets go.
+    pub fn reassign(&self, src: i32, dst: i32) -> Result<(), ReassignError> {
+        if self.mem.slabs.lock().moving.is_some() {
+            return Err(ReassignError::Busy);
+        }
+        if src == dst {
+            return Err(ReassignError::Same);
+        }
+        let largest = self.mem.table.largest() as i32;
+        let src = if src == -1 {
+            let slabs = self.mem.slabs.lock();
+            (1..=largest)
+                .filter(|&c| c != dst && slabs.classes[c as usize].pages > 1)
+                .max_by_key(|&c| slabs.classes[c as usize].pages)
+                .unwrap_or(-1)
+        } else {
+            src
+        };
+        if src < 0 || dst < 0 || src > largest || dst > largest {
+            return Err(ReassignError::BadClass);
+        }
+        self.move_page(src as usize, dst as usize)
+    }
+
+    /// Moves a page from class `src` to class `dst`; class 0 is the
+    /// global pool of pages no class holds.
+    fn move_page(&self, src: usize, dst: usize) -> Result<(), ReassignError> {
+        if src == 0 {
+            let mut slabs = self.mem.slabs.lock();
+            if slabs.pool.len() < 2 {
+                return Err(ReassignError::NoSpare);
+            }
+            let page = slabs.pool.pop().expect("a pooled page");
+            self.mem.give_page(&mut slabs, page, dst);
+            slabs.slabs_moved += 1;
+            return Ok(());
+        }
+        // Every shard, in order (the one place that waits on more than one
+        // shard lock), then the slabs.
+        let mut shards: Vec<_> = self.shards.iter().map(|s| s.lock()).collect();
+        let mut slabs = self.mem.slabs.lock();
+        if slabs.moving.is_some() {
+            return Err(ReassignError::Busy);
+        }
+        if slabs.classes[src].pages < 2 {
+            return Err(ReassignError::NoSpare);
+        }
+        let page = self
+            .mem
+            .start_move(&mut slabs, src, dst)
+            .ok_or(ReassignError::NoSpare)?;
+        if slabs.moving.is_none() {
+            return Ok(());
+        }
+        for head in self.mem.items_in_page(page) {
+            let it = self.mem.item(head);
+            if !it.has(fl::LINKED) {
+                // Unlinked already (a chained item seen twice, or one a
+                // reader holds): its release frees the chunk.
+                continue;
+            }
+            if it.refcnt().load(Ordering::Acquire) > 1 {
+                slabs.move_busy += 1;
+            }
+            let n = self.shard_of(self.hash(it.key()));
+            slabs.move_evictions += 1;
+            if shards[n].unlink(self, head) {
+                self.mem.free_item(&mut slabs, head);
+            }
+        }
+        Ok(())
+    }
+
+    /// One step of `slabs automove`: when a class has evicted since the
+    /// last step, a page moves to it from the class whose coldest item is
+    /// oldest, if that one's age is past the evicting class's by the ratio
+    /// memcached uses (`slab_automove_ratio`; mode 2 moves on any
+    /// eviction). Returns whether a page moved. The maintainer calls it.
+    pub fn automove_step(&self, mode: u32, ratio: f64) -> bool {
+        if mode == 0 {
+            return false;
+        }
+        let s = self.stats();
+        let mut am = self.automove.lock();
+        let evicted: Vec<u64> = std::iter::once(0)
+            .chain(s.classes.iter().map(|c| c.stats.evicted))
+            .collect();
+        let last = std::mem::replace(&mut am.last_evicted, evicted.clone());
+        if last.len() != evicted.len() || s.slab_reassign_running {
+            return false;
+        }
+        let snap = |id: usize| &s.classes[id - 1];
+        // The evicting class whose coldest item is youngest.
+        let Some(dst) = (1..evicted.len())
+            .filter(|&c| evicted[c] > last[c])
+            .min_by_key(|&c| snap(c).age)
+        else {
+            return false;
+        };
+        // The oldest class that has a page to give: a whole page of free
+        // chunks first, else the oldest coldest item.
+        let spare = (1..evicted.len()).find(|&c| {
+            c != dst && snap(c).pages > 1 && snap(c).free_chunks >= 2 * snap(c).per_page
+        });
+        let src = spare.or_else(|| {
+            (1..evicted.len())
+                .filter(|&c| c != dst && snap(c).pages > 1)
+                .max_by_key(|&c| snap(c).age)
+                .filter(|&c| mode == 2 || f64::from(snap(dst).age) < f64::from(snap(c).age) * ratio)
+        });
+        let Some(src) = src else {
+            return false;
+        };
+        drop(am);
+        self.move_page(src, dst).is_ok()
+    }
+
+    /// Pages taken from the arena (for tests and `stats`).
+    pub fn pages_taken(&self) -> u32 {
+        self.mem.pages_taken()
     }
 }
 

@@ -1,12 +1,14 @@
-//! Per-class LRU lists, doubly linked through 32-bit item indices.
+//! Per-class LRU lists, doubly linked through the items' 32-bit `prev` and
+//! `next` chunk ids. A shard owns the lists of its items.
 
-use crate::item::{Idx, Item, NIL};
+use crate::item::{ChunkId, NIL};
+use crate::mem::Mem;
 
 /// Head (most recently used) and tail (next to evict) of one class's list.
 #[derive(Debug, Clone, Copy)]
 pub struct Lru {
-    pub head: Idx,
-    pub tail: Idx,
+    pub head: ChunkId,
+    pub tail: ChunkId,
 }
 
 impl Default for Lru {
@@ -18,52 +20,41 @@ impl Default for Lru {
     }
 }
 
-fn it(items: &mut [Option<Item>], i: Idx) -> &mut Item {
-    items[i as usize]
-        .as_mut()
-        .expect("LRU links point at live items")
-}
-
 impl Lru {
-    pub fn push_head(&mut self, items: &mut [Option<Item>], i: Idx) {
+    pub fn push_head(&mut self, mem: &Mem, i: ChunkId) {
         let old = self.head;
-        {
-            let e = it(items, i);
-            e.prev = NIL;
-            e.next = old;
-        }
+        let e = mem.item(i);
+        e.set_prev(NIL);
+        e.set_next(old);
         if old != NIL {
-            it(items, old).prev = i;
+            mem.item(old).set_prev(i);
         } else {
             self.tail = i;
         }
         self.head = i;
     }
 
-    pub fn unlink(&mut self, items: &mut [Option<Item>], i: Idx) {
-        let (prev, next) = {
-            let e = it(items, i);
-            let pn = (e.prev, e.next);
-            e.prev = NIL;
-            e.next = NIL;
-            pn
-        };
+    pub fn unlink(&mut self, mem: &Mem, i: ChunkId) {
+        let e = mem.item(i);
+        let (prev, next) = (e.prev(), e.next());
+        e.set_prev(NIL);
+        e.set_next(NIL);
         if prev != NIL {
-            it(items, prev).next = next;
+            mem.item(prev).set_next(next);
         } else {
             self.head = next;
         }
         if next != NIL {
-            it(items, next).prev = prev;
+            mem.item(next).set_prev(prev);
         } else {
             self.tail = prev;
         }
     }
 
-    pub fn bump(&mut self, items: &mut [Option<Item>], i: Idx) {
+    pub fn bump(&mut self, mem: &Mem, i: ChunkId) {
         if self.head != i {
-            self.unlink(items, i);
-            self.push_head(items, i);
+            self.unlink(mem, i);
+            self.push_head(mem, i);
         }
     }
 }
@@ -71,52 +62,41 @@ impl Lru {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::item::make_data;
+    use crate::mem::Chunks;
+    use crate::slabs::ClassTable;
 
-    fn item() -> Option<Item> {
-        Some(Item {
-            data: make_data(b"k", b"", b""),
-            nkey: 1,
-            class: 1,
-            fetched: false,
-            nchunks: 1,
-            flags: 0,
-            exptime: 0,
-            time: 0,
-            cas: 0,
-            prev: NIL,
-            next: NIL,
-        })
-    }
-
-    fn order(l: &Lru, items: &[Option<Item>]) -> Vec<Idx> {
+    fn order(l: &Lru, mem: &Mem) -> Vec<ChunkId> {
         let mut v = Vec::new();
         let mut i = l.head;
         while i != NIL {
             v.push(i);
-            i = items[i as usize].as_ref().unwrap().next;
+            i = mem.item(i).next();
         }
         v
     }
 
     #[test]
     fn push_bump_unlink() {
-        let mut items: Vec<Option<Item>> = (0..4).map(|_| item()).collect();
+        let table = ClassTable::new(48, 1.25, 1 << 20, 1 << 19, 1 << 20);
+        let (mem, _) = Mem::new(table, 4 << 20, false).unwrap();
+        let mut ids = Chunks::new();
+        assert!(mem.take(&mut mem.slabs.lock(), 1, 4, &mut ids));
         let mut l = Lru::default();
-        for i in 0..4 {
-            l.push_head(&mut items, i);
+        for &i in &ids {
+            l.push_head(&mem, i);
         }
-        assert_eq!(order(&l, &items), vec![3, 2, 1, 0]);
-        assert_eq!(l.tail, 0);
-        l.bump(&mut items, 0);
-        assert_eq!(order(&l, &items), vec![0, 3, 2, 1]);
-        assert_eq!(l.tail, 1);
-        l.unlink(&mut items, 3);
-        assert_eq!(order(&l, &items), vec![0, 2, 1]);
-        l.unlink(&mut items, 1);
-        assert_eq!(l.tail, 2);
-        l.unlink(&mut items, 0);
-        l.unlink(&mut items, 2);
+        let [a, b, c, d] = [ids[0], ids[1], ids[2], ids[3]];
+        assert_eq!(order(&l, &mem), vec![d, c, b, a]);
+        assert_eq!(l.tail, a);
+        l.bump(&mem, a);
+        assert_eq!(order(&l, &mem), vec![a, d, c, b]);
+        assert_eq!(l.tail, b);
+        l.unlink(&mem, d);
+        assert_eq!(order(&l, &mem), vec![a, c, b]);
+        l.unlink(&mem, b);
+        assert_eq!(l.tail, c);
+        l.unlink(&mem, a);
+        l.unlink(&mem, c);
         assert_eq!(l.head, NIL);
         assert_eq!(l.tail, NIL);
     }

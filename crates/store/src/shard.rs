@@ -1,14 +1,13 @@
 //! One shard of the store: a hash index over its items, and per class an
-//! LRU list and counters. Memory (pages and chunks) is accounted in the
-//! store, shared by all shards.
+//! LRU list and counters. Item memory is the store's `Mem`, shared by all
+//! shards.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
-use hashbrown::HashTable;
-
-use crate::item::{ntotal, Idx, Item, NIL};
+use crate::index::Index;
+use crate::item::{fl, ChunkId, It, NIL};
 use crate::lru::Lru;
+use crate::mem::Chunks;
 use crate::{ClassStats, Store};
 
 /// Why an item is no longer valid.
@@ -27,9 +26,7 @@ pub(crate) struct ShardClass {
 }
 
 pub(crate) struct Shard {
-    pub index: HashTable<Idx>,
-    pub items: Vec<Option<Item>>,
-    pub free: Vec<Idx>,
+    pub index: Index,
     pub classes: Vec<ShardClass>,
     pub curr_items: u64,
     pub total_items: u64,
@@ -37,11 +34,9 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    pub fn new(classes: usize, capacity: usize) -> Shard {
+    pub fn new(classes: usize, hashpower: u32) -> Shard {
         Shard {
-            index: HashTable::with_capacity(capacity),
-            items: Vec::new(),
-            free: Vec::new(),
+            index: Index::new(hashpower),
             classes: vec![ShardClass::default(); classes],
             curr_items: 0,
             total_items: 0,
@@ -49,33 +44,31 @@ impl Shard {
         }
     }
 
-    pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<Idx> {
-        let items = &self.items;
-        self.index
-            .find(hash, |&i| {
-                items[i as usize].as_ref().expect("indexed").key() == key
-            })
-            .copied()
+    pub(crate) fn find(&mut self, store: &Store, hash: u64, key: &[u8]) -> Option<ChunkId> {
+        let mem = &*store.mem;
+        self.index.find(hash, |id| mem.item(id).key() == key)
     }
 
-    fn is_flushed(store: &Store, it: &Item, now: u32) -> bool {
+    fn is_flushed(store: &Store, it: It, now: u32) -> bool {
         let f = &store.flush;
         let flushed_cas = f.flushed_cas.load(Ordering::Relaxed);
-        if it.cas != 0 && it.cas < flushed_cas {
+        let cas = it.cas();
+        if cas != 0 && cas < flushed_cas {
             return true;
         }
+        let time = it.time();
         let flushed_time = f.flushed_time.load(Ordering::Relaxed);
-        if flushed_time != 0 && it.time <= flushed_time {
+        if flushed_time != 0 && time <= flushed_time {
             return true;
         }
         let ol = f.oldest_live.load(Ordering::Relaxed);
-        ol != 0 && ol <= now && it.time <= ol
+        ol != 0 && ol <= now && time <= ol
     }
 
-    pub(crate) fn is_dead(store: &Store, it: &Item, now: u32) -> Option<Dead> {
+    pub(crate) fn is_dead(store: &Store, it: It, now: u32) -> Option<Dead> {
         if Self::is_flushed(store, it, now) {
             Some(Dead::Flushed)
-        } else if it.exptime != 0 && it.exptime <= now {
+        } else if it.exptime() != 0 && it.exptime() <= now {
             Some(Dead::Expired)
         } else {
             None
@@ -89,84 +82,70 @@ impl Shard {
         hash: u64,
         key: &[u8],
         now: u32,
-    ) -> Result<Option<Idx>, Dead> {
-        let Some(i) = self.find(hash, key) else {
+    ) -> Result<Option<ChunkId>, Dead> {
+        let Some(i) = self.find(store, hash, key) else {
             return Ok(None);
         };
-        let it = self.items[i as usize].as_ref().expect("indexed");
-        match Self::is_dead(store, it, now) {
+        match Self::is_dead(store, store.mem.item(i), now) {
             None => Ok(Some(i)),
             Some(d) => {
-                self.unlink(store, i);
+                self.unlink_free(store, i);
                 Err(d)
             }
         }
     }
 
-    pub(crate) fn touch_lru(&mut self, i: Idx, now: u32) {
-        let it = self.items[i as usize].as_mut().expect("live");
-        it.time = now;
-        let class = it.class as usize;
-        self.classes[class].lru.bump(&mut self.items, i);
+    pub(crate) fn touch_lru(&mut self, store: &Store, i: ChunkId, now: u32) {
+        let it = store.mem.item(i);
+        it.set_time(now);
+        let class = store.class_of(it);
+        self.classes[class].lru.bump(&store.mem, i);
     }
 
-    /// Removes item `i` from the index, its LRU and the accounting.
-    pub(crate) fn unlink(&mut self, store: &Store, i: Idx) {
-        let (hash, class, nchunks, size) = {
-            let it = self.items[i as usize].as_ref().expect("live");
-            (
-                store.hash(it.key()),
-                it.class as usize,
-                it.nchunks,
-                ntotal(
-                    it.nkey as usize,
-                    it.flags,
-                    it.value_len(),
-                    store.cfg.use_cas,
-                ) as u64,
-            )
-        };
-        if let Ok(e) = self.index.find_entry(hash, |&x| x == i) {
-            e.remove();
-        }
-        store.pages.lock().classes[class].used_chunks -= nchunks;
+    /// Removes item `i` from the index, its LRU and the counters, and drops
+    /// the link's reference. True when that was the last reference: the
+    /// caller frees the chunks (`Mem::free_item`).
+    pub(crate) fn unlink(&mut self, store: &Store, i: ChunkId) -> bool {
+        let mem = &*store.mem;
+        let it = mem.item(i);
+        debug_assert!(it.has(fl::LINKED));
+        let hash = store.hash(it.key());
+        let removed = self.index.remove(hash, i);
+        debug_assert!(removed, "a linked item is indexed");
+        let class = store.class_of(it);
+        let size = store.size_of(it) as u64;
         let cs = &mut self.classes[class];
-        cs.lru.unlink(&mut self.items, i);
+        cs.lru.unlink(mem, i);
         cs.items -= 1;
         cs.mem_requested -= size;
         self.curr_items -= 1;
         self.bytes -= size;
-        self.items[i as usize] = None;
-        self.free.push(i);
+        it.clear(fl::LINKED);
+        it.refcnt().fetch_sub(1, Ordering::AcqRel) == 1
     }
 
-    /// Takes `n` chunks of `class`, adding a page or freeing the coldest
-    /// items of the class when it is full: in this shard, else in another
-    /// shard whose lock is free at once. `protect` is never evicted.
-    fn alloc(
+    /// `unlink`, then frees the item if no reader holds it.
+    pub(crate) fn unlink_free(&mut self, store: &Store, i: ChunkId) {
+        if self.unlink(store, i) {
+            store.mem.free_item_locking(i);
+        }
+    }
+
+    /// Takes `n` chunks of `class` into `out`, adding a page or freeing the
+    /// coldest items of the class when it is full: in this shard, else in
+    /// another shard whose lock is free at once. `protect` is never evicted.
+    pub(crate) fn alloc(
         &mut self,
         store: &Store,
         class: usize,
-        n: u32,
-        protect: Option<Idx>,
+        n: usize,
+        protect: Option<ChunkId>,
         now: u32,
+        out: &mut Chunks,
     ) -> bool {
-        let per_page = store.table.per_page(class);
-        let page = u64::from(store.table.page_size());
         loop {
-            {
-                let mut p = store.pages.lock();
-                let fits_limit = p.mem_malloced + page <= store.cfg.mem_limit;
-                let cp = &mut p.classes[class];
-                if cp.used_chunks + n <= cp.pages * per_page {
-                    cp.used_chunks += n;
-                    return true;
-                }
-                if cp.pages == 0 || fits_limit {
-                    cp.pages += 1;
-                    p.mem_malloced += page;
-                    continue;
-                }
+            if store.mem.take(&mut store.mem.slabs.lock(), class, n, out) {
+                return true;
             }
             // Expired or flushed items first, here and then in the other
             // shards (whose locks are only tried: this shard's is held, so
@@ -192,116 +171,71 @@ impl Shard {
 
     /// Frees one item at the cold end of `class`: an expired or flushed one
     /// among the last five if there is one, else (evictions on) the coldest.
+    /// Items a reader holds are passed over: unlinking them frees nothing.
     fn pull_tail(
         &mut self,
         store: &Store,
         class: usize,
-        protect: Option<Idx>,
+        protect: Option<ChunkId>,
         now: u32,
         evict: bool,
     ) -> bool {
+        let mem = &*store.mem;
         let mut i = self.classes[class].lru.tail;
         let mut victim = NIL;
         let mut seen = 0;
         while i != NIL && seen < 5 {
-            let it = self.items[i as usize].as_ref().expect("live");
-            let prev = it.prev;
-            if Some(i) != protect {
+            let it = mem.item(i);
+            let prev = it.prev();
+            let busy = it.refcnt().load(Ordering::Acquire) > 1;
+            if Some(i) != protect && !busy {
                 if Self::is_dead(store, it, now).is_some() {
-                    let unfetched = !it.fetched;
+                    let unfetched = !it.has(fl::FETCHED);
                     let st = &mut self.classes[class].stats;
                     st.reclaimed += 1;
                     if unfetched {
                         st.expired_unfetched += 1;
                     }
-                    self.unlink(store, i);
+                    self.unlink_free(store, i);
                     return true;
                 }
                 if victim == NIL {
                     victim = i;
                 }
-                seen += 1;
             }
+            seen += 1;
             i = prev;
         }
         if victim == NIL || !evict || !store.cfg.evictions {
             return false;
         }
-        let it = self.items[victim as usize].as_ref().expect("live");
+        let it = mem.item(victim);
         let st = &mut self.classes[class].stats;
         st.evicted += 1;
-        st.evicted_time = now.saturating_sub(it.time);
-        if it.exptime != 0 {
+        st.evicted_time = now.saturating_sub(it.time());
+        if it.exptime() != 0 {
             st.evicted_nonzero += 1;
         }
-        if !it.fetched {
+        if !it.has(fl::FETCHED) {
             st.evicted_unfetched += 1;
         }
-        self.unlink(store, victim);
+        self.unlink_free(store, victim);
         true
     }
 
-    /// Allocates and links a new item, replacing `old` if given.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn link_new(
-        &mut self,
-        store: &Store,
-        hash: u64,
-        data: Arc<[u8]>,
-        nkey: usize,
-        flags: u32,
-        exptime: u32,
-        now: u32,
-        old: Option<Idx>,
-    ) -> Result<Idx, ()> {
-        let size = ntotal(nkey, flags, data.len() - nkey, store.cfg.use_cas);
-        let class = store.table.class_for(size).ok_or(())?;
-        let nchunks = store.table.chunks_for(class, size);
-        if !self.alloc(store, class, nchunks, old, now) {
-            return Err(());
-        }
-        if let Some(o) = old {
-            self.unlink(store, o);
-        }
-        let cas = if store.cfg.use_cas {
-            store.next_cas()
-        } else {
-            0
-        };
-        let item = Item {
-            data,
-            nkey: nkey as u8,
-            class: class as u8,
-            fetched: false,
-            nchunks,
-            flags,
-            exptime,
-            time: now,
-            cas,
-            prev: NIL,
-            next: NIL,
-        };
-        let idx = match self.free.pop() {
-            Some(i) => {
-                self.items[i as usize] = Some(item);
-                i
-            }
-            None => {
-                self.items.push(Some(item));
-                (self.items.len() - 1) as Idx
-            }
-        };
-        let items = &self.items;
-        self.index.insert_unique(hash, idx, |&i| {
-            store.hash(items[i as usize].as_ref().expect("indexed").key())
-        });
+    /// Links a newly written item: index, LRU, counters.
+    pub(crate) fn link(&mut self, store: &Store, hash: u64, head: ChunkId) {
+        let mem = &*store.mem;
+        let it = mem.item(head);
+        self.index.insert(hash, head);
+        let class = store.class_of(it);
+        let size = store.size_of(it) as u64;
         let cs = &mut self.classes[class];
-        cs.lru.push_head(&mut self.items, idx);
+        cs.lru.push_head(mem, head);
         cs.items += 1;
-        cs.mem_requested += size as u64;
+        cs.mem_requested += size;
         self.curr_items += 1;
         self.total_items += 1;
-        self.bytes += size as u64;
-        Ok(idx)
+        self.bytes += size;
     }
 }

@@ -1,16 +1,14 @@
-//! Slab classes: the chunk size table and per-class page accounting.
+//! Slab classes: the chunk size table.
 //!
 //! Memory is handed to classes in pages (1 MB); a class cuts its pages into
-//! chunks of its size. The table is memcached's: the first chunk holds the
-//! item header plus `-n` bytes, each next one is `-f` times larger, 8-byte
-//! aligned, and the last class is `slab_chunk_max` (half a page). A class
-//! with no page may take one even at the limit (seed 000's rule).
+//! chunks of its size. The table is memcached's rule applied to memcrab's
+//! header: the first chunk holds the 32-byte item header plus `-n` bytes,
+//! each next one is `-f` times larger, 8-byte aligned, and the last class
+//! is `slab_chunk_max` (half a page). A class with no page may take one
+//! even at the limit (seed 000's rule).
 
-/// memcached's `sizeof(item)` on 64-bit hosts: the per-item overhead the
-/// class table and `-I` limits are computed with.
-pub const ITEM_HEADER: usize = 48;
-/// Extra header bytes memcached spends on the CAS value.
-pub const CAS_BYTES: usize = 8;
+use crate::item::{HDR, MAX_PER_PAGE};
+
 const CHUNK_ALIGN: u32 = 8;
 /// memcached's MAX_NUMBER_OF_SLAB_CLASSES (63 + 1).
 const MAX_CLASSES: usize = 64;
@@ -33,7 +31,7 @@ impl ClassTable {
         item_size_max: u32,
     ) -> Self {
         let mut sizes = vec![0u32];
-        let mut size = ITEM_HEADER as u32 + chunk_min;
+        let mut size = HDR as u32 + chunk_min;
         while sizes.len() < MAX_CLASSES - 1 {
             if f64::from(size) >= f64::from(chunk_max) / factor {
                 break;
@@ -60,8 +58,9 @@ impl ClassTable {
         self.sizes[id]
     }
 
+    /// Chunks per page (at most 2^14, what a chunk id's slot can name).
     pub fn per_page(&self, id: usize) -> u32 {
-        self.page_size / self.sizes[id]
+        (self.page_size / self.sizes[id]).min(MAX_PER_PAGE)
     }
 
     pub fn page_size(&self) -> u32 {
@@ -70,7 +69,7 @@ impl ClassTable {
 
     /// `slabs_clsid`: the smallest class that holds `ntotal` bytes, or None
     /// when the item is larger than `-I`. Items above the largest chunk
-    /// are chunked and belong to the largest class.
+    /// are chained and belong to the largest class.
     pub fn class_for(&self, ntotal: usize) -> Option<usize> {
         if ntotal == 0 || ntotal > self.item_size_max as usize {
             return None;
@@ -90,14 +89,6 @@ impl ClassTable {
         }
         Some(lo)
     }
-
-    /// How many chunks of class `id` an item of `ntotal` bytes takes: one,
-    /// or for items above the largest chunk, enough largest chunks to hold
-    /// it (memcached chains such items across chunks).
-    pub fn chunks_for(&self, id: usize, ntotal: usize) -> u32 {
-        let size = self.sizes[id] as usize;
-        ntotal.div_ceil(size).max(1) as u32
-    }
 }
 
 #[cfg(test)]
@@ -105,41 +96,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_table_matches_memcached() {
-        // memcached 1.6 -vv with defaults prints these chunk sizes.
+    fn default_table() {
+        // memcached's rule (x1.25, 8-byte aligned, last = slab_chunk_max)
+        // from a 32-byte header + 48: memcached's own starts at 96.
         let t = ClassTable::new(48, 1.25, 1 << 20, 1 << 19, 1 << 20);
-        let want = [
-            96, 120, 152, 192, 240, 304, 384, 480, 600, 752, 944, 1184, 1480, 1856, 2320, 2904,
-            3632, 4544, 5680, 7104, 8880, 11104, 13880, 17352, 21696, 27120, 33904, 42384, 52984,
-            66232, 82792, 103496, 129376, 161720, 202152, 252696, 315872, 394840, 524288,
-        ];
-        assert_eq!(t.largest(), want.len());
-        for (i, w) in want.iter().enumerate() {
-            assert_eq!(t.size(i + 1), *w, "class {}", i + 1);
+        assert_eq!(t.size(1), 80);
+        assert_eq!(t.size(2), 104);
+        assert_eq!(t.size(3), 136);
+        assert_eq!(t.size(t.largest()), 1 << 19);
+        assert_eq!(t.per_page(1), 13107);
+        assert_eq!(t.per_page(t.largest()), 2);
+        for i in 2..t.largest() {
+            assert!(t.size(i) > t.size(i - 1));
+            assert_eq!(t.size(i) % 8, 0);
         }
-        assert_eq!(t.per_page(1), 10922);
-        assert_eq!(t.per_page(39), 2);
     }
 
     #[test]
     fn class_lookup() {
         let t = ClassTable::new(48, 1.25, 1 << 20, 1 << 19, 1 << 20);
         assert_eq!(t.class_for(1), Some(1));
-        assert_eq!(t.class_for(96), Some(1));
-        assert_eq!(t.class_for(97), Some(2));
-        assert_eq!(t.class_for(524288), Some(39));
-        assert_eq!(t.class_for(600_000), Some(39));
-        assert_eq!(t.chunks_for(39, 600_000), 2);
-        assert_eq!(t.class_for(1 << 20), Some(39));
+        assert_eq!(t.class_for(80), Some(1));
+        assert_eq!(t.class_for(81), Some(2));
+        assert_eq!(t.class_for(524288), Some(t.largest()));
+        assert_eq!(t.class_for(600_000), Some(t.largest()));
+        assert_eq!(t.class_for(1 << 20), Some(t.largest()));
         assert_eq!(t.class_for((1 << 20) + 1), None);
         assert_eq!(t.class_for(0), None);
     }
 
     #[test]
+    fn small_chunks_capped_by_slot_bits() {
+        let t = ClassTable::new(8, 1.25, 1 << 20, 1 << 19, 1 << 20);
+        assert_eq!(t.size(1), 40);
+        assert_eq!(t.per_page(1), MAX_PER_PAGE);
+    }
+
+    #[test]
     fn factor_two() {
         let t = ClassTable::new(48, 2.0, 1 << 20, 1 << 19, 1 << 20);
-        assert_eq!(t.size(1), 96);
-        assert_eq!(t.size(2), 192);
+        assert_eq!(t.size(1), 80);
+        assert_eq!(t.size(2), 160);
         assert_eq!(t.size(t.largest()), 1 << 19);
     }
 }

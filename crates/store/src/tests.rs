@@ -17,6 +17,12 @@ fn store() -> Store {
     store_with(Config::default())
 }
 
+/// A reader's hold on the first part of an item's data block.
+fn pin(s: &Store, k: &[u8]) -> ItemRef {
+    s.get_with(k, None, |f| f.pin(f.parts().next().unwrap()).unwrap())
+        .unwrap()
+}
+
 fn value(s: &Store, k: &[u8]) -> Option<Vec<u8>> {
     match s.get(k, None) {
         GetOutcome::Hit(h) => Some(h.value().to_vec()),
@@ -165,13 +171,18 @@ fn incr_decr_in_place_and_growing() {
 fn a_held_value_is_not_changed_in_place() {
     let s = store();
     s.store(Mode::Set, b"n", 0, 0, b"100", 0);
-    let held = match s.get(b"n", None) {
-        GetOutcome::Hit(h) => h,
-        other => panic!("{other:?}"),
-    };
+    let held = pin(&s, b"n");
     assert_eq!(s.arith(b"n", false, 1, parse_num), DeltaOutcome::Value(99));
-    assert_eq!(held.value(), b"100", "a reader's bytes stay as they were");
-    assert_eq!(value(&s, b"n").unwrap(), b"99");
+    assert_eq!(&held[..], b"100\r\n", "a reader's bytes stay as they were");
+    assert_eq!(
+        value(&s, b"n").unwrap(),
+        b"99",
+        "a new item of the exact length"
+    );
+    drop(held);
+    // Nobody holds the new one: in place, padded.
+    assert_eq!(s.arith(b"n", false, 90, parse_num), DeltaOutcome::Value(9));
+    assert_eq!(value(&s, b"n").unwrap(), b"9 ");
 }
 
 #[test]
@@ -444,4 +455,321 @@ fn cachedump_limit_spans_shards() {
     // Same second: the most recent stores (highest CAS) come first.
     assert_eq!(d[0].key, b"k49");
     assert_eq!(s.dump(1, 0, 1 << 20).len(), 50);
+}
+
+fn small(mem_mb: u64) -> Store {
+    store_with(Config {
+        mem_limit: mem_mb << 20,
+        ..Config::default()
+    })
+}
+
+#[test]
+fn header_is_32_bytes_and_small_items_fit_small_chunks() {
+    let s = store();
+    // key 10, value 20 + \r\n: 32 + 10 + 22 = 64 bytes, class 1 (80).
+    s.store(Mode::Set, b"0123456789", 0, 0, &[b'v'; 20], 0);
+    let st = s.stats();
+    let c = &st.classes[0];
+    assert_eq!((c.id, c.chunk_size, c.used_chunks), (1, 80, 1));
+    assert_eq!(c.mem_requested, 64);
+    // flags take 4 bytes only when non-zero
+    s.store(Mode::Set, b"f", 7, 0, b"", 0);
+    assert_eq!(s.stats().classes[0].mem_requested, 64 + 32 + 4 + 1 + 2);
+}
+
+#[test]
+fn arena_pages_taken_lazily_and_within_the_limit() {
+    let s = small(4);
+    assert_eq!(s.pages_taken(), 0, "nothing taken at start");
+    s.store(Mode::Set, b"k", 0, 0, b"v", 0);
+    assert_eq!(s.pages_taken(), 1);
+    let v = vec![b'x'; 3000];
+    for i in 0..20_000u32 {
+        s.store(Mode::Set, format!("k{i}").as_bytes(), 0, 0, &v, 0);
+    }
+    // -m 4: four pages, the first page of class 1 beyond them at most.
+    assert!(s.pages_taken() <= 5, "{}", s.pages_taken());
+    assert!(s.stats().total_malloced <= 5 << 20);
+    assert!(s.stats().evictions > 0);
+}
+
+#[test]
+fn chained_items_round_trip() {
+    let s = small(8);
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(
+        s.store(Mode::Set, b"big", 5, 0, &big, 0),
+        StoreOutcome::Stored
+    );
+    let parts = s
+        .get_with(b"big", None, |f| {
+            f.parts().map(<[u8]>::len).collect::<Vec<_>>()
+        })
+        .unwrap();
+    assert_eq!(parts.len(), 2, "1 MB takes two 512 KB chunks");
+    assert_eq!(parts.iter().sum::<usize>(), big.len() + 2);
+    assert_eq!(value(&s, b"big").unwrap(), big);
+    // append onto a chained item, then prepend
+    assert_eq!(
+        s.store(Mode::Append, b"big", 0, 0, b"END", 0),
+        StoreOutcome::Stored
+    );
+    assert_eq!(
+        s.store(Mode::Prepend, b"big", 0, 0, b"GO", 0),
+        StoreOutcome::Stored
+    );
+    let got = value(&s, b"big").unwrap();
+    assert_eq!(&got[..2], b"GO");
+    assert_eq!(&got[got.len() - 3..], b"END");
+    assert_eq!(&got[2..got.len() - 3], &big[..]);
+    assert_eq!(
+        s.arith(b"big", true, 1, parse_num),
+        DeltaOutcome::NonNumeric
+    );
+    assert!(s.delete(b"big"));
+    let st = s.stats();
+    assert_eq!(st.classes.iter().map(|c| c.used_chunks).sum::<u32>(), 0);
+}
+
+#[test]
+fn a_held_item_outlives_delete_and_is_never_evicted() {
+    let s = small(2);
+    let v = vec![b'h'; 2000];
+    s.store(Mode::Set, b"held", 0, 0, &v, 0);
+    let held = pin(&s, b"held");
+    assert!(s.delete(b"held"));
+    // Churn the class far past -m: the held chunk is never reused.
+    for i in 0..5_000u32 {
+        s.store(
+            Mode::Set,
+            format!("k{i}").as_bytes(),
+            0,
+            0,
+            &[b'z'; 2000],
+            0,
+        );
+    }
+    assert_eq!(&held[..2000], &v[..]);
+    let used_before: u32 = s.stats().classes.iter().map(|c| c.used_chunks).sum();
+    drop(held);
+    let used_after: u32 = s.stats().classes.iter().map(|c| c.used_chunks).sum();
+    assert_eq!(
+        used_after + 1,
+        used_before,
+        "the last reader frees the chunk"
+    );
+}
+
+#[test]
+fn eviction_passes_over_items_readers_hold() {
+    let s = small(1);
+    let v = vec![b'q'; 5000];
+    s.store(Mode::Set, b"first", 0, 0, &v, 0);
+    let held = pin(&s, b"first");
+    for i in 0..2_000u32 {
+        s.store(Mode::Set, format!("k{i}").as_bytes(), 0, 0, &v, 0);
+    }
+    assert!(value(&s, b"first").is_some(), "a held item is not evicted");
+    drop(held);
+}
+
+#[test]
+fn reassign_moves_a_page_and_its_items_go() {
+    let s = small(4);
+    let v = vec![b's'; 40];
+    let mut i = 0u32;
+    while s.stats().total_malloced < 3 << 20 {
+        s.store(Mode::Set, format!("s{i}").as_bytes(), 0, 0, &v, 0);
+        i += 1;
+    }
+    let small_class = s.classes().class_for(32 + 6 + 42).unwrap();
+    let big_class = s.classes().class_for(5000).unwrap();
+    let before = s.stats();
+    let pages_small = before.classes[small_class - 1].pages;
+    assert!(pages_small >= 2);
+    assert_eq!(
+        s.reassign(small_class as i32, small_class as i32),
+        Err(ReassignError::Same)
+    );
+    assert_eq!(
+        s.reassign(0, 1),
+        Err(ReassignError::NoSpare),
+        "the empty pool"
+    );
+    assert_eq!(s.reassign(-2, 1), Err(ReassignError::BadClass));
+    assert_eq!(s.reassign(1, 99), Err(ReassignError::BadClass));
+    assert_eq!(s.reassign(big_class as i32, 1), Err(ReassignError::NoSpare));
+    assert_eq!(s.reassign(small_class as i32, big_class as i32), Ok(()));
+    let after = s.stats();
+    assert_eq!(after.slabs_moved, 1);
+    assert_eq!(after.classes[small_class - 1].pages, pages_small - 1);
+    assert_eq!(after.classes[big_class - 1].pages, 1);
+    assert!(after.curr_items < before.curr_items);
+    assert_eq!(
+        after.total_malloced, before.total_malloced,
+        "a move takes no new memory"
+    );
+    // The moved page serves the new class, and survivors read back intact.
+    for k in 0..100u32 {
+        s.store(
+            Mode::Set,
+            format!("b{k}").as_bytes(),
+            0,
+            0,
+            &[b'b'; 4900],
+            0,
+        );
+    }
+    let mut alive = 0;
+    for k in 0..i {
+        if let Some(got) = value(&s, format!("s{k}").as_bytes()) {
+            assert_eq!(got, v);
+            alive += 1;
+        }
+    }
+    assert_eq!(
+        alive as u64,
+        s.stats().classes[small_class - 1].items as u64
+    );
+}
+
+#[test]
+fn a_move_waits_for_readers() {
+    let s = small(4);
+    let v = vec![b's'; 40];
+    let mut i = 0u32;
+    while s.stats().total_malloced < 2 << 20 {
+        s.store(Mode::Set, format!("s{i}").as_bytes(), 0, 0, &v, 0);
+        i += 1;
+    }
+    let small_class = s.classes().class_for(32 + 6 + 42).unwrap();
+    // Hold one item of every page.
+    let held: Vec<ItemRef> = (0..i)
+        .filter(|k| k % 500 == 0 || *k == i - 1)
+        .map(|k| pin(&s, format!("s{k}").as_bytes()))
+        .collect();
+    assert_eq!(s.reassign(small_class as i32, 20), Ok(()));
+    assert!(s.stats().slab_reassign_running);
+    assert_eq!(s.reassign(small_class as i32, 20), Err(ReassignError::Busy));
+    drop(held);
+    let st = s.stats();
+    assert!(!st.slab_reassign_running);
+    assert_eq!(st.slabs_moved, 1);
+    assert_eq!(st.classes[19].pages, 1);
+}
+
+#[test]
+fn automove_follows_the_evicting_class() {
+    let s = small(8);
+    let mut k = 0u32;
+    while s.stats().total_malloced < 8 << 20 {
+        s.store(Mode::Set, format!("s{k}").as_bytes(), 0, 0, &[b's'; 50], 0);
+        k += 1;
+    }
+    s.clock().advance(100);
+    let big = s.classes().class_for(5200).unwrap();
+    let mut moved = 0;
+    for round in 0..200u32 {
+        for j in 0..50u32 {
+            s.store(
+                Mode::Set,
+                format!("b{round}-{j}").as_bytes(),
+                0,
+                0,
+                &[b'b'; 5000],
+                0,
+            );
+        }
+        s.clock().advance(1);
+        if s.automove_step(1, 0.8) {
+            moved += 1;
+        }
+    }
+    assert!(moved >= 5, "moved {moved}");
+    assert!(s.stats().classes[big - 1].pages > 5);
+    assert!(!s.automove_step(0, 0.8), "mode 0 never moves");
+}
+
+#[test]
+fn index_grows_under_concurrent_use() {
+    let s = Arc::new(store_with(Config {
+        mem_limit: 256 << 20,
+        hashpower: 4,
+        ..Config::default()
+    }));
+    let threads: Vec<_> = (0..4u32)
+        .map(|t| {
+            let s = Arc::clone(&s);
+            std::thread::spawn(move || {
+                for i in 0..20_000u32 {
+                    let k = format!("t{t}-{i}");
+                    assert_eq!(
+                        s.store(Mode::Set, k.as_bytes(), 0, 0, k.as_bytes(), 0),
+                        StoreOutcome::Stored
+                    );
+                    if i % 3 == 0 {
+                        assert!(s.delete(format!("t{t}-{}", i / 2).as_bytes()) || (i / 2) % 3 == 0);
+                    }
+                    let back = format!("t{t}-{}", i / 4 * 3 + 1);
+                    if let Some(v) = value(&s, back.as_bytes()) {
+                        assert_eq!(v, back.as_bytes());
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let st = s.stats();
+    assert!(st.hash_power_level >= 16, "grew: {}", st.hash_power_level);
+    assert_eq!(st.evictions, 0);
+    for t in 0..4u32 {
+        for i in (1..20_000u32).step_by(7) {
+            let k = format!("t{t}-{i}");
+            if let Some(v) = value(&s, k.as_bytes()) {
+                assert_eq!(v, k.as_bytes());
+            }
+        }
+    }
+}
+
+#[test]
+fn pages_go_to_the_pool_and_back() {
+    let s = small(4);
+    let mut i = 0u32;
+    while s.stats().total_malloced < 3 << 20 {
+        s.store(Mode::Set, format!("s{i}").as_bytes(), 0, 0, &[b'p'; 40], 0);
+        i += 1;
+    }
+    let c = s.classes().class_for(80).unwrap() as i32;
+    assert_eq!(s.reassign(c, 0), Ok(()));
+    assert_eq!(
+        s.reassign(0, 5),
+        Err(ReassignError::NoSpare),
+        "one pooled page is no spare"
+    );
+    assert_eq!(s.reassign(-1, 99), Err(ReassignError::BadClass));
+    // A class that grows takes the pooled page before a fresh one.
+    let taken = s.pages_taken();
+    s.store(Mode::Set, b"big", 0, 0, &[b'b'; 100_000], 0);
+    assert_eq!(s.pages_taken(), taken);
+    assert_eq!(value(&s, b"big").unwrap(), vec![b'b'; 100_000]);
+}
+
+#[test]
+fn an_item_of_three_chunks_takes_two_pages_without_losing_chunks() {
+    let s = small(64);
+    let big = vec![b'L'; (1 << 20) - 70];
+    for i in 0..5 {
+        assert_eq!(
+            s.store(Mode::Set, format!("big{i}").as_bytes(), 1, 0, &big, 0),
+            StoreOutcome::Stored
+        );
+    }
+    let c = &s.stats().classes[s.classes().largest() - 1];
+    assert_eq!(c.used_chunks, 15);
+    assert_eq!(c.pages, 8, "15 chunks of 512 KB in 8 pages, none lost");
+    assert_eq!(c.free_chunks, 1);
 }

@@ -1,0 +1,128 @@
+//! The arena: `-m` megabytes (plus one page per slab class, the seed's
+//! "a class with no page may take one even at the limit") reserved as one
+//! anonymous mapping, cut into pages of `slab_page_size` bytes.
+//!
+//! Reserving is not touching: with `MAP_NORESERVE` the kernel gives the
+//! process address space only, and a page becomes resident when the first
+//! item is written into it. `-L` instead populates the whole mapping at
+//! start and asks for huge pages (`MAP_HUGETLB`, else `MADV_HUGEPAGE`).
+
+use std::num::NonZeroUsize;
+use std::ptr::NonNull;
+
+use nix::sys::mman::{madvise, mmap_anonymous, munmap, MapFlags, MmapAdvise, ProtFlags};
+
+/// One reserved region of memory. Owns the mapping; unmaps it on drop.
+pub(crate) struct Arena {
+    base: NonNull<u8>,
+    len: usize,
+    page_size: usize,
+    pages: u32,
+}
+
+// SAFETY: the arena is plain memory; who may read or write which chunk of
+// it is governed by the store's locks and reference counts (lib.rs).
+unsafe impl Send for Arena {}
+// SAFETY: as above.
+unsafe impl Sync for Arena {}
+
+impl Arena {
+    /// Reserves `pages` pages. With `prealloc` the memory is made resident
+    /// at once, on huge pages when the system has them; the returned
+    /// warning says when it fell back.
+    pub fn new(
+        pages: u32,
+        page_size: usize,
+        prealloc: bool,
+    ) -> std::io::Result<(Arena, Option<String>)> {
+        let len = (pages as usize).max(1) * page_size;
+        let nz = NonZeroUsize::new(len).expect("non-empty arena");
+        let prot = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
+        let mut warning = None;
+        let map = |flags: MapFlags| {
+            // SAFETY: a fresh anonymous private mapping at an address the
+            // kernel picks overlaps nothing of ours.
+            unsafe { mmap_anonymous(None, nz, prot, flags | MapFlags::MAP_PRIVATE) }
+        };
+        let base = if prealloc {
+            match map(MapFlags::MAP_HUGETLB | MapFlags::MAP_POPULATE) {
+                Ok(p) => p,
+                Err(_) => {
+                    let p = map(MapFlags::MAP_POPULATE).map_err(std::io::Error::from)?;
+                    // SAFETY: `p` is our mapping of `len` bytes.
+                    if unsafe { madvise(p, len, MmapAdvise::MADV_HUGEPAGE) }.is_err() {
+                        warning = Some(
+                            "Cannot enable large pages on this system (no hugetlb pages, no transparent huge pages); using normal pages".to_string(),
+                        );
+                    } else {
+                        warning = Some(
+                            "No hugetlb pages reserved on this system; asked for transparent huge pages instead".to_string(),
+                        );
+                    }
+                    p
+                }
+            }
+        } else {
+            map(MapFlags::MAP_NORESERVE).map_err(std::io::Error::from)?
+        };
+        Ok((
+            Arena {
+                base: base.cast(),
+                len,
+                page_size,
+                pages,
+            },
+            warning,
+        ))
+    }
+
+    pub fn pages(&self) -> u32 {
+        self.pages
+    }
+
+    /// The first byte of page `page`.
+    pub fn page_ptr(&self, page: u32) -> *mut u8 {
+        assert!(page < self.pages, "page {page} outside the arena");
+        // SAFETY: page < pages, so the offset stays inside the mapping.
+        unsafe { self.base.as_ptr().add(page as usize * self.page_size) }
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: base and len are exactly the mapping made in `new`; no
+        // reference into it outlives the arena (items borrow the store).
+        let _ = unsafe { munmap(self.base.cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_are_distinct_and_writable() {
+        let (a, w) = Arena::new(4, 1 << 20, false).unwrap();
+        assert!(w.is_none());
+        for p in 0..4 {
+            let ptr = a.page_ptr(p);
+            // SAFETY: inside page p of our mapping.
+            unsafe {
+                ptr.write(p as u8 + 1);
+                ptr.add((1 << 20) - 1).write(7);
+            }
+        }
+        for p in 0..4 {
+            // SAFETY: as above.
+            assert_eq!(unsafe { a.page_ptr(p).read() }, p as u8 + 1);
+        }
+    }
+
+    #[test]
+    fn prealloc_falls_back_without_hugepages() {
+        let (a, _warning) = Arena::new(2, 1 << 20, true).unwrap();
+        // SAFETY: inside page 1.
+        unsafe { a.page_ptr(1).write(1) };
+        assert_eq!(a.pages(), 2);
+    }
+}

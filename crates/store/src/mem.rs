@@ -1,0 +1,450 @@
+//! Item memory: the arena's pages given to slab classes, chunks handed out
+//! and taken back, pages moved between classes, and `ItemRef`, a reader's
+//! hold on an item's bytes after the shard lock is gone.
+//!
+//! Each class takes pages lazily: chunks come from its list of freed
+//! chunks (linked through their `next` field, so the list costs no memory
+//! of its own), else from the unused tail of its newest page, else from a
+//! new page while `-m` allows (or the class has none: seed 000's rule).
+//!
+//! Moving a page (`slabs reassign`, automove): the page leaves its class's
+//! free list, every item with a chunk in it is unlinked, and once the last
+//! of its chunks is free (readers in flight free theirs when they let go)
+//! the page joins the destination class.
+
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::arena::Arena;
+use crate::item::{self, chunk_id, fl, page_of, slot_of, ChunkId, It, NIL};
+use crate::slabs::ClassTable;
+
+/// A class's memory.
+#[derive(Debug, Clone)]
+pub(crate) struct SlabClass {
+    /// Head of the list of freed chunks (linked through `next`).
+    pub free_head: ChunkId,
+    pub free_count: u32,
+    /// The newest page's first never-used slot, if any is left.
+    pub end_page: u32,
+    pub end_slot: u32,
+    pub pages: u32,
+    /// Chunks in use.
+    pub used: u32,
+}
+
+impl Default for SlabClass {
+    fn default() -> Self {
+        SlabClass {
+            free_head: NIL,
+            free_count: 0,
+            end_page: NIL,
+            end_slot: 0,
+            pages: 0,
+            used: 0,
+        }
+    }
+}
+
+/// A page on its way from one class to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Move {
+    pub page: u32,
+    pub src: usize,
+    pub dst: usize,
+}
+
+/// Page and chunk bookkeeping, behind `Mem::slabs`.
+pub(crate) struct Slabs {
+    pub classes: Vec<SlabClass>,
+    /// Chunks in use in each page.
+    page_used: Vec<u32>,
+    /// Pages moved to the global pool (`slabs reassign <src> 0`), taken
+    /// first when a class grows.
+    pub pool: Vec<u32>,
+    /// Pages never given out start here.
+    next_page: u32,
+    pub malloced: u64,
+    pub moving: Option<Move>,
+    pub slabs_moved: u64,
+    /// Items unlinked to empty a page being moved.
+    pub move_evictions: u64,
+    /// Chunks a move had to wait for (a reader held their item).
+    pub move_busy: u64,
+}
+
+/// The item memory of a store, shared with every `ItemRef`.
+pub struct Mem {
+    arena: Arena,
+    pub(crate) table: ClassTable,
+    /// Chunk size of each page's class, 0 for a page not yet given out.
+    /// Read without the lock to turn a chunk id into an address; written
+    /// only while no chunk of the page is in use.
+    page_chunk: Box<[AtomicU32]>,
+    limit: u64,
+    pub(crate) slabs: Mutex<Slabs>,
+}
+
+impl Mem {
+    /// Reserves `limit` bytes plus one page per class.
+    pub fn new(
+        table: ClassTable,
+        limit: u64,
+        prealloc: bool,
+    ) -> std::io::Result<(Mem, Option<String>)> {
+        let page = u64::from(table.page_size());
+        let pages =
+            (limit / page + table.largest() as u64 + 1).min(u64::from(item::MAX_PAGES) - 1) as u32;
+        let (arena, warning) = Arena::new(pages, page as usize, prealloc)?;
+        let page_chunk = (0..pages).map(|_| AtomicU32::new(0)).collect();
+        let classes = vec![SlabClass::default(); table.largest() + 1];
+        Ok((
+            Mem {
+                slabs: Mutex::new(Slabs {
+                    classes,
+                    page_used: vec![0; pages as usize],
+                    pool: Vec::new(),
+                    next_page: 0,
+                    malloced: 0,
+                    moving: None,
+                    slabs_moved: 0,
+                    move_evictions: 0,
+                    move_busy: 0,
+                }),
+                arena,
+                table,
+                page_chunk,
+                limit,
+            },
+            warning,
+        ))
+    }
+
+    /// The item whose chunk is `id`.
+    pub fn item(&self, id: ChunkId) -> It {
+        let page = page_of(id);
+        let size = self.page_chunk[page as usize].load(Ordering::Relaxed) as usize;
+        debug_assert!(size > 0, "chunk {id} in a page no class owns");
+        // SAFETY: slot < per_page of the page's class, so the chunk lies
+        // inside the page.
+        It(unsafe { self.arena.page_ptr(page).add(slot_of(id) as usize * size) })
+    }
+
+    pub fn chunk_size(&self, id: ChunkId) -> usize {
+        self.page_chunk[page_of(id) as usize].load(Ordering::Relaxed) as usize
+    }
+
+    pub fn chunk_of_class(&self, class: usize) -> usize {
+        self.table.size(class) as usize
+    }
+
+    /// Frees every chunk of an item no one references any more.
+    pub(crate) fn free_item(&self, s: &mut Slabs, head: ChunkId) {
+        let it = self.item(head);
+        if it.has(fl::CHAINED) {
+            let n = self.chain_len(it);
+            let chain: Vec<ChunkId> = it.chain(n).collect();
+            for c in chain {
+                self.free_chunk(s, c);
+            }
+        }
+        self.free_chunk(s, head);
+    }
+
+    /// Chunks of a chained item (head included).
+    pub(crate) fn chain_len(&self, it: It) -> usize {
+        let chunk = self.table.size(self.table.largest()) as usize;
+        item::chained_chunks(chunk, it.nkey() as usize, it.flags(), it.nbytes() as usize)
+    }
+
+    /// Takes the slabs lock and frees an item (reference count now zero).
+    pub(crate) fn free_item_locking(&self, head: ChunkId) {
+        let mut s = self.slabs.lock();
+        self.free_item(&mut s, head);
+    }
+
+    fn free_chunk(&self, s: &mut Slabs, id: ChunkId) {
+        let page = page_of(id);
+        let it = self.item(id);
+        it.set_iflags(0);
+        s.page_used[page as usize] -= 1;
+        let class = self.class_of_page(page);
+        s.classes[class].used -= 1;
+        if let Some(m) = s.moving {
+            if m.page == page {
+                if s.page_used[page as usize] == 0 {
+                    self.finish_move(s);
+                }
+                return;
+            }
+        }
+        let c = &mut s.classes[class];
+        it.set_next(c.free_head);
+        c.free_head = id;
+        c.free_count += 1;
+    }
+
+    fn class_of_page(&self, page: u32) -> usize {
+        let size = self.page_chunk[page as usize].load(Ordering::Relaxed);
+        // Sizes are distinct per class: find the class by binary search.
+        self.table
+            .class_for(size as usize)
+            .expect("a page's chunk size is a class size")
+    }
+
+    /// Takes `n` chunks of `class` into `out`, growing the class by a page
+    /// when it may. `None` (and nothing taken) when the class is full.
+    pub(crate) fn take(&self, s: &mut Slabs, class: usize, n: usize, out: &mut Chunks) -> bool {
+        loop {
+            let c = &s.classes[class];
+            let end_left = if c.end_page == NIL {
+                0
+            } else {
+                self.table.per_page(class) - c.end_slot
+            };
+            if (c.free_count + end_left) as usize >= n {
+                break;
+            }
+            if !self.grow(s, class) {
+                return false;
+            }
+        }
+        out.clear();
+        for _ in 0..n {
+            let c = &mut s.classes[class];
+            let id = if c.free_head != NIL {
+                let id = c.free_head;
+                c.free_head = self.item(id).next();
+                c.free_count -= 1;
+                id
+            } else {
+                let id = chunk_id(c.end_page, c.end_slot);
+                c.end_slot += 1;
+                if c.end_slot == self.table.per_page(class) {
+                    c.end_page = NIL;
+                }
+                id
+            };
+            c.used += 1;
+            s.page_used[page_of(id) as usize] += 1;
+            out.push(id);
+        }
+        true
+    }
+
+    /// Gives `class` a new page: from the global pool, else a fresh one
+    /// if `-m` (or the seed's first-page rule) allows and the arena has one.
+    fn grow(&self, s: &mut Slabs, class: usize) -> bool {
+        if let Some(p) = s.pool.pop() {
+            self.retire_end_page(s, class);
+            self.give_page(s, p, class);
+            return true;
+        }
+        let page = u64::from(self.table.page_size());
+        let c = &s.classes[class];
+        let may = c.pages == 0 || s.malloced + page <= self.limit;
+        if !may || s.next_page >= self.arena.pages() {
+            return false;
+        }
+        self.retire_end_page(s, class);
+        let p = s.next_page;
+        s.next_page += 1;
+        s.malloced += page;
+        self.page_chunk[p as usize].store(self.table.size(class), Ordering::Relaxed);
+        let c = &mut s.classes[class];
+        c.pages += 1;
+        // A fresh page is zeroed by the kernel: its chunks read as free.
+        c.end_page = p;
+        c.end_slot = 0;
+        true
+    }
+
+    /// Lists the never-used chunks left in the class's newest page as free,
+    /// before a newer page takes its place.
+    fn retire_end_page(&self, s: &mut Slabs, class: usize) {
+        let per = self.table.per_page(class);
+        let c = &mut s.classes[class];
+        if c.end_page == NIL {
+            return;
+        }
+        for slot in c.end_slot..per {
+            let id = chunk_id(c.end_page, slot);
+            let it = self.item(id);
+            it.set_iflags(0);
+            it.set_next(c.free_head);
+            c.free_head = id;
+            c.free_count += 1;
+        }
+        c.end_page = NIL;
+    }
+
+    /// Gives a used page (no chunk of it in use) to `class`, or to the
+    /// pool when `class` is 0.
+    pub(crate) fn give_page(&self, s: &mut Slabs, page: u32, class: usize) {
+        if class == 0 {
+            self.page_chunk[page as usize].store(0, Ordering::Relaxed);
+            s.pool.push(page);
+            return;
+        }
+        let size = self.table.size(class);
+        self.page_chunk[page as usize].store(size, Ordering::Relaxed);
+        let per = self.table.per_page(class);
+        let c = &mut s.classes[class];
+        c.pages += 1;
+        // The page holds an old class's bytes: mark each new chunk free
+        // and list it.
+        for slot in (0..per).rev() {
+            let id = chunk_id(page, slot);
+            let it = self.item(id);
+            it.set_iflags(0);
+            it.set_next(c.free_head);
+            c.free_head = id;
+            c.free_count += 1;
+        }
+    }
+
+    /// Starts moving a page from `src` to `dst`: picks the page of `src`
+    /// with the fewest chunks in use and takes its free chunks out of the
+    /// free list. Returns the page; the caller unlinks its items.
+    pub(crate) fn start_move(&self, s: &mut Slabs, src: usize, dst: usize) -> Option<u32> {
+        if s.moving.is_some() || s.classes[src].pages == 0 {
+            return None;
+        }
+        let src_size = self.table.size(src);
+        let page = (0..s.next_page)
+            .filter(|&p| self.page_chunk[p as usize].load(Ordering::Relaxed) == src_size)
+            .min_by_key(|&p| s.page_used[p as usize])?;
+        // Out of the free list.
+        let c = &mut s.classes[src];
+        let mut prev = NIL;
+        let mut id = c.free_head;
+        while id != NIL {
+            let next = self.item(id).next();
+            if page_of(id) == page {
+                if prev == NIL {
+                    c.free_head = next;
+                } else {
+                    self.item(prev).set_next(next);
+                }
+                c.free_count -= 1;
+            } else {
+                prev = id;
+            }
+            id = next;
+        }
+        if c.end_page == page {
+            c.end_page = NIL;
+        }
+        s.moving = Some(Move { page, src, dst });
+        if s.page_used[page as usize] == 0 {
+            self.finish_move(s);
+        }
+        Some(page)
+    }
+
+    /// The heads of the items that have a chunk in `page` (being moved).
+    pub(crate) fn items_in_page(&self, page: u32) -> Vec<ChunkId> {
+        let size = self.page_chunk[page as usize].load(Ordering::Relaxed) as usize;
+        let per = self.table.page_size() as usize / size;
+        let per = per.min(item::MAX_PER_PAGE as usize);
+        let mut heads = Vec::new();
+        for slot in 0..per as u32 {
+            let id = chunk_id(page, slot);
+            let it = self.item(id);
+            if it.has(fl::CONT) {
+                heads.push(it.prev());
+            } else if it.has(fl::LINKED) {
+                heads.push(id);
+            }
+        }
+        heads
+    }
+
+    fn finish_move(&self, s: &mut Slabs) {
+        let m = s.moving.take().expect("a move in progress");
+        s.classes[m.src].pages -= 1;
+        self.give_page(s, m.page, m.dst);
+        s.slabs_moved += 1;
+    }
+
+    /// Takes a reader's reference on a linked item (under its shard lock)
+    /// and returns a hold on `part` of its bytes. `None` when the count is
+    /// at its maximum (the caller copies instead).
+    pub(crate) fn pin(self: &Arc<Self>, head: ChunkId, part: &[u8]) -> Option<ItemRef> {
+        let rc = self.item(head).refcnt();
+        if rc.load(Ordering::Relaxed) >= u16::MAX - 1 {
+            return None;
+        }
+        rc.fetch_add(1, Ordering::Relaxed);
+        Some(ItemRef {
+            mem: Arc::clone(self),
+            head,
+            ptr: part.as_ptr(),
+            len: part.len(),
+        })
+    }
+
+    /// Drops one reference; the last one frees the item.
+    pub(crate) fn release(&self, head: ChunkId) {
+        if self.item(head).refcnt().fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.free_item_locking(head);
+        }
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Pages given out and the arena's size, for tests.
+    pub fn pages_taken(&self) -> u32 {
+        self.slabs.lock().next_page
+    }
+
+    pub fn value_ptr(&self, it: It, off: usize) -> *const u8 {
+        // SAFETY: callers pass an offset inside the item's head chunk.
+        unsafe { it.0.add(off) }
+    }
+}
+
+/// Chunk ids taken for one item (the head first).
+pub(crate) type Chunks = Vec<ChunkId>;
+
+/// A hold on part of an item's bytes: the item is not freed, and its
+/// chunks not reused, until every `ItemRef` on it is dropped.
+pub struct ItemRef {
+    mem: Arc<Mem>,
+    head: ChunkId,
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: the bytes are immutable while referenced (nothing writes an
+// item with readers: in-place incr checks the count under the shard lock),
+// and dropping takes the locks it needs.
+unsafe impl Send for ItemRef {}
+// SAFETY: as above; `&ItemRef` only reads.
+unsafe impl Sync for ItemRef {}
+
+impl Deref for ItemRef {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: ptr..ptr+len was part of the item when pinned, and the
+        // reference keeps the item's chunks from being freed or rewritten.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for ItemRef {
+    fn drop(&mut self) {
+        self.mem.release(self.head);
+    }
+}
+
+impl std::fmt::Debug for ItemRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ItemRef({} bytes of chunk {})", self.len, self.head)
+    }
+}
