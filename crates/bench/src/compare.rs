@@ -101,6 +101,7 @@ pub const ALL: &[&str] = &[
     "memory-small",
     "memory-medium",
     "memory-large",
+    "calcification",
     "idle-conns-1000",
     "idle-conns-10000",
     "idle-conns-max",
@@ -538,6 +539,18 @@ fn scenario(ctx: &mut Ctx, name: &str) -> Result<ScenarioResult, String> {
                 },
             )?
         }
+        "calcification" => {
+            let flags = s(&["-m", "64"]);
+            let f2 = flags.clone();
+            alternate(
+                ctx,
+                name,
+                "-m 64 (automove as each server defaults: on): distinct keys with 50 B values written until 192 MB (3 x -m), then 5,000 B values written for 60 s at 4,000 sets/s; 5 KB items held after 10, 30 and 60 s, against what a fresh server holds of them",
+                flags,
+                runs,
+                &move |ctx: &Ctx, side: &ServerSpec| calcification_run(ctx, side, &f2),
+            )?
+        }
         "idle-conns-1000" | "idle-conns-10000" | "idle-conns-max" => {
             let limit = fd_limit();
             let n: u64 = match name {
@@ -636,9 +649,23 @@ fn memory_run(
     let maxbytes = srv.stat_u64("limit_maxbytes")? as f64;
     let mean_payload = o.set_bytes as f64 / o.sets.max(1) as f64;
     let (hwm, rss) = srv.rss();
+    let (intact, corrupt) = read_back(srv.addr, key_size, value_size, 0..o.sets + 8)
+        .map_err(|e| format!("{}: read back: {e}", side.name))?;
     Ok(Ok((
         vec![
             fig("items held", "items", Better::Higher, items),
+            fig(
+                "items read back intact",
+                "items",
+                Better::Higher,
+                intact as f64,
+            ),
+            fig(
+                "items read back wrong",
+                "items",
+                Better::Lower,
+                corrupt as f64,
+            ),
             fig(
                 "payload held / limit_maxbytes",
                 "%",
@@ -649,6 +676,201 @@ fn memory_run(
         .into_iter()
         .chain(rss_figures(hwm, rss))
         .collect(),
+        None,
+    )))
+}
+
+/// Reads keys `ids` back (pipelined gets of 100 keys) and checks each
+/// value found against the one the generator wrote. Returns the values
+/// found intact and the values found wrong.
+fn read_back(
+    addr: std::net::SocketAddr,
+    key_size: SizeRange,
+    value_size: SizeRange,
+    ids: std::ops::Range<u64>,
+) -> Result<(u64, u64), String> {
+    use crate::reply::{self, Expect, Reply};
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let (mut intact, mut wrong) = (0u64, 0u64);
+    let mut key = Vec::new();
+    let mut want = Vec::new();
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    let ids: Vec<u64> = ids.collect();
+    for batch in ids.chunks(100) {
+        let mut req = b"get".to_vec();
+        for &k in batch {
+            crate::dist::key(k, key_size, &mut key);
+            req.push(b' ');
+            req.extend_from_slice(&key);
+        }
+        req.extend_from_slice(b"\r\n");
+        s.write_all(&req).map_err(|e| e.to_string())?;
+        let values = loop {
+            if let Some((r, used)) = reply::parse(&buf, Expect::Values, true) {
+                buf.drain(..used);
+                match r {
+                    Reply::Values(v) => break v,
+                    other => return Err(format!("get answered {other:?}")),
+                }
+            }
+            let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("connection closed".into());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        for (k, data) in values {
+            let id = batch.iter().copied().find(|&i| {
+                crate::dist::key(i, key_size, &mut key);
+                key == k
+            });
+            match id {
+                Some(i) => {
+                    crate::dist::value(i, value_size, &mut want);
+                    if want == data {
+                        intact += 1;
+                    } else {
+                        wrong += 1;
+                    }
+                }
+                None => wrong += 1,
+            }
+        }
+    }
+    Ok((intact, wrong))
+}
+
+/// Items a server holds in classes whose chunks are at least `min_chunk`
+/// bytes (from `stats slabs` and `stats items`).
+fn items_in_classes_from(srv: &Running, min_chunk: u64) -> Result<u64, String> {
+    let slabs = srv.stats_group("slabs")?;
+    let items = srv.stats_group("items")?;
+    let mut total = 0;
+    for (name, v) in &slabs {
+        let Some((id, "chunk_size")) = name.split_once(':') else {
+            continue;
+        };
+        if v.parse::<u64>().unwrap_or(0) < min_chunk {
+            continue;
+        }
+        let want = format!("items:{id}:number");
+        total += items
+            .iter()
+            .find(|(n, _)| *n == want)
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Ok(total)
+}
+
+fn calcification_run(ctx: &Ctx, side: &ServerSpec, flags: &[String]) -> RunResult {
+    let key_size: SizeRange = "10-20".parse()?;
+    let limit = 64u64 << 20;
+    let fill = |addr, value_size: SizeRange, start: u64| Config {
+        get_ratio: 0.0,
+        key_mode: KeyMode::Sequential { start, end: None },
+        key_size,
+        value_size,
+        max_set_bytes: Some(3 * limit),
+        noreply: true,
+        connections: 8,
+        duration: Duration::from_secs(600),
+        verify: false,
+        ..ctx.base_load(addr)
+    };
+    let big: SizeRange = "5000".parse()?;
+    // What a fresh server holds of the big values.
+    let fresh = {
+        let srv = match start_side(ctx, side, flags)? {
+            Ok(s) => s,
+            Err(why) => return Ok(Err(why)),
+        };
+        load::run(&fill(srv.addr, big, 0)).map_err(|e| format!("{}: {e}", side.name))?;
+        items_in_classes_from(&srv, 5000)? as f64
+    };
+    let srv = match start_side(ctx, side, flags)? {
+        Ok(s) => s,
+        Err(why) => return Ok(Err(why)),
+    };
+    load::run(&fill(srv.addr, "50".parse()?, 0)).map_err(|e| format!("{}: {e}", side.name))?;
+    let small_items = srv.stat_u64("curr_items")? as f64;
+    // The switch: big values at a steady rate, sampled each second.
+    let switch = Config {
+        rate: Some(4000.0),
+        max_set_bytes: None,
+        duration: Duration::from_secs(60),
+        connections: 4,
+        ..fill(srv.addr, big, 1 << 40)
+    };
+    let addr = srv.addr;
+    let loader = std::thread::spawn(move || load::run(&switch));
+    let started = Instant::now();
+    let mut at = [0.0f64; 3];
+    let mut reached_80 = None;
+    let marks = [10u64, 30, 60];
+    for sec in 1..=60u64 {
+        let due = started + Duration::from_secs(sec);
+        if let Some(d) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+        let held = items_in_classes_from(&srv, 5000)? as f64;
+        if reached_80.is_none() && held >= 0.8 * fresh {
+            reached_80 = Some(sec as f64);
+        }
+        if let Some(i) = marks.iter().position(|&m| m == sec) {
+            at[i] = held;
+        }
+    }
+    let o = loader
+        .join()
+        .map_err(|_| "load thread panicked".to_string())?
+        .map_err(|e| format!("{}: {e}", side.name))?;
+    let _ = (addr, o);
+    let moved = srv.stat_u64("slabs_moved").unwrap_or(0) as f64;
+    Ok(Ok((
+        vec![
+            fig(
+                "50 B items held before the switch",
+                "items",
+                Better::Higher,
+                small_items,
+            ),
+            fig(
+                "5 KB items a fresh server holds",
+                "items",
+                Better::Higher,
+                fresh,
+            ),
+            fig(
+                "5 KB items held after 10 s",
+                "% of fresh",
+                Better::Higher,
+                100.0 * at[0] / fresh,
+            ),
+            fig(
+                "5 KB items held after 30 s",
+                "% of fresh",
+                Better::Higher,
+                100.0 * at[1] / fresh,
+            ),
+            fig(
+                "5 KB items held after 60 s",
+                "% of fresh",
+                Better::Higher,
+                100.0 * at[2] / fresh,
+            ),
+            fig(
+                "seconds to 80% of fresh (61 = not within 60 s)",
+                "s",
+                Better::Lower,
+                reached_80.unwrap_or(61.0),
+            ),
+            fig("pages moved", "pages", Better::Higher, moved),
+        ],
         None,
     )))
 }

@@ -198,10 +198,20 @@ impl Running {
 
     /// `stats` as name/value pairs.
     pub fn stats(&self) -> Result<Vec<(String, String)>, String> {
+        self.stats_group("")
+    }
+
+    /// `stats <group>` (`""` for plain `stats`) as name/value pairs.
+    pub fn stats_group(&self, group: &str) -> Result<Vec<(String, String)>, String> {
         let mut s = TcpStream::connect(self.addr).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(5)))
             .map_err(|e| e.to_string())?;
-        s.write_all(b"stats\r\n").map_err(|e| e.to_string())?;
+        let cmd = if group.is_empty() {
+            "stats\r\n".to_string()
+        } else {
+            format!("stats {group}\r\n")
+        };
+        s.write_all(cmd.as_bytes()).map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         let mut buf = [0u8; 8192];
         while !out.ends_with(b"END\r\n") {
