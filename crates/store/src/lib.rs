@@ -1215,4 +1215,6 @@ fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
 }
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
