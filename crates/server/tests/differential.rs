@@ -656,6 +656,44 @@ fn differential(seed: u64, commands: usize, flags: &[&str]) {
     }
     assert!(units > 0);
     eprintln!("seed {seed} flags {flags:?}: {sent} commands in {units} units, all identical");
+    same_stats_fields(&mut a.client, &mut b.client);
+}
+
+/// The field names of `stats`, `stats slabs`, `stats items` and `stats
+/// settings`, class numbers taken out, in order and without repeats.
+fn stats_fields(c: &mut Client, group: &str) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    let reply = s(&c.call(
+        format!("stats {group}\r\n").trim_start().as_bytes(),
+        b"END\r\n",
+    ));
+    for line in reply.lines() {
+        let Some(name) = line.strip_prefix("STAT ").and_then(|l| l.split(' ').next()) else {
+            continue;
+        };
+        let name: String = name
+            .split(':')
+            .filter(|p| p.parse::<u32>().is_err())
+            .collect::<Vec<_>>()
+            .join(":");
+        if !v.contains(&name) {
+            v.push(name);
+        }
+    }
+    v
+}
+
+fn same_stats_fields(memcached: &mut Client, memcrab: &mut Client) {
+    for group in ["", "slabs", "items", "settings"] {
+        let want = stats_fields(memcached, group);
+        let got = stats_fields(memcrab, group);
+        assert!(!want.is_empty(), "stats {group}: memcached gave no fields");
+        assert_eq!(
+            got, want,
+            "stats {group}: field names differ from memcached's"
+        );
+        eprintln!("stats {group}: {} field names as memcached", want.len());
+    }
 }
 
 // Values at the 1 MB limit fill memory quickly, and memcached's slab
