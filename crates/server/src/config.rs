@@ -193,6 +193,9 @@ pub struct Settings {
     pub ext: Extended,
 }
 
+/// The largest `-m`: 2^18 pages of 1 MB, what 32-bit chunk ids can name.
+pub const MAX_MEGABYTES: i64 = 262_144;
+
 /// `-o` options. memcrab has no LRU crawler, LRU maintainer or automover
 /// threads yet; their tuning values are kept and reported by `stats
 /// settings` so that scripts setting them keep working.
@@ -400,6 +403,11 @@ impl Settings {
         let megabytes = atoi(&a.memory_limit);
         if megabytes < 0 {
             return Err(usage("Memory limit must not be negative"));
+        }
+        if megabytes > MAX_MEGABYTES {
+            return Err(usage(format!(
+                "Memory limit above {MAX_MEGABYTES} megabytes (256 GB) is not supported: memcrab names item chunks with 32-bit numbers"
+            )));
         }
         let maxbytes = (megabytes as u64).saturating_mul(1024 * 1024);
         let item_size_max = parse_size(&a.max_item_size);

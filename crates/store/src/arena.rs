@@ -27,53 +27,63 @@ unsafe impl Send for Arena {}
 unsafe impl Sync for Arena {}
 
 impl Arena {
-    /// Reserves `pages` pages. With `prealloc` the memory is made resident
-    /// at once, on huge pages when the system has them; the returned
-    /// warning says when it fell back.
+    /// Reserves `pages` pages. With `prealloc` pages given, the first
+    /// `prealloc` pages (the `-m` limit) are made resident at once, on huge
+    /// pages when the system has them; the returned warning says when it
+    /// fell back.
     pub fn new(
         pages: u32,
         page_size: usize,
-        prealloc: bool,
+        prealloc: Option<u32>,
     ) -> std::io::Result<(Arena, Option<String>)> {
         let len = (pages as usize).max(1) * page_size;
         let nz = NonZeroUsize::new(len).expect("non-empty arena");
         let prot = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
-        let mut warning = None;
         let map = |flags: MapFlags| {
             // SAFETY: a fresh anonymous private mapping at an address the
             // kernel picks overlaps nothing of ours.
             unsafe { mmap_anonymous(None, nz, prot, flags | MapFlags::MAP_PRIVATE) }
         };
-        let base = if prealloc {
-            match map(MapFlags::MAP_HUGETLB | MapFlags::MAP_POPULATE) {
-                Ok(p) => p,
-                Err(_) => {
-                    let p = map(MapFlags::MAP_POPULATE).map_err(std::io::Error::from)?;
-                    // SAFETY: `p` is our mapping of `len` bytes.
-                    if unsafe { madvise(p, len, MmapAdvise::MADV_HUGEPAGE) }.is_err() {
-                        warning = Some(
-                            "Cannot enable large pages on this system (no hugetlb pages, no transparent huge pages); using normal pages".to_string(),
-                        );
-                    } else {
-                        warning = Some(
-                            "No hugetlb pages reserved on this system; asked for transparent huge pages instead".to_string(),
-                        );
-                    }
-                    p
-                }
-            }
-        } else {
-            map(MapFlags::MAP_NORESERVE).map_err(std::io::Error::from)?
+        let Some(resident) = prealloc else {
+            let base = map(MapFlags::MAP_NORESERVE).map_err(std::io::Error::from)?;
+            return Ok((Arena::from_raw(base, len, page_size, pages), None));
         };
-        Ok((
-            Arena {
-                base: base.cast(),
-                len,
-                page_size,
-                pages,
-            },
-            warning,
-        ))
+        if let Ok(p) = map(MapFlags::MAP_HUGETLB | MapFlags::MAP_POPULATE) {
+            return Ok((Arena::from_raw(p, len, page_size, pages), None));
+        }
+        let p = map(MapFlags::MAP_NORESERVE).map_err(std::io::Error::from)?;
+        // SAFETY: `p` is our mapping of `len` bytes.
+        let warning = if unsafe { madvise(p, len, MmapAdvise::MADV_HUGEPAGE) }.is_err() {
+            "Cannot enable large pages on this system (no hugetlb pages, no transparent huge pages); using normal pages"
+        } else {
+            "No hugetlb pages reserved on this system; asked for transparent huge pages instead"
+        };
+        let arena = Arena::from_raw(p, len, page_size, pages);
+        // Touch the -m pages (not the spare page per class) so they are
+        // resident from the start, as memcached's -L does.
+        for page in 0..resident.min(pages) {
+            let base = arena.page_ptr(page);
+            for off in (0..page_size).step_by(4096) {
+                // SAFETY: inside page `page` of the mapping; a fresh
+                // anonymous page reads as zero, so writing zero keeps it so.
+                unsafe { base.add(off).write_volatile(0) };
+            }
+        }
+        Ok((arena, Some(warning.to_string())))
+    }
+
+    fn from_raw(
+        base: NonNull<std::ffi::c_void>,
+        len: usize,
+        page_size: usize,
+        pages: u32,
+    ) -> Arena {
+        Arena {
+            base: base.cast(),
+            len,
+            page_size,
+            pages,
+        }
     }
 
     pub fn pages(&self) -> u32 {
@@ -102,7 +112,7 @@ mod tests {
 
     #[test]
     fn pages_are_distinct_and_writable() {
-        let (a, w) = Arena::new(4, 1 << 20, false).unwrap();
+        let (a, w) = Arena::new(4, 1 << 20, None).unwrap();
         assert!(w.is_none());
         for p in 0..4 {
             let ptr = a.page_ptr(p);
@@ -120,9 +130,9 @@ mod tests {
 
     #[test]
     fn prealloc_falls_back_without_hugepages() {
-        let (a, _warning) = Arena::new(2, 1 << 20, true).unwrap();
+        let (a, _warning) = Arena::new(3, 1 << 20, Some(2)).unwrap();
         // SAFETY: inside page 1.
         unsafe { a.page_ptr(1).write(1) };
-        assert_eq!(a.pages(), 2);
+        assert_eq!(a.pages(), 3);
     }
 }

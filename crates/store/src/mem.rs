@@ -98,7 +98,8 @@ impl Mem {
         let page = u64::from(table.page_size());
         let pages =
             (limit / page + table.largest() as u64 + 1).min(u64::from(item::MAX_PAGES) - 1) as u32;
-        let (arena, warning) = Arena::new(pages, page as usize, prealloc)?;
+        let resident = prealloc.then_some((limit / page) as u32);
+        let (arena, warning) = Arena::new(pages, page as usize, resident)?;
         let page_chunk = (0..pages).map(|_| AtomicU32::new(0)).collect();
         let classes = vec![SlabClass::default(); table.largest() + 1];
         Ok((

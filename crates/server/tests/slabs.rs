@@ -1,0 +1,208 @@
+//! The slab engine seen from a client: the class table `-vv` prints,
+//! `-L`, the `-m` ceiling, `slabs reassign` / `slabs automove`, and values
+//! held by a slow reader while their item is replaced and memory churned.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{s, Server, MEMCRAB};
+
+#[test]
+fn vv_prints_the_class_table() {
+    let mut child = Command::new(MEMCRAB)
+        .args([
+            "-vv",
+            "-p",
+            "-1",
+            "-U",
+            "0",
+            "-l",
+            "127.0.0.1",
+            "-n",
+            "48",
+            "-f",
+            "2",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !s(&got).contains("slab class  13:") {
+        let n = err.read(&mut buf).unwrap();
+        assert!(n > 0, "stderr closed: {}", s(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = s(&got);
+    assert!(
+        text.starts_with("slab class   1: chunk size        80 perslab   13107\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("slab class   2: chunk size       160 perslab    6553\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("slab class  13: chunk size    524288 perslab       2\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn memory_limit_ceiling_is_refused_with_a_reason() {
+    let out = Command::new(MEMCRAB)
+        .args(["-m", "262145", "-p", "-1", "-U", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        s(&out.stderr).contains("not supported"),
+        "{}",
+        s(&out.stderr)
+    );
+}
+
+#[test]
+fn largest_memory_limit_and_large_pages_start_and_serve() {
+    for args in [&["-m", "262144"][..], &["-L", "-m", "16"][..]] {
+        let srv = Server::memcrab(args);
+        let mut c = srv.connect();
+        assert_eq!(
+            s(&c.roundtrip(b"set a 0 0 1\r\nx\r\nget a\r\n")),
+            "STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\n",
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn slabs_commands() {
+    let srv = Server::memcrab(&["-m", "8"]);
+    let mut c = srv.connect();
+    // Fill a small class past one page.
+    let mut req = Vec::new();
+    for i in 0..30_000 {
+        req.extend_from_slice(format!("set k{i} 0 0 10 noreply\r\n0123456789\r\n").as_bytes());
+    }
+    c.send(&req);
+    let st = s(&c.call(b"stats slabs\r\n", b"END\r\n"));
+    let class = st
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("STAT ")
+                .and_then(|l| l.strip_suffix(":total_pages 3"))
+        })
+        .unwrap_or_else(|| panic!("a class with 3 pages: {st}"))
+        .to_string();
+    for (cmd, want) in [
+        (
+            format!("slabs reassign {class} {class}"),
+            "SAME src and dst class are identical",
+        ),
+        (
+            format!("slabs reassign {class} 99"),
+            "BADCLASS invalid src or dst class id",
+        ),
+        (
+            "slabs reassign 30 1".into(),
+            "NOSPARE source class has no spare pages",
+        ),
+        (
+            "slabs reassign x 1".into(),
+            "CLIENT_ERROR bad command line format",
+        ),
+        ("slabs reassign 1".into(), "ERROR"),
+        ("slabs automove 3".into(), "ERROR"),
+        ("slabs automove 0".into(), "OK"),
+        (format!("slabs reassign {class} 30"), "OK"),
+    ] {
+        assert_eq!(
+            s(&c.call(format!("{cmd}\r\n").as_bytes(), b"\r\n")),
+            format!("{want}\r\n"),
+            "{cmd}"
+        );
+    }
+    let st = s(&c.call(b"stats\r\n", b"END\r\n"));
+    assert!(st.contains("STAT slabs_moved 1\r\n"), "{st}");
+    let slabs = s(&c.call(b"stats slabs\r\n", b"END\r\n"));
+    assert!(slabs.contains("STAT 30:total_pages 1\r\n"), "{slabs}");
+    assert!(
+        slabs.contains(&format!("STAT {class}:total_pages 2\r\n")),
+        "{slabs}"
+    );
+    let set = s(&c.call(b"stats settings\r\n", b"END\r\n"));
+    assert!(set.contains("STAT slab_reassign yes\r\n"), "{set}");
+    // noreply is honoured
+    c.send(b"slabs automove 1 noreply\r\n");
+    assert_eq!(
+        s(&c.call(b"version\r\n", b"\r\n")).split(' ').next(),
+        Some("VERSION")
+    );
+}
+
+#[test]
+fn a_value_being_sent_survives_replacement_and_churn() {
+    let srv = Server::memcrab(&["-m", "4"]);
+    let big: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut w = srv.connect();
+    let mut req = format!("set big 0 0 {}\r\n", big.len()).into_bytes();
+    req.extend_from_slice(&big);
+    req.extend_from_slice(b"\r\n");
+    assert_eq!(s(&w.roundtrip(&req)), "STORED\r\n");
+    // A reader that asks many times and reads nothing yet: the replies
+    // wait in memcrab, holding the item.
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    // 60 replies of 300 KB (18 MB) are more than the kernel buffers hold.
+    slow.write_all(&b"get big\r\n".repeat(60)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // Replace it, then churn its class and others well past -m.
+    let mut req = b"delete big\r\n".to_vec();
+    for i in 0..40 {
+        req.extend_from_slice(format!("set churn{i} 0 0 {}\r\n", big.len()).as_bytes());
+        req.extend_from_slice(&vec![b'z'; big.len()]);
+        req.extend_from_slice(b"\r\n");
+    }
+    w.send(&req);
+    // Replies served before the delete carry the value; later ones miss.
+    let header = format!("VALUE big 0 {}\r\n", big.len());
+    let one = header.len() + big.len() + 7;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (mut hits, mut replies, mut pos) = (0, 0, 0);
+    while replies < 60 {
+        if got[pos..].starts_with(b"END\r\n") {
+            pos += 5;
+            replies += 1;
+            continue;
+        }
+        if got.len() >= pos + one {
+            let r = &got[pos..pos + one];
+            assert!(r.starts_with(header.as_bytes()), "{:?}", s(&r[..40]));
+            assert!(
+                r[header.len()..header.len() + big.len()] == big[..],
+                "reply {replies} changed under the reader"
+            );
+            assert!(r.ends_with(b"\r\nEND\r\n"));
+            pos += one;
+            hits += 1;
+            replies += 1;
+            continue;
+        }
+        let n = slow.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(hits >= 1, "the first get was answered before the delete");
+    eprintln!("{hits} of 60 replies carried the value");
+    assert_eq!(pos, got.len());
+}
