@@ -63,6 +63,8 @@ use slabs::ClassTable;
 
 /// Number of index shards (a power of two).
 const SHARDS: usize = 16;
+/// Chunk slots a page move empties per taking of the locks.
+const MOVE_BATCH: u32 = 1024;
 
 /// Store settings, from the command line.
 #[derive(Debug, Clone)]
@@ -722,8 +724,25 @@ impl Store {
             1
         };
         let mut chunks = Chunks::new();
-        if !shard.alloc(self, class, n, old, now, &mut chunks) {
-            return false;
+        if n == 1 {
+            if !shard.alloc(self, class, 1, old, now, &mut chunks) {
+                return false;
+            }
+        } else {
+            // A chain: largest chunks, the last one from the smallest class
+            // that holds what is left (as memcached 1.6 does).
+            let fixed = HDR + if flags == 0 { 0 } else { 4 } + key.len() + 4 * (n - 1);
+            let before_last = (chunk_max - fixed) + (n - 2) * (chunk_max - HDR);
+            let last = self.class_for_size(HDR + nbytes - before_last);
+            if !shard.alloc(self, largest, n - 1, old, now, &mut chunks) {
+                return false;
+            }
+            let mut tail = Chunks::new();
+            if !shard.alloc(self, last, 1, old, now, &mut tail) {
+                self.mem.free_chunks(&chunks);
+                return false;
+            }
+            chunks.push(tail[0]);
         }
         let head = chunks[0];
         let it = self.mem.item(head);
@@ -1117,36 +1136,52 @@ impl Store {
         }
         // Every shard, in order (the one place that waits on more than one
         // shard lock), then the slabs.
-        let mut shards: Vec<_> = self.shards.iter().map(|s| s.lock()).collect();
-        let mut slabs = self.mem.slabs.lock();
-        if slabs.moving.is_some() {
-            return Err(ReassignError::Busy);
-        }
-        if slabs.classes[src].pages < 2 {
-            return Err(ReassignError::NoSpare);
-        }
-        let page = self
-            .mem
-            .start_move(&mut slabs, src, dst)
-            .ok_or(ReassignError::NoSpare)?;
-        if slabs.moving.is_none() {
-            return Ok(());
-        }
-        for head in self.mem.items_in_page(page) {
-            let it = self.mem.item(head);
-            if !it.has(fl::LINKED) {
-                // Unlinked already (a chained item seen twice, or one a
-                // reader holds): its release frees the chunk.
-                continue;
+        let page = {
+            let _shards: Vec<_> = self.shards.iter().map(|s| s.lock()).collect();
+            let mut slabs = self.mem.slabs.lock();
+            if slabs.moving.is_some() {
+                return Err(ReassignError::Busy);
             }
-            if it.refcnt().load(Ordering::Acquire) > 1 {
-                slabs.move_busy += 1;
+            if slabs.classes[src].pages < 2 {
+                return Err(ReassignError::NoSpare);
             }
-            let n = self.shard_of(self.hash(it.key()));
-            slabs.move_evictions += 1;
-            if shards[n].unlink(self, head) {
-                self.mem.free_item(&mut slabs, head);
+            let page = self
+                .mem
+                .start_move(&mut slabs, src, dst)
+                .ok_or(ReassignError::NoSpare)?;
+            if slabs.moving.is_none() {
+                return Ok(());
             }
+            page
+        };
+        // Unlink the page's items a batch of slots at a time, letting the
+        // workers in between: a request waits for one batch at most.
+        let slots = self.mem.slots_in_page(page);
+        let mut from = 0;
+        while from < slots {
+            let to = (from + MOVE_BATCH).min(slots);
+            let mut shards: Vec<_> = self.shards.iter().map(|s| s.lock()).collect();
+            let mut slabs = self.mem.slabs.lock();
+            if slabs.moving.map(|m| m.page) != Some(page) {
+                break;
+            }
+            for head in self.mem.items_in_slots(page, from..to) {
+                let it = self.mem.item(head);
+                if !it.has(fl::LINKED) {
+                    // Unlinked already (a chained item seen twice, or one
+                    // a reader holds): its release frees the chunk.
+                    continue;
+                }
+                if it.refcnt().load(Ordering::Acquire) > 1 {
+                    slabs.move_busy += 1;
+                }
+                let n = self.shard_of(self.hash(it.key()));
+                slabs.move_evictions += 1;
+                if shards[n].unlink(self, head) {
+                    self.mem.free_item(&mut slabs, head);
+                }
+            }
+            from = to;
         }
         Ok(())
     }

@@ -161,6 +161,14 @@ impl Mem {
         item::chained_chunks(chunk, it.nkey() as usize, it.flags(), it.nbytes() as usize)
     }
 
+    /// Gives back chunks taken for an item that was never written.
+    pub(crate) fn free_chunks(&self, ids: &[ChunkId]) {
+        let mut s = self.slabs.lock();
+        for &id in ids {
+            self.free_chunk(&mut s, id);
+        }
+    }
+
     /// Takes the slabs lock and frees an item (reference count now zero).
     pub(crate) fn free_item_locking(&self, head: ChunkId) {
         let mut s = self.slabs.lock();
@@ -346,13 +354,18 @@ impl Mem {
         Some(page)
     }
 
-    /// The heads of the items that have a chunk in `page` (being moved).
-    pub(crate) fn items_in_page(&self, page: u32) -> Vec<ChunkId> {
-        let size = self.page_chunk[page as usize].load(Ordering::Relaxed) as usize;
-        let per = self.table.page_size() as usize / size;
-        let per = per.min(item::MAX_PER_PAGE as usize);
+    /// Chunk slots of a page of the class of chunk size `size`.
+    pub(crate) fn slots_in_page(&self, page: u32) -> u32 {
+        let size = self.page_chunk[page as usize]
+            .load(Ordering::Relaxed)
+            .max(1);
+        (self.table.page_size() / size).min(item::MAX_PER_PAGE)
+    }
+
+    /// The heads of the items that have a chunk in `slots` of `page`.
+    pub(crate) fn items_in_slots(&self, page: u32, slots: std::ops::Range<u32>) -> Vec<ChunkId> {
         let mut heads = Vec::new();
-        for slot in 0..per as u32 {
+        for slot in slots {
             let id = chunk_id(page, slot);
             let it = self.item(id);
             if it.has(fl::CONT) {

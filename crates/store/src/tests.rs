@@ -507,7 +507,11 @@ fn chained_items_round_trip() {
             f.parts().map(<[u8]>::len).collect::<Vec<_>>()
         })
         .unwrap();
-    assert_eq!(parts.len(), 2, "1 MB takes two 512 KB chunks");
+    assert_eq!(
+        parts.len(),
+        2,
+        "1,000,000 B takes a 512 KB chunk and a smaller one"
+    );
     assert_eq!(parts.iter().sum::<usize>(), big.len() + 2);
     assert_eq!(value(&s, b"big").unwrap(), big);
     // append onto a chained item, then prepend
@@ -759,7 +763,7 @@ fn pages_go_to_the_pool_and_back() {
 }
 
 #[test]
-fn an_item_of_three_chunks_takes_two_pages_without_losing_chunks() {
+fn chained_items_end_in_a_small_chunk_and_lose_none() {
     let s = small(64);
     let big = vec![b'L'; (1 << 20) - 70];
     for i in 0..5 {
@@ -768,8 +772,22 @@ fn an_item_of_three_chunks_takes_two_pages_without_losing_chunks() {
             StoreOutcome::Stored
         );
     }
-    let c = &s.stats().classes[s.classes().largest() - 1];
-    assert_eq!(c.used_chunks, 15);
-    assert_eq!(c.pages, 8, "15 chunks of 512 KB in 8 pages, none lost");
-    assert_eq!(c.free_chunks, 1);
+    let st = s.stats();
+    let c = &st.classes[s.classes().largest() - 1];
+    assert_eq!(
+        c.used_chunks, 10,
+        "two 512 KB chunks each, and a small last one"
+    );
+    assert_eq!(c.pages, 5, "10 chunks of 512 KB in 5 pages, none lost");
+    assert_eq!(c.free_chunks, 0);
+    let smallest_last = st.classes.iter().find(|c| c.used_chunks > 0).unwrap();
+    assert_eq!(smallest_last.used_chunks, 5);
+    assert!(
+        smallest_last.chunk_size < 200,
+        "{}",
+        smallest_last.chunk_size
+    );
+    for i in 0..5 {
+        assert_eq!(value(&s, format!("big{i}").as_bytes()).unwrap(), big);
+    }
 }
