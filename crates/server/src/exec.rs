@@ -174,6 +174,9 @@ pub fn execute(req: Request<'_>, cx: &mut Cx<'_>) -> Flow {
             cx.sh.set_verbose(level);
             cx.reply("OK", noreply);
         }
+        Request::SlabsReassign { .. } if !cx.sh.settings.ext.slab_reassign => {
+            cx.out.line("CLIENT_ERROR slab reassignment disabled");
+        }
         Request::SlabsReassign { src, dst } => {
             use memcrab_store::ReassignError as E;
             cx.out.line(match cx.sh.store.reassign(src, dst) {

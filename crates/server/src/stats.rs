@@ -276,7 +276,7 @@ pub fn settings(sh: &Shared, out: &mut Vec<u8>) {
     stat(out, "maxconns_fast", yes_no(e.maxconns_fast));
     stat(out, "hashpower_init", e.hashpower_init);
     stat(out, "slab_reassign", yes_no(e.slab_reassign));
-    stat(out, "slab_automove", e.slab_automove);
+    stat(out, "slab_automove", sh.automove());
     stat(
         out,
         "slab_automove_ratio",

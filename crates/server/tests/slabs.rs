@@ -140,6 +140,7 @@ fn slabs_commands() {
     );
     let set = s(&c.call(b"stats settings\r\n", b"END\r\n"));
     assert!(set.contains("STAT slab_reassign yes\r\n"), "{set}");
+    assert!(set.contains("STAT slab_automove 0\r\n"), "{set}");
     // noreply is honoured
     c.send(b"slabs automove 1 noreply\r\n");
     assert_eq!(
@@ -205,4 +206,18 @@ fn a_value_being_sent_survives_replacement_and_churn() {
     assert!(hits >= 1, "the first get was answered before the delete");
     eprintln!("{hits} of 60 replies carried the value");
     assert_eq!(pos, got.len());
+}
+
+#[test]
+fn reassign_disabled() {
+    let srv = Server::memcrab(&["-o", "no_slab_reassign"]);
+    let mut c = srv.connect();
+    assert_eq!(
+        s(&c.call(b"slabs reassign 1 2\r\n", b"\r\n")),
+        "CLIENT_ERROR slab reassignment disabled\r\n"
+    );
+    assert_eq!(s(&c.call(b"slabs automove 2\r\n", b"\r\n")), "OK\r\n");
+    let set = s(&c.call(b"stats settings\r\n", b"END\r\n"));
+    assert!(set.contains("STAT slab_reassign no\r\n"), "{set}");
+    assert!(set.contains("STAT slab_automove 2\r\n"), "{set}");
 }
