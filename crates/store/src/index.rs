@@ -23,12 +23,20 @@ struct Table {
 
 impl Table {
     fn new(power: u32) -> Table {
-        let n = 1usize << power;
-        Table {
-            slots: vec![EMPTY; n].into_boxed_slice(),
+        Self::try_new(power).expect("memory for the index")
+    }
+
+    /// A table of `2^power` slots, or None when the memory cannot be had.
+    fn try_new(power: u32) -> Option<Table> {
+        let n = 1usize.checked_shl(power)?;
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).ok()?;
+        v.resize(n, EMPTY);
+        Some(Table {
+            slots: v.into_boxed_slice(),
             mask: n - 1,
             len: 0,
-        }
+        })
     }
 
     fn cap(&self) -> usize {
@@ -117,12 +125,12 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    /// An index of `2^power` slots.
-    pub fn new(power: u32) -> Index {
-        Index {
-            cur: Table::new(power.clamp(4, 40)),
+    /// An index of `2^power` slots, or None when the memory cannot be had.
+    pub fn new(power: u32) -> Option<Index> {
+        Some(Index {
+            cur: Table::try_new(power.clamp(4, 40))?,
             old: None,
-        }
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -223,7 +231,7 @@ mod tests {
 
     #[test]
     fn grows_while_serving() {
-        let mut ix = Index::new(4);
+        let mut ix = Index::new(4).unwrap();
         let mut model: HashMap<u64, u32> = HashMap::new();
         let mut seen_expanding = false;
         for k in 0..50_000u64 {
@@ -257,7 +265,7 @@ mod tests {
 
     #[test]
     fn colliding_tags_compare_keys() {
-        let mut ix = Index::new(4);
+        let mut ix = Index::new(4).unwrap();
         for id in 0..10 {
             ix.insert(42, id);
         }

@@ -63,6 +63,9 @@ use slabs::ClassTable;
 
 /// Number of index shards (a power of two).
 const SHARDS: usize = 16;
+/// Seconds by which a class's coldest item must be older than an evicting
+/// class's before automove takes a page from it.
+const AUTOMOVE_MIN_AGE_GAP: u32 = 5;
 /// Chunk slots a page move empties per taking of the locks.
 const MOVE_BATCH: u32 = 1024;
 
@@ -438,8 +441,14 @@ impl Store {
         let (mem, warning) = Mem::new(table, cfg.mem_limit, cfg.prealloc)?;
         let per_shard = u32::from(cfg.hashpower.min(40)).saturating_sub(SHARDS.trailing_zeros());
         let shards = (0..SHARDS)
-            .map(|_| Mutex::new(Shard::new(nclasses, per_shard)))
-            .collect();
+            .map(|_| Shard::new(nclasses, per_shard).map(Mutex::new))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::OutOfMemory,
+                    format!("no memory for a hash table of 2^{} slots", cfg.hashpower),
+                )
+            })?;
         Ok(Store {
             cfg,
             clock,
@@ -1188,9 +1197,12 @@ impl Store {
 
     /// One step of `slabs automove`: when a class has evicted since the
     /// last step, a page moves to it from the class whose coldest item is
-    /// oldest, if that one's age is past the evicting class's by the ratio
-    /// memcached uses (`slab_automove_ratio`; mode 2 moves on any
-    /// eviction). Returns whether a page moved. The maintainer calls it.
+    /// oldest, if the evicting class's coldest item is younger than that by
+    /// the ratio memcached uses (`slab_automove_ratio`) and by at least
+    /// `AUTOMOVE_MIN_AGE_GAP` seconds (so classes filled together, whose
+    /// ages differ by a second or two, do not trade pages back and forth,
+    /// each move evicting a page of items); mode 2 moves on any eviction.
+    /// Returns whether a page moved. The maintainer calls it.
     pub fn automove_step(&self, mode: u32, ratio: f64) -> bool {
         if mode == 0 {
             return false;
@@ -1221,7 +1233,12 @@ impl Store {
             (1..evicted.len())
                 .filter(|&c| c != dst && snap(c).pages > 1)
                 .max_by_key(|&c| snap(c).age)
-                .filter(|&c| mode == 2 || f64::from(snap(dst).age) < f64::from(snap(c).age) * ratio)
+                .filter(|&c| {
+                    let (old, young) = (snap(c).age, snap(dst).age);
+                    mode == 2
+                        || (f64::from(young) < f64::from(old) * ratio
+                            && old >= young + AUTOMOVE_MIN_AGE_GAP)
+                })
         });
         let Some(src) = src else {
             return false;

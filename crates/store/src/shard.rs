@@ -34,14 +34,15 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    pub fn new(classes: usize, hashpower: u32) -> Shard {
-        Shard {
-            index: Index::new(hashpower),
+    /// None when the index's memory cannot be had.
+    pub fn new(classes: usize, hashpower: u32) -> Option<Shard> {
+        Some(Shard {
+            index: Index::new(hashpower)?,
             classes: vec![ShardClass::default(); classes],
             curr_items: 0,
             total_items: 0,
             bytes: 0,
-        }
+        })
     }
 
     pub(crate) fn find(&mut self, store: &Store, hash: u64, key: &[u8]) -> Option<ChunkId> {
