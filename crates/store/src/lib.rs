@@ -387,6 +387,19 @@ struct Flush {
     flushed_time: AtomicU32,
 }
 
+/// An item about to be written: its data block in `pieces` (value and
+/// `\r\n`, in one or more pieces), replacing `old` if any.
+#[derive(Clone, Copy)]
+struct NewItem<'a> {
+    hash: u64,
+    key: &'a [u8],
+    flags: u32,
+    exptime: u32,
+    pieces: &'a [&'a [u8]],
+    old: Option<ChunkId>,
+    now: u32,
+}
+
 /// Why `slabs reassign` refused, in memcached's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReassignError {
@@ -660,30 +673,36 @@ impl Store {
                 } else {
                     [value, v, crlf]
                 };
-                return self.finish_store(shard, hash, key, flags, exptime, &three, old, now, mode);
+                let new = NewItem {
+                    hash,
+                    key,
+                    flags,
+                    exptime,
+                    pieces: &three,
+                    old,
+                    now,
+                };
+                return self.finish_store(shard, &new, mode);
             }
         };
-        self.finish_store(shard, hash, key, flags, exptime, pieces, old, now, mode)
+        let new = NewItem {
+            hash,
+            key,
+            flags,
+            exptime,
+            pieces,
+            old,
+            now,
+        };
+        self.finish_store(shard, &new, mode)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn finish_store(
-        &self,
-        shard: &mut Shard,
-        hash: u64,
-        key: &[u8],
-        flags: u32,
-        exptime: u32,
-        pieces: &[&[u8]],
-        old: Option<ChunkId>,
-        now: u32,
-        mode: Mode,
-    ) -> StoreOutcome {
-        if self.put(shard, hash, key, flags, exptime, pieces, old, now) {
+    fn finish_store(&self, shard: &mut Shard, new: &NewItem<'_>, mode: Mode) -> StoreOutcome {
+        if self.put(shard, new) {
             StoreOutcome::Stored
         } else {
             if mode == Mode::Set {
-                if let Some(o) = old {
+                if let Some(o) = new.old {
                     shard.unlink_free(self, o);
                 }
             }
@@ -708,20 +727,18 @@ impl Store {
         Cow::Owned(v)
     }
 
-    /// Allocates, writes and links a new item made of `pieces` (the data
-    /// block, `\r\n` included), replacing `old`. False when out of memory.
-    #[allow(clippy::too_many_arguments)]
-    fn put(
-        &self,
-        shard: &mut Shard,
-        hash: u64,
-        key: &[u8],
-        flags: u32,
-        exptime: u32,
-        pieces: &[&[u8]],
-        old: Option<ChunkId>,
-        now: u32,
-    ) -> bool {
+    /// Allocates, writes and links a new item, replacing `new.old`. False
+    /// when out of memory.
+    fn put(&self, shard: &mut Shard, new: &NewItem<'_>) -> bool {
+        let NewItem {
+            hash,
+            key,
+            flags,
+            exptime,
+            pieces,
+            old,
+            now,
+        } = *new;
         let nbytes: usize = pieces.iter().map(|p| p.len()).sum();
         let size = Self::size_for(key.len(), flags, nbytes);
         let class = self.class_for_size(size);
@@ -917,16 +934,16 @@ impl Store {
             return DeltaOutcome::Value(new);
         }
         let (flags, exptime) = (it.flags(), it.exptime());
-        if self.put(
-            shard,
+        let new_item = NewItem {
             hash,
             key,
             flags,
             exptime,
-            &[digits, b"\r\n"],
-            Some(id),
+            pieces: &[digits, b"\r\n"],
+            old: Some(id),
             now,
-        ) {
+        };
+        if self.put(shard, &new_item) {
             DeltaOutcome::Value(new)
         } else {
             DeltaOutcome::OutOfMemory

@@ -101,18 +101,7 @@ fn check(ops: Vec<Op>) {
                             model.remove(&key);
                         }
                     }
-                    (Mode::Set, StoreOutcome::Stored) => {
-                        assert!(fits);
-                        model.insert(
-                            key,
-                            Model {
-                                value: v,
-                                flags,
-                                cas: None,
-                            },
-                        );
-                    }
-                    (Mode::Add, StoreOutcome::Stored) | (Mode::Replace, StoreOutcome::Stored) => {
+                    (Mode::Set | Mode::Add | Mode::Replace, StoreOutcome::Stored) => {
                         assert!(fits);
                         model.insert(
                             key,
