@@ -791,3 +791,120 @@ fn chained_items_end_in_a_small_chunk_and_lose_none() {
         assert_eq!(value(&s, format!("big{i}").as_bytes()).unwrap(), big);
     }
 }
+
+/// A value that says what it is: its key id and length, then bytes that
+/// follow from both, so any reader can check what it got.
+fn checkable(id: u32, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len.max(8));
+    v.extend_from_slice(&id.to_le_bytes());
+    v.extend_from_slice(&(len as u32).to_le_bytes());
+    v.extend((8..len.max(8)).map(|i| ((id as usize * 31 + i) % 251) as u8));
+    v
+}
+
+/// Checks a value held as parts (its data block, `\r\n` at the end).
+fn check_held(parts: &[ItemRef]) {
+    let whole: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+    assert!(whole.ends_with(b"\r\n"));
+    check_value(&whole[..whole.len() - 2]);
+}
+
+fn check_value(v: &[u8]) {
+    let id = u32::from_le_bytes(v[..4].try_into().unwrap());
+    let len = u32::from_le_bytes(v[4..8].try_into().unwrap()) as usize;
+    assert_eq!(v.len(), len.max(8), "length of key {id}'s value");
+    assert!(v == checkable(id, len), "key {id}: bytes differ");
+}
+
+#[test]
+fn threads_under_eviction_page_moves_and_held_readers() {
+    let s = Arc::new(small(32));
+    let threads: Vec<_> = (0..4u32)
+        .map(|t| {
+            let s = Arc::clone(&s);
+            std::thread::spawn(move || {
+                let mut x = 0x2545_f491_4f6c_dd1du64 ^ u64::from(t);
+                let mut rnd = move || {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x
+                };
+                let mut held: Vec<Vec<ItemRef>> = Vec::new();
+                for _ in 0..20_000 {
+                    let r = rnd();
+                    let id = (r % 20_000) as u32;
+                    let key = format!("k{id}");
+                    let len = match (r >> 12) % 100 {
+                        0 => 500_000 + (r >> 20) as usize % 500_000,
+                        1..=10 => 2_000 + (r >> 20) as usize % 2_000,
+                        _ => 8 + (r >> 20) as usize % 100,
+                    };
+                    match (r >> 40) % 10 {
+                        0..=3 => {
+                            let v = checkable(id, len);
+                            let got = s.store(Mode::Set, key.as_bytes(), 0, 0, &v, 0);
+                            assert!(matches!(
+                                got,
+                                StoreOutcome::Stored
+                                    | StoreOutcome::OutOfMemory
+                                    | StoreOutcome::TooLarge
+                            ));
+                        }
+                        4 => {
+                            s.delete(key.as_bytes());
+                        }
+                        5 => {
+                            // Hold a part of the value past the lock.
+                            if let Ok(parts) = s.get_with(key.as_bytes(), None, |f| {
+                                f.parts().filter_map(|p| f.pin(p)).collect::<Vec<_>>()
+                            }) {
+                                check_held(&parts);
+                                held.push(parts);
+                            }
+                            if held.len() > 40 {
+                                held.drain(..20);
+                            }
+                        }
+                        6 if r % 50 == 0 => {
+                            let _ = s.reassign(-1, (1 + (r >> 8) % 40) as i32);
+                        }
+                        6 => {
+                            s.automove_step(2, 0.8);
+                        }
+                        _ => {
+                            if let GetOutcome::Hit(h) = s.get(key.as_bytes(), None) {
+                                check_value(&h.value);
+                            }
+                        }
+                    }
+                }
+                // Bytes held all along are still what they were.
+                for parts in &held {
+                    check_held(parts);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let st = s.stats();
+    let items: u64 = st.classes.iter().map(|c| u64::from(c.items)).sum();
+    assert_eq!(items, st.curr_items);
+    assert!(st.total_malloced <= (32 << 20) + st.classes.len() as u64 * (1 << 20));
+    for id in 0..20_000u32 {
+        if let GetOutcome::Hit(h) = s.get(format!("k{id}").as_bytes(), None) {
+            check_value(&h.value);
+        }
+    }
+    assert!(st.evictions > 0, "the test evicts");
+    assert!(st.slabs_moved > 0, "the test moves pages");
+    assert!(
+        !st.slab_reassign_running,
+        "every move finished once readers let go"
+    );
+    // Every reader is gone: chunks in use are exactly the items' chunks.
+    let used: u64 = st.classes.iter().map(|c| u64::from(c.used_chunks)).sum();
+    assert!(used >= st.curr_items);
+}
