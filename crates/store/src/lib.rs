@@ -29,12 +29,16 @@
 //! shard lock takes another shard's lock only with `try_lock` (to evict
 //! from it), so shard locks never wait on each other, except in the page
 //! mover, which takes all of them in index order while holding none.
-//! `Store::flush_lock` and `Store::automove` are taken alone. Callers hold
-//! no lock of theirs while calling in.
+//! `Store::flush_lock` is taken alone; `Store::automove` is taken before
+//! any shard lock (its step reads the stats), never while holding one.
+//! Callers hold no lock of theirs while calling in. The expiry wheel (next
+//! issue) has its place outside the header: a bucket per second holding
+//! chunk ids, checked against the item's `exptime` when drained.
 //!
 //! `unsafe` lives in `arena.rs` (the mapping), `item.rs` (header fields
-//! read and written through the chunk pointer) and `mem.rs` (`ItemRef`'s
-//! slice): every pointer is made by `Mem::item` from a chunk id inside the
+//! read and written through the chunk pointer), `mem.rs` (`ItemRef`'s
+//! slice) and here (`Parts`' slices, writing a new item, in-place incr):
+//! every pointer is made by `Mem::item` from a chunk id inside the
 //! arena, and the rules above say which thread may use it.
 
 pub mod clock;
