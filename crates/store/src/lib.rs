@@ -71,7 +71,7 @@ const SHARDS: usize = 16;
 /// class's before automove takes a page from it.
 const AUTOMOVE_MIN_AGE_GAP: u32 = 5;
 /// Chunk slots a page move empties per taking of the locks.
-const MOVE_BATCH: u32 = 1024;
+const MOVE_BATCH: u32 = 256;
 
 /// Store settings, from the command line.
 #[derive(Debug, Clone)]

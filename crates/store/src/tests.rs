@@ -908,3 +908,25 @@ fn threads_under_eviction_page_moves_and_held_readers() {
     let used: u64 = st.classes.iter().map(|c| u64::from(c.used_chunks)).sum();
     assert!(used >= st.curr_items);
 }
+
+#[test]
+#[ignore = "a timing, run by hand: cargo test --release -p memcrab-store move_timing -- --ignored --nocapture"]
+fn move_timing() {
+    let s = small(64);
+    let mut i = 0u32;
+    while s.stats().total_malloced < 60 << 20 {
+        s.store(Mode::Set, format!("s{i}").as_bytes(), 0, 0, &[b'p'; 30], 0);
+        i += 1;
+    }
+    let c = s.classes().class_for(32 + 7 + 32).unwrap() as i32;
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        assert_eq!(s.reassign(c, 30), Ok(()));
+        let per = s.classes().per_page(c as usize);
+        let el = t.elapsed();
+        eprintln!(
+            "moved a page of {per} chunks in {el:?}: {:?} per batch of {MOVE_BATCH}",
+            el / per.div_ceil(MOVE_BATCH)
+        );
+    }
+}
