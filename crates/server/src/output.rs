@@ -215,6 +215,16 @@ mod tests {
         budget: usize,
     }
 
+    impl Slow {
+        fn new(max: usize, budget: usize) -> Slow {
+            Slow {
+                got: Vec::new(),
+                max,
+                budget,
+            }
+        }
+    }
+
     impl Write for Slow {
         fn write(&mut self, b: &[u8]) -> io::Result<usize> {
             if self.budget == 0 {
@@ -243,11 +253,7 @@ mod tests {
         assert!(store.delete(b"k"));
         o.line("END");
         let total = o.pending();
-        let mut w = Slow {
-            got: Vec::new(),
-            max: 7,
-            budget: 100,
-        };
+        let mut w = Slow::new(7, 100);
         o.flush(&mut w).unwrap();
         assert_eq!(w.got.len(), 100);
         assert!(!o.is_empty());
@@ -269,11 +275,7 @@ mod tests {
         o.line("STORED");
         o.discard_unsent();
         o.line("CLIENT_ERROR x");
-        let mut w = Slow {
-            got: Vec::new(),
-            max: 100,
-            budget: 100,
-        };
+        let mut w = Slow::new(100, 100);
         o.flush(&mut w).unwrap();
         assert_eq!(w.got, b"VALUE\r\nCLIENT_ERROR x\r\n");
     }
@@ -286,11 +288,7 @@ mod tests {
         o.discard_unsent();
         assert!(o.is_empty());
         o.line("CLIENT_ERROR x");
-        let mut w = Slow {
-            got: Vec::new(),
-            max: 100,
-            budget: 100,
-        };
+        let mut w = Slow::new(100, 100);
         o.flush(&mut w).unwrap();
         assert_eq!(w.got, b"CLIENT_ERROR x\r\n");
     }

@@ -643,6 +643,7 @@ impl Store {
         // Decide from the existing item what to store, if anything.
         let fresh: [&[u8]; 2] = [value, crlf];
         let old_value: Cow<'_, [u8]>;
+        let joined: [&[u8]; 3];
         let (pieces, flags, exptime): (&[&[u8]], u32, u32) = match (mode, old) {
             (Mode::Set, _) | (Mode::Add, None) => (&fresh, flags, exptime),
             (Mode::Add, Some(o)) => {
@@ -672,21 +673,12 @@ impl Store {
                 old_value = self.value_of(it);
                 let v: &[u8] = &old_value;
                 let (flags, exptime) = (it.flags(), it.exptime());
-                let three: [&[u8]; 3] = if mode == Mode::Append {
+                joined = if mode == Mode::Append {
                     [v, value, crlf]
                 } else {
                     [value, v, crlf]
                 };
-                let new = NewItem {
-                    hash,
-                    key,
-                    flags,
-                    exptime,
-                    pieces: &three,
-                    old,
-                    now,
-                };
-                return self.finish_store(shard, &new, mode);
+                (&joined, flags, exptime)
             }
         };
         let new = NewItem {
