@@ -82,7 +82,7 @@ mod tests {
         let mut ids = Chunks::new();
         assert!(mem.take(&mut mem.slabs.lock(), 1, 4, &mut ids));
         let mut l = Lru::default();
-        for &i in &ids {
+        for &i in ids.iter() {
             l.push_head(&mem, i);
         }
         let [a, b, c, d] = [ids[0], ids[1], ids[2], ids[3]];

@@ -423,8 +423,51 @@ impl Mem {
     }
 }
 
-/// Chunk ids taken for one item (the head first).
-pub(crate) type Chunks = Vec<ChunkId>;
+/// Chunk ids taken for one item (the head first). Up to `INLINE` ids live
+/// inline, so storing an item of one chunk (or a short chain) allocates
+/// nothing; longer chains spill to the heap.
+#[derive(Debug, Default)]
+pub(crate) struct Chunks {
+    inline: [ChunkId; Chunks::INLINE],
+    n: usize,
+    spill: Vec<ChunkId>,
+}
+
+impl Chunks {
+    const INLINE: usize = 4;
+
+    pub fn new() -> Chunks {
+        Chunks::default()
+    }
+
+    pub fn push(&mut self, id: ChunkId) {
+        if self.n < Self::INLINE {
+            self.inline[self.n] = id;
+        } else {
+            if self.n == Self::INLINE {
+                self.spill.extend_from_slice(&self.inline);
+            }
+            self.spill.push(id);
+        }
+        self.n += 1;
+    }
+
+    pub fn clear(&mut self) {
+        self.n = 0;
+        self.spill.clear();
+    }
+}
+
+impl std::ops::Deref for Chunks {
+    type Target = [ChunkId];
+    fn deref(&self) -> &[ChunkId] {
+        if self.n <= Self::INLINE {
+            &self.inline[..self.n]
+        } else {
+            &self.spill
+        }
+    }
+}
 
 /// A hold on part of an item's bytes: the item is not freed, and its
 /// chunks not reused, until every `ItemRef` on it is dropped.
@@ -455,6 +498,20 @@ impl Drop for ItemRef {
     fn drop(&mut self) {
         self.mem.release(self.head);
     }
+}
+
+#[cfg(test)]
+#[test]
+fn chunks_spill_past_inline_in_order() {
+    let mut c = Chunks::new();
+    for i in 0..10 {
+        c.push(i);
+        assert_eq!(&c[..], &(0..=i).collect::<Vec<_>>()[..]);
+    }
+    c.clear();
+    assert!(c.is_empty());
+    c.push(7);
+    assert_eq!(&c[..], &[7]);
 }
 
 impl std::fmt::Debug for ItemRef {
