@@ -221,3 +221,143 @@ fn reassign_disabled() {
     assert!(set.contains("STAT slab_reassign no\r\n"), "{set}");
     assert!(set.contains("STAT slab_automove 2\r\n"), "{set}");
 }
+
+/// The bytes key `id` carries at length `len`: any reader can check them.
+fn pattern(id: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| b'a' + ((id as usize * 7 + len + i) % 26) as u8)
+        .collect()
+}
+
+#[test]
+fn many_clients_under_eviction_and_page_moves_read_only_what_was_written() {
+    let srv = Server::memcrab(&["-m", "32", "-t", "4", "-o", "slab_automove=2"]);
+    let port = srv.port;
+    let threads: Vec<_> = (0..6u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut c = common::Client::connect(port);
+                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (t + 1);
+                let mut rnd = move || {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x
+                };
+                let (mut hits, mut oom) = (0u64, 0u64);
+                for _ in 0..3000 {
+                    let r = rnd();
+                    if r % 10 < 4 {
+                        let id = (r >> 8) % 10_000;
+                        let len = if r % 100 < 5 {
+                            100_000 + (r >> 20) as usize % 50_000
+                        } else {
+                            100 + (r >> 20) as usize % 8_000
+                        };
+                        let mut req = format!("set k{id} 0 0 {len}\r\n").into_bytes();
+                        req.extend_from_slice(&pattern(id, len));
+                        req.extend_from_slice(b"\r\n");
+                        // Out of memory is allowed: a class of a few large
+                        // chunks can have all of them on their way to
+                        // readers (memcached fails the same way).
+                        let got = c.roundtrip(&req);
+                        assert!(
+                            got == b"STORED\r\n"
+                                || got == b"SERVER_ERROR out of memory storing object\r\n",
+                            "{}",
+                            s(&got[..got.len().min(80)])
+                        );
+                        oom += u64::from(got != b"STORED\r\n");
+                    } else {
+                        let ids: Vec<u64> = (0..3).map(|i| (r >> (8 + 14 * i)) % 10_000).collect();
+                        let line = format!("get k{} k{} k{}\r\n", ids[0], ids[1], ids[2]);
+                        let reply = c.roundtrip(line.as_bytes());
+                        let mut pos = 0;
+                        loop {
+                            let rest = &reply[pos..];
+                            if rest == b"END\r\n" {
+                                break;
+                            }
+                            let nl = rest.windows(2).position(|w| w == b"\r\n").expect("a line");
+                            let head = s(&rest[..nl]);
+                            let f: Vec<&str> = head.split(' ').collect();
+                            assert_eq!(f[0], "VALUE", "{head}");
+                            let id: u64 = f[1][1..].parse().unwrap();
+                            let len: usize = f[3].parse().unwrap();
+                            let data = &rest[nl + 2..nl + 2 + len];
+                            assert!(data == &pattern(id, len)[..], "k{id}: {len} bytes differ");
+                            assert_eq!(&rest[nl + 2 + len..nl + 4 + len], b"\r\n");
+                            pos += nl + 4 + len;
+                            hits += 1;
+                        }
+                    }
+                }
+                (hits, oom)
+            })
+        })
+        .collect();
+    // Meanwhile pages move between classes on command, under the readers.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mover = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut c = common::Client::connect(port);
+            let mut ok = 0;
+            let mut dst = 1;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let reply = c.call(format!("slabs reassign -1 {dst}\r\n").as_bytes(), b"\r\n");
+                if reply == b"OK\r\n" {
+                    ok += 1;
+                }
+                dst = dst % 30 + 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            ok
+        })
+    };
+    let (hits, oom) = threads
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reassigned = mover.join().unwrap();
+    let mut c = srv.connect();
+    let st = s(&c.call(b"stats\r\n", b"END\r\n"));
+    let stat = |name: &str| -> u64 {
+        st.lines()
+            .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    assert!(hits > 100, "hits {hits}");
+    assert!(stat("evictions") > 0, "{st}");
+    assert!(
+        reassigned > 0 && stat("slabs_moved") > 0,
+        "{reassigned} reassigns: {st}"
+    );
+    // With every reader done, the chunks in use are the items', no more.
+    let slabs = s(&c.call(b"stats slabs\r\n", b"END\r\n"));
+    let items = s(&c.call(b"stats items\r\n", b"END\r\n"));
+    for l in slabs.lines() {
+        let Some((id, used)) = l
+            .strip_prefix("STAT ")
+            .and_then(|l| l.split_once(":used_chunks "))
+        else {
+            continue;
+        };
+        let number = items
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("STAT items:{id}:number ")))
+            .unwrap_or("0");
+        assert_eq!(
+            used.trim(),
+            number.trim(),
+            "class {id}: chunks in use vs items"
+        );
+    }
+    eprintln!(
+        "{hits} values checked, {oom} sets out of memory, {} evictions, {} pages moved",
+        stat("evictions"),
+        stat("slabs_moved")
+    );
+}
