@@ -617,6 +617,29 @@ fn scenario(ctx: &mut Ctx, name: &str) -> Result<ScenarioResult, String> {
     Ok(r)
 }
 
+/// Distinct keys from `start` on, written with noreply over 8 connections
+/// until 192 MB (3 x `-m 64`) have gone out.
+fn fill_config(
+    ctx: &Ctx,
+    addr: std::net::SocketAddr,
+    key_size: SizeRange,
+    value_size: SizeRange,
+    start: u64,
+) -> Config {
+    Config {
+        get_ratio: 0.0,
+        key_mode: KeyMode::Sequential { start, end: None },
+        key_size,
+        value_size,
+        max_set_bytes: Some(3 * (64 << 20)),
+        noreply: true,
+        connections: 8,
+        duration: Duration::from_secs(600),
+        verify: false,
+        ..ctx.base_load(addr)
+    }
+}
+
 fn memory_run(
     ctx: &Ctx,
     side: &ServerSpec,
@@ -628,22 +651,7 @@ fn memory_run(
         Ok(s) => s,
         Err(why) => return Ok(Err(why)),
     };
-    let limit = 64u64 << 20;
-    let cfg = Config {
-        get_ratio: 0.0,
-        key_mode: KeyMode::Sequential {
-            start: 0,
-            end: None,
-        },
-        key_size,
-        value_size,
-        max_set_bytes: Some(3 * limit),
-        noreply: true,
-        connections: 8,
-        duration: Duration::from_secs(600),
-        verify: false,
-        ..ctx.base_load(srv.addr)
-    };
+    let cfg = fill_config(ctx, srv.addr, key_size, value_size, 0);
     let o = load::run(&cfg).map_err(|e| format!("{}: {e}", side.name))?;
     let items = srv.stat_u64("curr_items")? as f64;
     let maxbytes = srv.stat_u64("limit_maxbytes")? as f64;
@@ -772,19 +780,7 @@ fn items_in_classes_from(srv: &Running, min_chunk: u64) -> Result<u64, String> {
 
 fn calcification_run(ctx: &Ctx, side: &ServerSpec, flags: &[String]) -> RunResult {
     let key_size: SizeRange = "10-20".parse()?;
-    let limit = 64u64 << 20;
-    let fill = |addr, value_size: SizeRange, start: u64| Config {
-        get_ratio: 0.0,
-        key_mode: KeyMode::Sequential { start, end: None },
-        key_size,
-        value_size,
-        max_set_bytes: Some(3 * limit),
-        noreply: true,
-        connections: 8,
-        duration: Duration::from_secs(600),
-        verify: false,
-        ..ctx.base_load(addr)
-    };
+    let fill = |addr, value_size, start| fill_config(ctx, addr, key_size, value_size, start);
     let big: SizeRange = "5000".parse()?;
     // What a fresh server holds of the big values.
     let fresh = {

@@ -32,15 +32,33 @@ fn vv_prints_the_class_table() {
         .spawn()
         .unwrap();
     let mut err = child.stderr.take().unwrap();
+    // Whatever it prints, the server is stopped within 10 s, so a missing
+    // line fails the test instead of hanging it.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !done.load(std::sync::atomic::Ordering::Relaxed)
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        })
+    };
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while !s(&got).contains("slab class  13:") {
-        let n = err.read(&mut buf).unwrap();
-        assert!(n > 0, "stderr closed: {}", s(&got));
+        let n = err.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
         got.extend_from_slice(&buf[..n]);
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    watcher.join().unwrap();
     let text = s(&got);
     assert!(
         text.starts_with("slab class   1: chunk size        80 perslab   13107\n"),

@@ -572,7 +572,7 @@ impl Store {
         } else {
             cs.stats.get_hits += 1;
         }
-        g.touch_lru(self, id, now);
+        g.touch_lru(self, id, class, now);
         let found = Found {
             mem: &self.mem,
             head: id,
@@ -648,7 +648,7 @@ impl Store {
             (Mode::Set, _) | (Mode::Add, None) => (&fresh, flags, exptime),
             (Mode::Add, Some(o)) => {
                 // add promotes the item it did not replace.
-                shard.touch_lru(self, o, now);
+                shard.touch_lru(self, o, self.class_of(self.mem.item(o)), now);
                 return StoreOutcome::NotStored;
             }
             (Mode::Replace | Mode::Append | Mode::Prepend, None) => return StoreOutcome::NotStored,
@@ -699,7 +699,7 @@ impl Store {
         } else {
             if mode == Mode::Set {
                 if let Some(o) = new.old {
-                    shard.unlink_free(self, o);
+                    shard.unlink_free(self, o, new.hash);
                 }
             }
             StoreOutcome::OutOfMemory
@@ -824,7 +824,7 @@ impl Store {
             }
         }
         if let Some(o) = old {
-            shard.unlink_free(self, o);
+            shard.unlink_free(self, o, hash);
         }
         shard.link(self, hash, head);
         true
@@ -836,7 +836,7 @@ impl Store {
         let hash = self.hash(key);
         let mut g = self.shard(hash).lock();
         if let Some(i) = g.find(self, hash, key) {
-            g.unlink_free(self, i);
+            g.unlink_free(self, i, hash);
         }
     }
 
@@ -848,7 +848,7 @@ impl Store {
             Ok(Some(i)) => {
                 let class = self.class_of(self.mem.item(i));
                 g.classes[class].stats.delete_hits += 1;
-                g.unlink_free(self, i);
+                g.unlink_free(self, i, hash);
                 true
             }
             _ => false,
@@ -867,7 +867,7 @@ impl Store {
                 it.set(fl::FETCHED);
                 let class = self.class_of(it);
                 g.classes[class].stats.touch_hits += 1;
-                g.touch_lru(self, i, now);
+                g.touch_lru(self, i, class, now);
                 true
             }
             _ => false,
@@ -926,7 +926,7 @@ impl Store {
             v[..digits.len()].copy_from_slice(digits);
             v[digits.len()..].fill(b' ');
             it.set_cas(if self.cfg.use_cas { self.next_cas() } else { 0 });
-            shard.touch_lru(self, id, now);
+            shard.touch_lru(self, id, class, now);
             return DeltaOutcome::Value(new);
         }
         let (flags, exptime) = (it.flags(), it.exptime());
@@ -1197,9 +1197,9 @@ impl Store {
                 if it.refcnt().load(Ordering::Acquire) > 1 {
                     slabs.move_busy += 1;
                 }
-                let n = self.shard_of(self.hash(it.key()));
+                let hash = self.hash(it.key());
                 slabs.move_evictions += 1;
-                if shards[n].unlink(self, head) {
+                if shards[self.shard_of(hash)].unlink(self, head, hash) {
                     self.mem.free_item(&mut slabs, head);
                 }
             }

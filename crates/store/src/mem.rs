@@ -408,10 +408,6 @@ impl Mem {
         }
     }
 
-    pub fn limit(&self) -> u64 {
-        self.limit
-    }
-
     /// Pages given out and the arena's size, for tests.
     pub fn pages_taken(&self) -> u32 {
         self.slabs.lock().next_page

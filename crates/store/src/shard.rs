@@ -90,27 +90,27 @@ impl Shard {
         match Self::is_dead(store, store.mem.item(i), now) {
             None => Ok(Some(i)),
             Some(d) => {
-                self.unlink_free(store, i);
+                self.unlink_free(store, i, hash);
                 Err(d)
             }
         }
     }
 
-    pub(crate) fn touch_lru(&mut self, store: &Store, i: ChunkId, now: u32) {
-        let it = store.mem.item(i);
-        it.set_time(now);
-        let class = store.class_of(it);
+    /// Marks item `i` (of `class`) used now: time and LRU position.
+    pub(crate) fn touch_lru(&mut self, store: &Store, i: ChunkId, class: usize, now: u32) {
+        store.mem.item(i).set_time(now);
         self.classes[class].lru.bump(&store.mem, i);
     }
 
-    /// Removes item `i` from the index, its LRU and the counters, and drops
-    /// the link's reference. True when that was the last reference: the
-    /// caller frees the chunks (`Mem::free_item`).
-    pub(crate) fn unlink(&mut self, store: &Store, i: ChunkId) -> bool {
+    /// Removes item `i` (whose key hashes to `hash`) from the index, its
+    /// LRU and the counters, and drops the link's reference. True when that
+    /// was the last reference: the caller frees the chunks
+    /// (`Mem::free_item`).
+    pub(crate) fn unlink(&mut self, store: &Store, i: ChunkId, hash: u64) -> bool {
         let mem = &*store.mem;
         let it = mem.item(i);
         debug_assert!(it.has(fl::LINKED));
-        let hash = store.hash(it.key());
+        debug_assert_eq!(hash, store.hash(it.key()));
         let removed = self.index.remove(hash, i);
         debug_assert!(removed, "a linked item is indexed");
         let class = store.class_of(it);
@@ -126,8 +126,8 @@ impl Shard {
     }
 
     /// `unlink`, then frees the item if no reader holds it.
-    pub(crate) fn unlink_free(&mut self, store: &Store, i: ChunkId) {
-        if self.unlink(store, i) {
+    pub(crate) fn unlink_free(&mut self, store: &Store, i: ChunkId, hash: u64) {
+        if self.unlink(store, i, hash) {
             store.mem.free_item_locking(i);
         }
     }
@@ -197,7 +197,7 @@ impl Shard {
                     if unfetched {
                         st.expired_unfetched += 1;
                     }
-                    self.unlink_free(store, i);
+                    self.unlink_free(store, i, store.hash(it.key()));
                     return true;
                 }
                 if victim == NIL {
@@ -220,7 +220,7 @@ impl Shard {
         if !it.has(fl::FETCHED) {
             st.evicted_unfetched += 1;
         }
-        self.unlink_free(store, victim);
+        self.unlink_free(store, victim, store.hash(it.key()));
         true
     }
 
