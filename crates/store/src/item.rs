@@ -19,8 +19,9 @@
 //!
 //! Who may touch an item: the thread holding the lock of the shard that
 //! indexes it, or (for an item no longer linked) the one thread that
-//! brought its reference count to zero. `refcnt` alone is atomic: readers
-//! drop their reference without the shard lock.
+//! brought its reference word to zero. The reference word alone is
+//! atomic: readers drop their reference without the shard lock, and the
+//! expiry wheel reads it to learn whether a chunk is still its shard's.
 
 use std::sync::atomic::{AtomicU16, Ordering};
 
@@ -46,6 +47,23 @@ pub fn page_of(id: ChunkId) -> u32 {
 }
 pub fn slot_of(id: ChunkId) -> u32 {
     id & (MAX_PER_PAGE - 1)
+}
+
+/// The reference word, the header's last two bytes: who holds the item.
+///
+/// ```text
+///  15      11 10          0
+///  | link   |  readers    |
+/// ```
+/// `link` is the linking shard's number plus one (0: not linked): the
+/// link's reference, and the one fact about a chunk that any thread may
+/// read, atomically. `readers` counts `ItemRef`s in flight. The item is
+/// freed by whoever brings the word to 0.
+pub mod rf {
+    pub const LINK_SHIFT: u32 = 11;
+    pub const READERS: u16 = (1 << LINK_SHIFT) - 1;
+    /// Shards the link field can name.
+    pub const MAX_SHARDS: usize = (1 << (16 - LINK_SHIFT)) - 1;
 }
 
 /// `iflags` bits.
@@ -113,16 +131,63 @@ impl It {
         self.set_iflags(self.iflags() & !f);
     }
 
-    /// The reference count: 1 for the link, 1 per reader in flight.
-    pub fn refcnt(self) -> &'static AtomicU16 {
+    /// The reference word (see [`rf`]).
+    fn refword(self) -> &'static AtomicU16 {
         // SAFETY: an aligned, in-bounds u16 of the header; AtomicU16 has
         // u16's layout. 'static is a lie bounded by the arena's life: the
-        // reference is used at once and never stored.
+        // reference is used at once and never stored. These two bytes of a
+        // chunk's start are only ever accessed atomically.
         unsafe { &*(self.0.add(O_REF).cast::<AtomicU16>()) }
     }
 
-    pub fn init_refcnt(self, v: u16) {
-        self.refcnt().store(v, Ordering::Relaxed);
+    /// Readers holding the item (the link not counted).
+    pub fn readers(self) -> u16 {
+        self.refword().load(Ordering::Acquire) & rf::READERS
+    }
+
+    /// Whether the index of shard `shard` links this item. Atomic, so it
+    /// may be asked of any chunk of a laid-out page: the expiry wheel asks
+    /// it of chunks that may since belong to another shard's item.
+    pub fn linked_in(self, shard: usize) -> bool {
+        usize::from(self.refword().load(Ordering::Acquire) >> rf::LINK_SHIFT) == shard + 1
+    }
+
+    /// A fresh item becomes linked in `shard` (no reader can hold it yet).
+    pub fn link_ref(self, shard: usize) {
+        debug_assert!(shard < rf::MAX_SHARDS);
+        self.refword()
+            .store(((shard + 1) as u16) << rf::LINK_SHIFT, Ordering::Release);
+    }
+
+    /// Drops the link's reference. True when no reader holds the item: the
+    /// caller frees it.
+    pub fn unlink_ref(self) -> bool {
+        let w = self.refword();
+        let tag = w.load(Ordering::Relaxed) & !rf::READERS;
+        debug_assert!(tag != 0, "unlinking an item that is not linked");
+        w.fetch_sub(tag, Ordering::AcqRel) == tag
+    }
+
+    /// Takes a reader's reference; false when there are too many readers.
+    pub fn pin_ref(self) -> bool {
+        let w = self.refword();
+        if w.load(Ordering::Relaxed) & rf::READERS >= rf::READERS - 1 {
+            return false;
+        }
+        w.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Drops a reader's reference. True when it was the last reference of
+    /// an unlinked item: the caller frees it.
+    pub fn release_ref(self) -> bool {
+        self.refword().fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// Marks a chunk as holding no item anyone references (a chunk laid
+    /// out anew, a continuation chunk).
+    pub fn clear_ref(self) {
+        self.refword().store(0, Ordering::Release);
     }
 
     fn flags_len(self) -> usize {
@@ -222,7 +287,7 @@ mod tests {
         it.set_nbytes(1 << 30);
         it.set_nkey(250);
         it.set_iflags(fl::LINKED | fl::HAS_FLAGS);
-        it.init_refcnt(1);
+        it.link_ref(3);
         assert_eq!(it.cas(), 0x0102_0304_0506_0708);
         assert_eq!(
             (it.exptime(), it.time(), it.prev(), it.next()),
@@ -233,7 +298,16 @@ mod tests {
         it.set(fl::FETCHED);
         it.clear(fl::LINKED);
         assert_eq!(it.iflags(), fl::FETCHED | fl::HAS_FLAGS);
-        assert_eq!(it.refcnt().fetch_add(1, Ordering::Relaxed), 1);
+        assert!(it.linked_in(3) && !it.linked_in(2) && !it.linked_in(4));
+        assert!(it.pin_ref() && it.pin_ref());
+        assert_eq!(it.readers(), 2);
+        assert!(!it.unlink_ref(), "readers still hold it");
+        assert!(!it.linked_in(3));
+        assert!(!it.release_ref());
+        assert!(it.release_ref(), "the last reader frees it");
+        it.link_ref(rf::MAX_SHARDS - 1);
+        assert!(it.linked_in(rf::MAX_SHARDS - 1));
+        assert!(it.unlink_ref());
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //!                     ▼
 //!   shard: index (hash ──► chunk id, growing incrementally)
 //!          per class: LRU list (links in the items), counters
+//!          expiry wheel: a bucket of chunk ids per second ◄── Store::reap
+//!                        (maintainer, once a second; expiry.rs, reap.rs)
 //!                     │ chunk ids
 //!                     ▼
 //!   Mem: the arena (-m reserved by mmap, 1 MB pages given to classes on
@@ -17,7 +19,10 @@
 //!
 //! Invariants:
 //! - an item is LINKED iff it is in its shard's index iff it is in its
-//!   class's LRU list in that shard; the link holds one reference;
+//!   class's LRU list in that shard iff its reference word names that
+//!   shard (the link's reference);
+//! - a linked item with an exptime has an entry in its shard's wheel at
+//!   or before its second (expiry.rs);
 //! - a chunk is in use iff a LINKED item or a reader's `ItemRef` holds it
 //!   (a chained item's continuation chunks follow their head); an item's
 //!   chunks are freed by whoever drops its last reference;
@@ -31,9 +36,8 @@
 //! mover, which takes all of them in index order while holding none.
 //! `Store::flush_lock` is taken alone; `Store::automove` is taken before
 //! any shard lock (its step reads the stats), never while holding one.
-//! Callers hold no lock of theirs while calling in. The expiry wheel (next
-//! issue) has its place outside the header: a bucket per second holding
-//! chunk ids, checked against the item's `exptime` when drained.
+//! Callers hold no lock of theirs while calling in. The reaper takes a
+//! shard's lock, then the slabs, for a batch of wheel entries (reap.rs).
 //!
 //! `unsafe` lives in `arena.rs` (the mapping), `item.rs` (header fields
 //! read and written through the chunk pointer), `mem.rs` (`ItemRef`'s
@@ -47,8 +51,10 @@ pub mod lru;
 pub mod slabs;
 
 mod arena;
+mod expiry;
 mod index;
 mod mem;
+mod reap;
 mod shard;
 
 use std::borrow::Cow;
@@ -59,9 +65,11 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 pub use clock::Clock;
+pub use expiry::RING as EXPIRY_RING;
 use item::{fl, ChunkId, It, HDR};
 pub use mem::ItemRef;
 use mem::{Chunks, Mem};
+pub use reap::Reaped;
 use shard::{Dead, Shard};
 use slabs::ClassTable;
 
@@ -300,6 +308,8 @@ pub struct ClassStats {
     pub outofmemory: u64,
     pub reclaimed: u64,
     pub expired_unfetched: u64,
+    /// Expired items the wheel freed (memcached's `crawler_reclaimed`).
+    pub expired_reclaimed: u64,
 }
 
 impl ClassStats {
@@ -319,6 +329,7 @@ impl ClassStats {
         self.outofmemory += o.outofmemory;
         self.reclaimed += o.reclaimed;
         self.expired_unfetched += o.expired_unfetched;
+        self.expired_reclaimed += o.expired_reclaimed;
     }
 }
 
@@ -360,6 +371,13 @@ pub struct StoreStats {
     pub slab_reassign_busy_items: u64,
     pub evictions: u64,
     pub reclaimed: u64,
+    /// Expired items the wheel freed.
+    pub expired_reclaimed: u64,
+    /// Wheel entries the reaper has looked at.
+    pub wheel_checked: u64,
+    /// Entries in the wheels now (stale ones included), and their memory.
+    pub wheel_entries: u64,
+    pub wheel_bytes: u64,
     pub expired_unfetched: u64,
     pub evicted_unfetched: u64,
     pub outofmemory: u64,
@@ -435,6 +453,8 @@ pub struct Store {
     flush: Flush,
     flush_lock: Mutex<()>,
     automove: Mutex<Automove>,
+    /// Wheel entries the reaper has looked at.
+    reaper_checked: AtomicU64,
     /// `-L` fell back: what to tell the operator.
     warning: Option<String>,
 }
@@ -457,8 +477,9 @@ impl Store {
         let nclasses = table.largest() + 1;
         let (mem, warning) = Mem::new(table, cfg.mem_limit, cfg.prealloc)?;
         let per_shard = u32::from(cfg.hashpower.min(40)).saturating_sub(SHARDS.trailing_zeros());
+        let now = clock.now();
         let shards = (0..SHARDS)
-            .map(|_| Shard::new(nclasses, per_shard).map(Mutex::new))
+            .map(|id| Shard::new(id, nclasses, per_shard, now).map(Mutex::new))
             .collect::<Option<_>>()
             .ok_or_else(|| {
                 std::io::Error::new(
@@ -476,6 +497,7 @@ impl Store {
             flush: Flush::default(),
             flush_lock: Mutex::new(()),
             automove: Mutex::new(Automove::default()),
+            reaper_checked: AtomicU64::new(0),
             warning,
         })
     }
@@ -562,7 +584,7 @@ impl Store {
         };
         let it = self.mem.item(id);
         if let Some(t) = touch {
-            it.set_exptime(self.clock.realtime(t));
+            g.set_exptime(self, id, self.clock.realtime(t));
         }
         it.set(fl::FETCHED);
         let class = self.class_of(it);
@@ -783,7 +805,6 @@ impl Store {
             iflags |= fl::CHAINED;
         }
         it.set_iflags(iflags);
-        it.init_refcnt(1);
         // SAFETY: the chunks were just taken for this item and no one else
         // can see them; every write stays inside them (the sizes were
         // computed from these lengths).
@@ -800,6 +821,7 @@ impl Store {
                 p = p.add(4);
                 let cont = self.mem.item(c);
                 cont.set_iflags(fl::CONT);
+                cont.clear_ref();
                 cont.set_prev(head);
             }
         }
@@ -863,7 +885,7 @@ impl Store {
         match g.find_live(self, hash, key, now) {
             Ok(Some(i)) => {
                 let it = self.mem.item(i);
-                it.set_exptime(exptime);
+                g.set_exptime(self, i, exptime);
                 it.set(fl::FETCHED);
                 let class = self.class_of(it);
                 g.classes[class].stats.touch_hits += 1;
@@ -916,7 +938,7 @@ impl Store {
         }
         let mut buf = [0u8; 20];
         let digits = decimal(new, &mut buf);
-        if digits.len() <= len && it.refcnt().load(Ordering::Acquire) == 1 {
+        if digits.len() <= len && it.readers() == 0 {
             let off = it.value_off(1);
             // SAFETY: the value's `len` bytes lie in the item's one chunk;
             // the shard lock is held and no reader holds the item.
@@ -947,7 +969,8 @@ impl Store {
     }
 
     /// `flush_all [delay]`: every item stored before the flush time becomes
-    /// invalid (lazily: it is removed when next seen).
+    /// invalid, at once for lookups (O(1): a marker); the reaper frees
+    /// them from the cold ends of the LRU lists in the background.
     pub fn flush_all(&self, delay: i32) {
         let now = self.clock.now();
         let new_oldest = if delay > 0 {
@@ -1008,6 +1031,10 @@ impl Store {
             slab_reassign_busy_items: 0,
             evictions: 0,
             reclaimed: 0,
+            expired_reclaimed: 0,
+            wheel_checked: self.reaper_checked.load(Ordering::Relaxed),
+            wheel_entries: 0,
+            wheel_bytes: 0,
             expired_unfetched: 0,
             evicted_unfetched: 0,
             outofmemory: 0,
@@ -1023,6 +1050,8 @@ impl Store {
             capacity += g.index.capacity();
             s.hash_bytes += g.index.bytes() as u64;
             s.hash_is_expanding |= g.index.is_expanding();
+            s.wheel_entries += g.wheel.entries() as u64;
+            s.wheel_bytes += g.wheel.bytes() as u64;
             for (id, c) in g.classes.iter().enumerate().skip(1) {
                 let pc = &mut per_class[id];
                 pc.0 += c.items;
@@ -1045,6 +1074,7 @@ impl Store {
         for (id, (items, mem_requested, age, stats)) in per_class.into_iter().enumerate().skip(1) {
             s.evictions += stats.evicted;
             s.reclaimed += stats.reclaimed;
+            s.expired_reclaimed += stats.expired_reclaimed;
             s.expired_unfetched += stats.expired_unfetched;
             s.evicted_unfetched += stats.evicted_unfetched;
             s.outofmemory += stats.outofmemory;
@@ -1194,7 +1224,7 @@ impl Store {
                     // a reader holds): its release frees the chunk.
                     continue;
                 }
-                if it.refcnt().load(Ordering::Acquire) > 1 {
+                if it.readers() > 0 {
                     slabs.move_busy += 1;
                 }
                 let hash = self.hash(it.key());
@@ -1281,5 +1311,7 @@ fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
 
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod reap_tests;
 #[cfg(test)]
 mod tests;

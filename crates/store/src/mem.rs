@@ -134,6 +134,21 @@ impl Mem {
         It(unsafe { self.arena.page_ptr(page).add(slot_of(id) as usize * size) })
     }
 
+    /// The chunk `id` names in the current layout of its page, if the page
+    /// is laid out for a class and the slot lies inside it. For ids that
+    /// may be stale (the expiry wheel's): the caller holds the slabs lock,
+    /// so the layout cannot change under it.
+    pub(crate) fn try_item(&self, _s: &Slabs, id: ChunkId) -> Option<It> {
+        let size = self
+            .page_chunk
+            .get(page_of(id) as usize)?
+            .load(Ordering::Relaxed);
+        if size == 0 || slot_of(id) >= (self.table.page_size() / size).min(item::MAX_PER_PAGE) {
+            return None;
+        }
+        Some(self.item(id))
+    }
+
     pub fn chunk_size(&self, id: ChunkId) -> usize {
         self.page_chunk[page_of(id) as usize].load(Ordering::Relaxed) as usize
     }
@@ -283,6 +298,7 @@ impl Mem {
             let id = chunk_id(c.end_page, slot);
             let it = self.item(id);
             it.set_iflags(0);
+            it.clear_ref();
             it.set_next(c.free_head);
             c.free_head = id;
             c.free_count += 1;
@@ -309,6 +325,7 @@ impl Mem {
             let id = chunk_id(page, slot);
             let it = self.item(id);
             it.set_iflags(0);
+            it.clear_ref();
             it.set_next(c.free_head);
             c.free_head = id;
             c.free_count += 1;
@@ -388,11 +405,9 @@ impl Mem {
     /// and returns a hold on `part` of its bytes. `None` when the count is
     /// at its maximum (the caller copies instead).
     pub(crate) fn pin(self: &Arc<Self>, head: ChunkId, part: &[u8]) -> Option<ItemRef> {
-        let rc = self.item(head).refcnt();
-        if rc.load(Ordering::Relaxed) >= u16::MAX - 1 {
+        if !self.item(head).pin_ref() {
             return None;
         }
-        rc.fetch_add(1, Ordering::Relaxed);
         Some(ItemRef {
             mem: Arc::clone(self),
             head,
@@ -403,7 +418,7 @@ impl Mem {
 
     /// Drops one reference; the last one frees the item.
     pub(crate) fn release(&self, head: ChunkId) {
-        if self.item(head).refcnt().fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.item(head).release_ref() {
             self.free_item_locking(head);
         }
     }

@@ -2,7 +2,9 @@
 //! tiny `-m` so that eviction, chained items and page growth all happen.
 //! The store may forget an item (eviction); it may never return a wrong
 //! value, wrong flags, a CAS that did not change with the value, or an
-//! item larger than `-I`.
+//! item larger than `-I`. The clock moves (`Tick`), items carry TTLs of a
+//! few seconds, and the reaper runs at each tick: no expired item may be
+//! returned, and none may still be counted after the reaper's pass.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,14 +15,18 @@ use crate::{Clock, Config, DeltaOutcome, GetOutcome, Mode, Store, StoreOutcome};
 
 #[derive(Debug, Clone)]
 enum Op {
-    Store(Mode, u8, usize, u32),
+    /// Mode, key, value length, flags, TTL in seconds (0: never).
+    Store(Mode, u8, usize, u32, u8),
     Delete(u8),
     Incr(u8, u64),
     Get(u8),
     /// A `cas` with the CAS last seen for the key (or a stale one).
     Cas(u8, bool, usize),
-    Touch(u8),
+    /// A `touch` (or, with the flag, a `gat`) with a TTL.
+    Touch(u8, u8, bool),
     Reassign(u8, u8),
+    /// A second passes; the reaper runs.
+    Tick,
 }
 
 fn len_strategy() -> impl Strategy<Value = usize> {
@@ -40,13 +46,14 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         Just(Mode::Prepend),
     ];
     prop_oneof![
-        6 => (mode, any::<u8>(), len_strategy(), prop_oneof![Just(0u32), any::<u32>()])
-            .prop_map(|(m, k, l, f)| Op::Store(m, k % 48, l, f)),
+        6 => (mode, any::<u8>(), len_strategy(), prop_oneof![Just(0u32), any::<u32>()], 0u8..5)
+            .prop_map(|(m, k, l, f, t)| Op::Store(m, k % 48, l, f, t)),
         2 => any::<u8>().prop_map(|k| Op::Delete(k % 48)),
         1 => (any::<u8>(), any::<u64>()).prop_map(|(k, d)| Op::Incr(k % 48, d % 1000)),
         6 => any::<u8>().prop_map(|k| Op::Get(k % 48)),
         1 => (any::<u8>(), any::<bool>(), len_strategy()).prop_map(|(k, f, l)| Op::Cas(k % 48, f, l)),
-        1 => any::<u8>().prop_map(|k| Op::Touch(k % 48)),
+        1 => (any::<u8>(), 0u8..5, any::<bool>()).prop_map(|(k, t, g)| Op::Touch(k % 48, t, g)),
+        2 => Just(Op::Tick),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::Reassign(a % 44, b % 44)),
     ]
 }
@@ -57,6 +64,8 @@ struct Model {
     flags: u32,
     /// The CAS last read, if the item has not changed since.
     cas: Option<u64>,
+    /// Clock second at which it expires.
+    exp: Option<u32>,
 }
 
 fn key(k: u8) -> Vec<u8> {
@@ -78,21 +87,23 @@ fn parse_num(v: &[u8]) -> Option<u64> {
 }
 
 fn check(ops: Vec<Op>) {
+    let clock = Arc::new(Clock::new());
     let s = Store::new(
         Config {
             mem_limit: 3 << 20,
             ..Config::default()
         },
-        Arc::new(Clock::new()),
+        Arc::clone(&clock),
     );
+    let exp_of = |ttl: u8| (ttl != 0).then(|| clock.now() + u32::from(ttl));
     let mut model: HashMap<Vec<u8>, Model> = HashMap::new();
     for (n, op) in ops.into_iter().enumerate() {
         match op {
-            Op::Store(mode, k, len, flags) => {
+            Op::Store(mode, k, len, flags, ttl) => {
                 let key = key(k);
                 let v = value(n, len);
                 let fits = s.item_size_ok(key.len(), flags, len);
-                let got = s.store(mode, &key, flags, 0, &v, 0);
+                let got = s.store(mode, &key, flags, i32::from(ttl), &v, 0);
                 let had = model.contains_key(&key);
                 match (mode, got) {
                     (_, StoreOutcome::TooLarge) => {
@@ -109,6 +120,7 @@ fn check(ops: Vec<Op>) {
                                 value: v,
                                 flags,
                                 cas: None,
+                                exp: exp_of(ttl),
                             },
                         );
                     }
@@ -178,12 +190,28 @@ fn check(ops: Vec<Op>) {
                     DeltaOutcome::OutOfMemory => {}
                 }
             }
-            Op::Get(k) | Op::Touch(k) => {
+            Op::Touch(k, ttl, false) => {
                 let key = key(k);
-                let touch = matches!(op, Op::Touch(_)).then_some(0);
+                if s.touch(&key, i32::from(ttl)) {
+                    let m = model.get_mut(&key).expect("touched what the model lacks");
+                    m.exp = exp_of(ttl);
+                } else {
+                    model.remove(&key);
+                }
+            }
+            Op::Get(_) | Op::Touch(_, _, true) => {
+                let (k, touch) = match op {
+                    Op::Touch(k, ttl, _) => (k, Some(i32::from(ttl))),
+                    Op::Get(k) => (k, None),
+                    _ => unreachable!(),
+                };
+                let key = key(k);
                 match s.get(&key, touch) {
                     GetOutcome::Hit(h) => {
                         let m = model.get_mut(&key).expect("a hit the model lacks");
+                        if let Some(t) = touch {
+                            m.exp = exp_of(t as u8);
+                        }
                         assert_eq!(h.value.len(), m.value.len());
                         assert!(h.value == m.value, "wrong value for {k}");
                         assert_eq!(h.flags, m.flags);
@@ -196,7 +224,7 @@ fn check(ops: Vec<Op>) {
                     GetOutcome::Miss => {
                         model.remove(&key);
                     }
-                    other => panic!("{other:?} with no expiry or flush"),
+                    other => panic!("{other:?}: the reaper should have freed it"),
                 }
             }
             Op::Cas(k, fresh, len) => {
@@ -216,6 +244,7 @@ fn check(ops: Vec<Op>) {
                                 value: v,
                                 flags: 3,
                                 cas: None,
+                                exp: None,
                             },
                         );
                     }
@@ -230,6 +259,15 @@ fn check(ops: Vec<Op>) {
             }
             Op::Reassign(a, b) => {
                 let _ = s.reassign(i32::from(a), i32::from(b));
+            }
+            Op::Tick => {
+                clock.advance(1);
+                s.reap(3);
+                let now = clock.now();
+                model.retain(|_, m| m.exp.is_none_or(|e| e > now));
+                // Every item still counted is live (the model may hold
+                // more: the store evicts).
+                assert!(s.stats().curr_items <= model.len() as u64);
             }
         }
     }

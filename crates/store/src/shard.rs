@@ -4,6 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::expiry::Wheel;
 use crate::index::Index;
 use crate::item::{fl, ChunkId, It, NIL};
 use crate::lru::Lru;
@@ -26,7 +27,11 @@ pub(crate) struct ShardClass {
 }
 
 pub(crate) struct Shard {
+    /// This shard's number (what the reference word's link field names).
+    pub id: usize,
     pub index: Index,
+    /// The items with an exptime, by second.
+    pub wheel: Wheel,
     pub classes: Vec<ShardClass>,
     pub curr_items: u64,
     pub total_items: u64,
@@ -35,9 +40,11 @@ pub(crate) struct Shard {
 
 impl Shard {
     /// None when the index's memory cannot be had.
-    pub fn new(classes: usize, hashpower: u32) -> Option<Shard> {
+    pub fn new(id: usize, classes: usize, hashpower: u32, now: u32) -> Option<Shard> {
         Some(Shard {
+            id,
             index: Index::new(hashpower)?,
+            wheel: Wheel::new(now),
             classes: vec![ShardClass::default(); classes],
             curr_items: 0,
             total_items: 0,
@@ -50,7 +57,7 @@ impl Shard {
         self.index.find(hash, |id| mem.item(id).key() == key)
     }
 
-    fn is_flushed(store: &Store, it: It, now: u32) -> bool {
+    pub(crate) fn is_flushed(store: &Store, it: It, now: u32) -> bool {
         let f = &store.flush;
         let flushed_cas = f.flushed_cas.load(Ordering::Relaxed);
         let cas = it.cas();
@@ -96,6 +103,18 @@ impl Shard {
         }
     }
 
+    /// Gives linked item `i` a new exptime. The wheel needs a new entry
+    /// only when the item expires earlier than before (or did not expire):
+    /// an entry before the item's second is put back when found early.
+    pub(crate) fn set_exptime(&mut self, store: &Store, i: ChunkId, exptime: u32) {
+        let it = store.mem.item(i);
+        let old = it.exptime();
+        it.set_exptime(exptime);
+        if exptime != 0 && (old == 0 || exptime < old) {
+            self.wheel.insert(i, exptime);
+        }
+    }
+
     /// Marks item `i` (of `class`) used now: time and LRU position.
     pub(crate) fn touch_lru(&mut self, store: &Store, i: ChunkId, class: usize, now: u32) {
         store.mem.item(i).set_time(now);
@@ -122,7 +141,7 @@ impl Shard {
         self.curr_items -= 1;
         self.bytes -= size;
         it.clear(fl::LINKED);
-        it.refcnt().fetch_sub(1, Ordering::AcqRel) == 1
+        it.unlink_ref()
     }
 
     /// `unlink`, then frees the item if no reader holds it.
@@ -188,7 +207,7 @@ impl Shard {
         while i != NIL && seen < 5 {
             let it = mem.item(i);
             let prev = it.prev();
-            let busy = it.refcnt().load(Ordering::Acquire) > 1;
+            let busy = it.readers() > 0;
             if Some(i) != protect && !busy {
                 if Self::is_dead(store, it, now).is_some() {
                     let unfetched = !it.has(fl::FETCHED);
@@ -229,6 +248,10 @@ impl Shard {
         let mem = &*store.mem;
         let it = mem.item(head);
         self.index.insert(hash, head);
+        it.link_ref(self.id);
+        if it.exptime() != 0 {
+            self.wheel.insert(head, it.exptime());
+        }
         let class = store.class_of(it);
         let size = store.size_of(it) as u64;
         let cs = &mut self.classes[class];

@@ -819,6 +819,21 @@ fn check_value(v: &[u8]) {
 #[test]
 fn threads_under_eviction_page_moves_and_held_readers() {
     let s = Arc::new(small(32));
+    // The maintainer: a second passes every half millisecond, and the
+    // reaper frees what expired (items carry TTLs of 0-3 s).
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reaper = {
+        let (s, done) = (Arc::clone(&s), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut expired = 0;
+            while !done.load(Ordering::Relaxed) {
+                s.clock().advance(1);
+                expired += s.reap(16).expired;
+                std::thread::sleep(std::time::Duration::from_micros(500));
+            }
+            expired
+        })
+    };
     let threads: Vec<_> = (0..4u32)
         .map(|t| {
             let s = Arc::clone(&s);
@@ -843,13 +858,17 @@ fn threads_under_eviction_page_moves_and_held_readers() {
                     match (r >> 40) % 10 {
                         0..=3 => {
                             let v = checkable(id, len);
-                            let got = s.store(Mode::Set, key.as_bytes(), 0, 0, &v, 0);
+                            let ttl = ((r >> 50) % 4) as i32;
+                            let got = s.store(Mode::Set, key.as_bytes(), 0, ttl, &v, 0);
                             assert!(matches!(
                                 got,
                                 StoreOutcome::Stored
                                     | StoreOutcome::OutOfMemory
                                     | StoreOutcome::TooLarge
                             ));
+                        }
+                        4 if r % 3 == 0 => {
+                            s.touch(key.as_bytes(), ((r >> 50) % 4) as i32);
                         }
                         4 => {
                             s.delete(key.as_bytes());
@@ -889,6 +908,12 @@ fn threads_under_eviction_page_moves_and_held_readers() {
     for t in threads {
         t.join().unwrap();
     }
+    done.store(true, Ordering::Relaxed);
+    let expired = reaper.join().unwrap();
+    assert!(expired > 0, "the reaper freed items");
+    // A minute later every item with a TTL is gone.
+    s.clock().advance(60);
+    s.reap(16);
     let st = s.stats();
     let items: u64 = st.classes.iter().map(|c| u64::from(c.items)).sum();
     assert_eq!(items, st.curr_items);
