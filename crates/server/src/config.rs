@@ -196,9 +196,10 @@ pub struct Settings {
 /// The largest `-m`: 2^18 pages of 1 MB, what 32-bit chunk ids can name.
 pub const MAX_MEGABYTES: i64 = 262_144;
 
-/// `-o` options. memcrab has no LRU crawler, LRU maintainer or automover
-/// threads yet; their tuning values are kept and reported by `stats
-/// settings` so that scripts setting them keep working.
+/// `-o` options. memcrab has no LRU crawler (its expiry wheel frees
+/// expired items instead) and no segmented LRU; their tuning values are
+/// kept and reported by `stats settings` so that scripts setting them keep
+/// working.
 #[derive(Debug, Clone)]
 pub struct Extended {
     pub maxconns_fast: bool,
@@ -225,7 +226,13 @@ pub struct Extended {
     pub slab_automove_ratio: f64,
     pub slab_automove_window: u32,
     pub slab_automove_freeratio: f64,
+    /// memcrab's own: wheel entries the reaper checks per taking of a
+    /// shard's lock.
+    pub expiry_batch: u32,
 }
+
+/// The largest `-o expiry_batch`.
+pub const MAX_EXPIRY_BATCH: u32 = 1 << 20;
 
 impl Default for Extended {
     fn default() -> Self {
@@ -254,6 +261,7 @@ impl Default for Extended {
             slab_automove_ratio: 0.8,
             slab_automove_window: 30,
             slab_automove_freeratio: 0.01,
+            expiry_batch: 256,
         }
     }
 }
@@ -554,6 +562,15 @@ fn apply_extended(e: &mut Extended, opt: &str) -> Result<(), Early> {
         "watcher_logbuf_size" => e.watcher_logbuf_size = num::<u32>(key, val)? * 1024,
         "worker_logbuf_size" => e.worker_logbuf_size = num::<u32>(key, val)? * 1024,
         "read_buf_mem_limit" => e.read_buf_mem_limit = num::<u32>(key, val)? * 1024 * 1024,
+        "expiry_batch" => {
+            let n: u32 = num(key, val)?;
+            if n == 0 || n > MAX_EXPIRY_BATCH {
+                return Err(usage(format!(
+                    "expiry_batch must be between 1 and {MAX_EXPIRY_BATCH}"
+                )));
+            }
+            e.expiry_batch = n;
+        }
         "slab_reassign" => e.slab_reassign = true,
         "no_slab_reassign" => e.slab_reassign = false,
         "slab_automove" => e.slab_automove = num(key, val)?,
@@ -711,6 +728,19 @@ mod tests {
         assert_eq!(s.ext.hashpower_init, 20);
         assert_eq!(s.ext.idle_timeout, 5);
         assert!(!s.ext.lru_crawler);
+        assert_eq!(s.ext.expiry_batch, 256);
+        let s = settings(&["-o", "expiry_batch=1000"]).unwrap();
+        assert_eq!(s.ext.expiry_batch, 1000);
+        for bad in ["expiry_batch=0", "expiry_batch=2000000"] {
+            assert_eq!(
+                usage_msg(&["-o", bad]),
+                "expiry_batch must be between 1 and 1048576"
+            );
+        }
+        assert_eq!(
+            usage_msg(&["-o", "expiry_batch=x"]),
+            "Invalid value for expiry_batch: x"
+        );
     }
 
     #[test]

@@ -145,6 +145,25 @@ fn serve(settings: Settings) -> Result<(), String> {
             }
         })
         .map_err(|e| format!("maintainer thread: {e}"))?;
+    // The reaper: once the clock has moved to a new second, free what
+    // expired (and what flush_all invalidated), a batch per lock taking.
+    let rsh = Arc::clone(&sh);
+    std::thread::Builder::new()
+        .name("expiry".into())
+        .spawn(move || {
+            let clock = Arc::clone(rsh.store.clock());
+            let batch = rsh.settings.ext.expiry_batch as usize;
+            let mut done = 0;
+            loop {
+                let now = clock.now();
+                if now != done {
+                    rsh.store.reap(batch);
+                    done = now;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+        .map_err(|e| format!("expiry thread: {e}"))?;
 
     wait_for_signal(signals, &sh);
     if sh.settings.daemon {

@@ -201,9 +201,11 @@ pub fn general(sh: &Shared, out: &mut Vec<u8>) {
     stat(out, "evicted_active", 0);
     stat(out, "evictions", s.evictions);
     stat(out, "reclaimed", s.reclaimed);
+    // memcached's LRU crawler frees expired items in the background;
+    // memcrab's expiry wheel does: its figures go in the crawler's fields.
+    stat(out, "crawler_reclaimed", s.expired_reclaimed);
+    stat(out, "crawler_items_checked", s.wheel_checked);
     for name in [
-        "crawler_reclaimed",
-        "crawler_items_checked",
         "lrutail_reflocked",
         "moves_to_cold",
         "moves_to_warm",
@@ -213,6 +215,11 @@ pub fn general(sh: &Shared, out: &mut Vec<u8>) {
     ] {
         stat(out, name, 0);
     }
+    // memcrab's own (after memcached's fields, so parsers that read
+    // memcached's order are not disturbed).
+    stat(out, "expired_reclaimed", s.expired_reclaimed);
+    stat(out, "expiry_wheel_entries", s.wheel_entries);
+    stat(out, "expiry_wheel_bytes", s.wheel_bytes);
     out.extend_from_slice(b"END\r\n");
 }
 
@@ -333,6 +340,8 @@ pub fn settings(sh: &Shared, out: &mut Vec<u8>) {
     stat(out, "ssl_min_version", "tlsv1.2");
     stat(out, "num_napi_ids", "(null)");
     stat(out, "memory_file", "(null)");
+    stat(out, "expiry_batch", e.expiry_batch);
+    stat(out, "expiry_wheel_seconds", memcrab_store::EXPIRY_RING);
     out.extend_from_slice(b"END\r\n");
 }
 
@@ -361,7 +370,7 @@ pub fn items(sh: &Shared, out: &mut Vec<u8>) {
         f("expired_unfetched", st.expired_unfetched);
         f("evicted_unfetched", st.evicted_unfetched);
         f("evicted_active", 0);
-        f("crawler_reclaimed", 0);
+        f("crawler_reclaimed", st.expired_reclaimed);
         f("crawler_items_checked", 0);
         f("lrutail_reflocked", 0);
         f("moves_to_cold", 0);
