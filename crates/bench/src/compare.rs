@@ -106,6 +106,8 @@ pub const ALL: &[&str] = &[
     "idle-conns-10000",
     "idle-conns-max",
     "expiry",
+    "expiry-cost",
+    "expiry-latency",
     "udp",
 ];
 
@@ -119,7 +121,7 @@ pub struct Ctx {
     pub b_max_get_rate: Option<f64>,
 }
 
-fn s(v: &[&str]) -> Vec<String> {
+pub(crate) fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
@@ -204,7 +206,7 @@ impl Ctx {
         Duration::from_secs_f64(self.args.duration)
     }
 
-    fn base_load(&self, server: std::net::SocketAddr) -> Config {
+    pub(crate) fn base_load(&self, server: std::net::SocketAddr) -> Config {
         Config {
             server,
             duration: self.duration(),
@@ -231,14 +233,19 @@ impl Ctx {
 }
 
 /// One measured run of one side: named figures.
-type Figures = Vec<(String, String, Better, f64)>;
+pub(crate) type Figures = Vec<(String, String, Better, f64)>;
 
 /// A side's run: its figures (and load outcome), `Ok(Err(why))` when the
 /// side cannot run the scenario, `Err` when the run failed.
-type RunResult = Result<Result<(Figures, Option<Outcome>), String>, String>;
+pub(crate) type RunResult = Result<Result<(Figures, Option<Outcome>), String>, String>;
 
 /// One named figure.
-fn fig(name: &str, unit: &str, better: Better, value: f64) -> (String, String, Better, f64) {
+pub(crate) fn fig(
+    name: &str,
+    unit: &str,
+    better: Better,
+    value: f64,
+) -> (String, String, Better, f64) {
     (name.into(), unit.into(), better, value)
 }
 
@@ -253,7 +260,7 @@ fn rss_figures(hwm: u64, rss: u64) -> [(String, String, Better, f64); 2] {
 
 /// Starts a side's server: `Ok(Err(why))` when it refuses the flags (a
 /// feature it lacks), `Err` when it fails otherwise.
-fn start_side(
+pub(crate) fn start_side(
     ctx: &Ctx,
     side: &ServerSpec,
     flags: &[String],
@@ -265,7 +272,7 @@ fn start_side(
     }
 }
 
-fn check(o: &Outcome, max: f64, what: &str) -> Result<(), String> {
+pub(crate) fn check(o: &Outcome, max: f64, what: &str) -> Result<(), String> {
     if o.error_rate() > max {
         return Err(format!(
             "{what}: refusing to report: {} errors, {} bad values, {} lost in {} requests",
@@ -342,7 +349,7 @@ fn load_run(
 }
 
 /// Runs `one` for A and B alternately, `runs` times each.
-fn alternate(
+pub(crate) fn alternate(
     ctx: &Ctx,
     name: &str,
     description: &str,
@@ -579,18 +586,7 @@ fn scenario(ctx: &mut Ctx, name: &str) -> Result<ScenarioResult, String> {
                 &move |ctx: &Ctx, side: &ServerSpec| idle_run(ctx, side, &f2, n),
             )?
         }
-        "expiry" => {
-            let flags = s(&["-m", "16"]);
-            let f2 = flags.clone();
-            alternate(
-                ctx,
-                name,
-                "-m 16: 2,000 long-TTL items (1 day), then distinct short-TTL (1 s) items of 300-700 B written at a rate that keeps about 8 MB (half of -m) live, until 160 MB (10 x -m) is written; then every long-TTL item is read back",
-                flags,
-                runs,
-                &move |ctx: &Ctx, side: &ServerSpec| expiry_run(ctx, side, &f2),
-            )?
-        }
+        "expiry" | "expiry-cost" | "expiry-latency" => crate::expiry::scenario(ctx, name, runs)?,
         "udp" => {
             let flags = s(&["-U", "-1"]);
             let f2 = flags.clone();
@@ -947,128 +943,4 @@ fn idle_run(
         ],
         None,
     )))
-}
-
-fn expiry_run(ctx: &Ctx, side: &ServerSpec, flags: &[String]) -> RunResult {
-    let srv = match start_side(ctx, side, flags)? {
-        Ok(s) => s,
-        Err(why) => return Ok(Err(why)),
-    };
-    let limit = 16u64 << 20;
-    let long_keys = 2000u64;
-    let long = Config {
-        get_ratio: 0.0,
-        key_mode: KeyMode::Sequential {
-            start: 0,
-            end: Some(long_keys),
-        },
-        key_size: "12".parse()?,
-        value_size: "100".parse()?,
-        ttl: SizeRange {
-            min: 86_400,
-            max: 86_400,
-        },
-        connections: 4,
-        pipeline: 16,
-        duration: Duration::from_secs(60),
-        verify: false,
-        ..ctx.base_load(srv.addr)
-    };
-    let o = load::run(&long).map_err(|e| format!("{}: {e}", side.name))?;
-    check(&o, 0.0, "long-TTL writes")?;
-    // Short-TTL churn: live bytes ~ rate x TTL ~ limit / 2.
-    let value_size: SizeRange = "300-700".parse()?;
-    let ttl = 1u64;
-    let item = 12.0 + value_size.mean();
-    let rate = (limit as f64 / 2.0) / ttl as f64 / item;
-    let churn = Config {
-        get_ratio: 0.0,
-        key_mode: KeyMode::Sequential {
-            start: 1_000_000,
-            end: None,
-        },
-        key_size: "12".parse()?,
-        value_size,
-        ttl: SizeRange {
-            min: ttl as usize,
-            max: ttl as usize,
-        },
-        rate: Some(rate),
-        max_set_bytes: Some(10 * limit),
-        connections: 8,
-        duration: Duration::from_secs(120),
-        verify: false,
-        ..ctx.base_load(srv.addr)
-    };
-    let o = load::run(&churn).map_err(|e| format!("{}: {e}", side.name))?;
-    check(&o, ctx.args.max_error_rate, "short-TTL writes")?;
-    let evictions = srv.stat_u64("evictions")?;
-    let curr = srv.stat_u64("curr_items")?;
-    // Read every long-TTL key back.
-    let read = Config {
-        get_ratio: 1.0,
-        multiget: 1,
-        keys: long_keys,
-        key_mode: KeyMode::Random,
-        key_size: "12".parse()?,
-        value_size: "100".parse()?,
-        connections: 4,
-        pipeline: 1,
-        duration: Duration::from_secs(60),
-        verify: true,
-        ..ctx.base_load(srv.addr)
-    };
-    let lost = count_missing(&read, long_keys)?;
-    // Items that can still be live: the long ones and about one TTL's
-    // worth of short ones (rounded up to two seconds of writes).
-    let live_bound = long_keys as f64 + rate * (ttl as f64 + 1.0);
-    let stale = (curr as f64 - live_bound).max(0.0);
-    Ok(Ok((
-        vec![
-            fig("evictions", "items", Better::Lower, evictions as f64),
-            fig("long-TTL items lost", "items", Better::Lower, lost as f64),
-            fig("expired items still counted", "items", Better::Lower, stale),
-            fig("curr_items at the end", "items", Better::Lower, curr as f64),
-        ],
-        None,
-    )))
-}
-
-/// Gets keys 0..n one by one and counts the misses.
-fn count_missing(cfg: &Config, n: u64) -> Result<u64, String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(cfg.server).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let mut missing = 0;
-    let mut key = Vec::new();
-    let mut chunk = 0;
-    while chunk < n {
-        let end = (chunk + 100).min(n);
-        let mut req = b"get".to_vec();
-        for k in chunk..end {
-            crate::dist::key(k, cfg.key_size, &mut key);
-            req.push(b' ');
-            req.extend_from_slice(&key);
-        }
-        req.extend_from_slice(b"\r\n");
-        s.write_all(&req).map_err(|e| e.to_string())?;
-        let mut buf = Vec::new();
-        let mut tmp = [0u8; 65536];
-        let hits = loop {
-            if let Some((crate::reply::Reply::Values(v), _)) =
-                crate::reply::parse(&buf, crate::reply::Expect::Values, false)
-            {
-                break v.len() as u64;
-            }
-            let k = s.read(&mut tmp).map_err(|e| e.to_string())?;
-            if k == 0 {
-                return Err("server closed the connection".into());
-            }
-            buf.extend_from_slice(&tmp[..k]);
-        };
-        missing += (end - chunk) - hits;
-        chunk = end;
-    }
-    Ok(missing)
 }

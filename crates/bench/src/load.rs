@@ -63,6 +63,12 @@ pub struct Config {
     pub client_cpus: Option<Vec<usize>>,
     pub progress: bool,
     pub seed: u64,
+    /// Count the sets by the unix second their item expires in
+    /// (`Outcome::expiries`), for relative TTLs.
+    pub track_expiry: bool,
+    /// Also keep a latency histogram per unix second of intended send
+    /// (`Outcome::by_second`).
+    pub latency_by_second: bool,
 }
 
 impl Default for Config {
@@ -89,6 +95,8 @@ impl Default for Config {
             client_cpus: None,
             progress: false,
             seed: 1,
+            track_expiry: false,
+            latency_by_second: false,
         }
     }
 }
@@ -112,6 +120,10 @@ pub struct Outcome {
     pub latency: Latency,
     /// CPU seconds this client used (all threads).
     pub client_cpu: f64,
+    /// With `track_expiry`: sets by the unix second their item expires.
+    pub expiries: std::collections::BTreeMap<u64, u64>,
+    /// With `latency_by_second`: latency by unix second of intended send.
+    pub by_second: std::collections::BTreeMap<u64, Latency>,
 }
 
 impl Outcome {
@@ -131,6 +143,12 @@ impl Outcome {
         self.lost += o.lost;
         self.set_bytes += o.set_bytes;
         self.latency.merge(&o.latency);
+        for (t, n) in o.expiries {
+            *self.expiries.entry(t).or_default() += n;
+        }
+        for (t, l) in o.by_second {
+            self.by_second.entry(t).or_default().merge(&l);
+        }
     }
 
     /// Errors (including failed checks and lost replies) per request.
@@ -464,6 +482,13 @@ impl Worker {
             dist::key(k, cfg.key_size, &mut self.key_buf);
             dist::value(k, cfg.value_size, &mut self.val_buf);
             let ttl = cfg.ttl.pick(c.rng.next_u64());
+            if cfg.track_expiry && ttl > 0 {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                *self.out.expiries.entry(now + ttl as u64).or_default() += 1;
+            }
             req.extend_from_slice(b"set ");
             req.extend_from_slice(&self.key_buf);
             let nr = if cfg.noreply { " noreply" } else { "" };
@@ -659,6 +684,17 @@ impl Worker {
         self.done_ops.fetch_add(1, Ordering::Relaxed);
         let us = p.intended.elapsed().as_micros() as u64;
         o.latency.record_us(us);
+        if self.cfg.latency_by_second {
+            let sent = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(0)
+                .saturating_sub(us);
+            o.by_second
+                .entry(sent / 1_000_000)
+                .or_default()
+                .record_us(us);
+        }
         if p.is_get {
             o.gets += 1;
             o.keys_asked += p.keys.len() as u64;

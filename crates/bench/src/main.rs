@@ -13,6 +13,7 @@
 
 mod compare;
 mod dist;
+mod expiry;
 mod hist;
 mod load;
 mod reply;
@@ -150,6 +151,8 @@ impl LoadArgs {
             client_cpus: self.client_cpus.clone(),
             progress: !self.json,
             seed: self.seed,
+            track_expiry: false,
+            latency_by_second: false,
         })
     }
 }

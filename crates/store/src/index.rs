@@ -147,6 +147,12 @@ impl Index {
         8 * (self.cur.cap() + self.old.as_ref().map_or(0, |o| o.0.cap()))
     }
 
+    /// Reads the slot where `hash` would start its probe in the current
+    /// table (bringing it into cache before a batch of removals).
+    pub fn warm(&self, hash: u64) -> u64 {
+        self.cur.slots[self.cur.home(Table::entry(hash, 0))]
+    }
+
     pub fn is_expanding(&self) -> bool {
         self.old.is_some()
     }

@@ -91,6 +91,7 @@ impl Store {
 
     /// Checks wheel entries `ids` taken out of shard `k`'s wheel.
     fn reap_entries(&self, k: usize, ids: &[ChunkId], now: u32, batch: usize, r: &mut Reaped) {
+        let mut hashes = Vec::with_capacity(batch.min(ids.len()));
         for (n, part) in ids.chunks(batch).enumerate() {
             if n > 0 {
                 std::thread::yield_now();
@@ -99,7 +100,26 @@ impl Store {
             let mut g = self.shards[k].lock();
             let shard = &mut *g;
             let mut slabs = self.mem.slabs.lock();
+            // Two passes that only read, so that the CPU overlaps their
+            // cache misses: the headers, then the keys' hashes and their
+            // index slots. The checks below then find them in cache.
+            hashes.clear();
+            let mut warm = 0;
             for &id in part {
+                if let Some(it) = self.mem.try_item(&slabs, id) {
+                    warm ^= u64::from(it.readers());
+                }
+            }
+            for &id in part {
+                let h = match self.mem.try_item(&slabs, id) {
+                    Some(it) if it.linked_in(k) => self.hash(it.key()),
+                    _ => 0,
+                };
+                warm ^= shard.index.warm(h);
+                hashes.push(h);
+            }
+            std::hint::black_box(warm);
+            for (&id, &hash) in part.iter().zip(&hashes) {
                 r.checked += 1;
                 let Some(it) = self.mem.try_item(&slabs, id) else {
                     r.stale += 1;
@@ -123,7 +143,7 @@ impl Store {
                         } else {
                             r.flushed += 1;
                         }
-                        if shard.unlink(self, id, self.hash(it.key())) {
+                        if shard.unlink(self, id, hash) {
                             self.mem.free_item(&mut slabs, id);
                         }
                     }

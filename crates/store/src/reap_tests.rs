@@ -383,3 +383,33 @@ impl GetOutcome {
         matches!(self, GetOutcome::Hit(_))
     }
 }
+
+#[test]
+#[ignore = "a timing, run by hand: cargo test --release -p memcrab-store reap_timing -- --ignored --nocapture"]
+fn reap_timing() {
+    // How long the reaper holds a shard's lock per batch, and its cost per
+    // item, for 10^4..10^6 items expiring in one second.
+    let (s, c) = store_with(Config {
+        mem_limit: 1 << 30,
+        ..Config::default()
+    });
+    let mut start = 0;
+    for n in [10_000u32, 100_000, 1_000_000] {
+        for i in start..start + n {
+            set(&s, &format!("key{i:08}"), 1);
+        }
+        start += n;
+        c.advance(1);
+        let batch = 256;
+        let t = std::time::Instant::now();
+        let r = s.reap(batch);
+        let el = t.elapsed();
+        assert_eq!(r.expired, u64::from(n));
+        eprintln!(
+            "{n} items: reaped in {el:?}, {:.1} ns per item, {} batches of <= {batch}, {:?} per batch",
+            el.as_nanos() as f64 / f64::from(n),
+            r.batches,
+            el / r.batches as u32
+        );
+    }
+}
