@@ -80,7 +80,7 @@ impl Wheel {
         if now - self.next >= RING {
             // Behind by a whole turn (the clock jumped): every bucket.
             for b in self.ring.iter_mut() {
-                out.append(b);
+                out.extend_from_slice(&std::mem::take(b));
             }
         } else {
             for s in self.next..=now {
@@ -95,18 +95,20 @@ impl Wheel {
         self.next = now + 1;
         if self.next - self.far_checked >= RING / 2 {
             self.far_checked = self.next;
-            out.append(&mut self.far);
+            out.extend_from_slice(&std::mem::take(&mut self.far));
         }
         self.entries -= out.len() - start;
     }
 
     /// Takes out every entry (compaction: the caller drops the stale ones
     /// and inserts the rest again).
+    /// (Buckets are taken with their memory, so a wheel that once held
+    /// many entries does not keep room for them.)
     pub fn take_all(&mut self, out: &mut Vec<ChunkId>) {
         for b in self.ring.iter_mut() {
-            out.append(b);
+            out.extend_from_slice(&std::mem::take(b));
         }
-        out.append(&mut self.far);
+        out.extend_from_slice(&std::mem::take(&mut self.far));
         self.far_checked = self.next;
         self.entries = 0;
     }
@@ -200,6 +202,7 @@ mod tests {
         w.take_all(&mut v);
         assert_eq!(v.len(), 100);
         assert_eq!(w.entries(), 0);
+        assert_eq!(w.bytes(), RING as usize * std::mem::size_of::<Vec<ChunkId>>());
         assert!(due(&mut w, 5 * RING).is_empty());
     }
 }

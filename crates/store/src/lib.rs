@@ -75,6 +75,8 @@ use slabs::ClassTable;
 
 /// Number of index shards (a power of two).
 const SHARDS: usize = 16;
+// The reference word names the linking shard.
+const _: () = assert!(SHARDS <= item::rf::MAX_SHARDS);
 /// Seconds by which a class's coldest item must be older than an evicting
 /// class's before automove takes a page from it.
 const AUTOMOVE_MIN_AGE_GAP: u32 = 5;
