@@ -202,7 +202,10 @@ mod tests {
         w.take_all(&mut v);
         assert_eq!(v.len(), 100);
         assert_eq!(w.entries(), 0);
-        assert_eq!(w.bytes(), RING as usize * std::mem::size_of::<Vec<ChunkId>>());
+        assert_eq!(
+            w.bytes(),
+            RING as usize * std::mem::size_of::<Vec<ChunkId>>()
+        );
         assert!(due(&mut w, 5 * RING).is_empty());
     }
 }
