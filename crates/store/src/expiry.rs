@@ -41,6 +41,8 @@ pub(crate) struct Wheel {
     far_checked: u32,
     /// Entries in the ring and `far`, stale ones included.
     entries: usize,
+    /// Room for ids the ring's and `far`'s vectors hold (their capacity).
+    room: usize,
 }
 
 impl Wheel {
@@ -52,6 +54,7 @@ impl Wheel {
             next: now,
             far_checked: now,
             entries: 0,
+            room: 0,
         }
     }
 
@@ -60,11 +63,14 @@ impl Wheel {
     pub fn insert(&mut self, id: ChunkId, exptime: u32) {
         debug_assert!(exptime != 0);
         let at = exptime.max(self.next);
-        if at - self.next < RING {
-            self.ring[(at & MASK) as usize].push(id);
+        let v = if at - self.next < RING {
+            &mut self.ring[(at & MASK) as usize]
         } else {
-            self.far.push(id);
-        }
+            &mut self.far
+        };
+        let before = v.capacity();
+        v.push(id);
+        self.room += v.capacity() - before;
         self.entries += 1;
     }
 
@@ -80,11 +86,14 @@ impl Wheel {
         if now - self.next >= RING {
             // Behind by a whole turn (the clock jumped): every bucket.
             for b in self.ring.iter_mut() {
-                out.extend_from_slice(&std::mem::take(b));
+                let b = std::mem::take(b);
+                self.room -= b.capacity();
+                out.extend_from_slice(&b);
             }
         } else {
             for s in self.next..=now {
                 let b = std::mem::take(&mut self.ring[(s & MASK) as usize]);
+                self.room -= b.capacity();
                 if out.is_empty() {
                     *out = b;
                 } else {
@@ -95,7 +104,9 @@ impl Wheel {
         self.next = now + 1;
         if self.next - self.far_checked >= RING / 2 {
             self.far_checked = self.next;
-            out.extend_from_slice(&std::mem::take(&mut self.far));
+            let far = std::mem::take(&mut self.far);
+            self.room -= far.capacity();
+            out.extend_from_slice(&far);
         }
         self.entries -= out.len() - start;
     }
@@ -111,6 +122,7 @@ impl Wheel {
         out.extend_from_slice(&std::mem::take(&mut self.far));
         self.far_checked = self.next;
         self.entries = 0;
+        self.room = 0;
     }
 
     pub fn entries(&self) -> usize {
@@ -125,8 +137,7 @@ impl Wheel {
 
     /// Heap bytes the wheel holds.
     pub fn bytes(&self) -> usize {
-        let ids: usize = self.ring.iter().map(Vec::capacity).sum::<usize>() + self.far.capacity();
-        ids * 4 + self.ring.len() * std::mem::size_of::<Vec<ChunkId>>()
+        self.room * 4 + self.ring.len() * std::mem::size_of::<Vec<ChunkId>>()
     }
 }
 
@@ -135,6 +146,9 @@ mod tests {
     use super::*;
 
     fn due(w: &mut Wheel, now: u32) -> Vec<ChunkId> {
+        // The running count of room is the vectors' capacity.
+        let room: usize = w.ring.iter().map(Vec::capacity).sum::<usize>() + w.far.capacity();
+        assert_eq!(w.room, room);
         let mut v = Vec::new();
         w.take_due(now, &mut v);
         v.sort_unstable();
