@@ -195,6 +195,23 @@ impl Running {
             .sum()
     }
 
+    /// CPU time in nanoseconds of the server's threads named `name`
+    /// (/proc/PID/task/*/comm).
+    pub fn thread_cpu_ns(&self, name: &str) -> u64 {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return 0;
+        };
+        tasks
+            .filter_map(|t| {
+                let dir = t.ok()?.path();
+                let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+                (comm.trim() == name).then_some(())?;
+                let s = std::fs::read_to_string(dir.join("schedstat")).ok()?;
+                s.split_whitespace().next()?.parse::<u64>().ok()
+            })
+            .sum()
+    }
+
     /// (VmHWM, VmRSS) in bytes.
     pub fn rss(&self) -> (u64, u64) {
         let text =

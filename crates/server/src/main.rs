@@ -133,37 +133,36 @@ fn serve(settings: Settings) -> Result<(), String> {
     }
     listen::spawn_acceptor(listeners, handles, Arc::clone(&sh))
         .map_err(|e| format!("acceptor thread: {e}"))?;
+    // The reaper: each time the clock turns a second, free what expired
+    // (and what flush_all invalidated), a batch per taking of a lock. It
+    // sleeps until the maintainer says the second has turned.
+    let (turned, seconds) = std::sync::mpsc::sync_channel::<()>(1);
+    let rsh = Arc::clone(&sh);
+    std::thread::Builder::new()
+        .name("expiry".into())
+        .spawn(move || {
+            let batch = rsh.settings.ext.expiry_batch as usize;
+            while seconds.recv().is_ok() {
+                rsh.store.reap(batch);
+            }
+        })
+        .map_err(|e| format!("expiry thread: {e}"))?;
     let msh = Arc::clone(&sh);
     std::thread::Builder::new()
         .name("maintainer".into())
         .spawn(move || loop {
             std::thread::sleep(Duration::from_millis(250));
-            clock.tick();
+            if clock.tick() {
+                // Full: the reaper has a second still to do, which covers
+                // this one too.
+                let _ = turned.try_send(());
+            }
             if msh.settings.ext.slab_reassign {
                 msh.store
                     .automove_step(msh.automove(), msh.settings.ext.slab_automove_ratio);
             }
         })
         .map_err(|e| format!("maintainer thread: {e}"))?;
-    // The reaper: once the clock has moved to a new second, free what
-    // expired (and what flush_all invalidated), a batch per lock taking.
-    let rsh = Arc::clone(&sh);
-    std::thread::Builder::new()
-        .name("expiry".into())
-        .spawn(move || {
-            let clock = Arc::clone(rsh.store.clock());
-            let batch = rsh.settings.ext.expiry_batch as usize;
-            let mut done = 0;
-            loop {
-                let now = clock.now();
-                if now != done {
-                    rsh.store.reap(batch);
-                    done = now;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
-        .map_err(|e| format!("expiry thread: {e}"))?;
 
     wait_for_signal(signals, &sh);
     if sh.settings.daemon {

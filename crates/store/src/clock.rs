@@ -47,11 +47,12 @@ impl Clock {
     }
 
     /// Reads the system time and advances the clock (maintainer thread).
-    pub fn tick(&self) {
+    /// True when that turned it to a new second.
+    pub fn tick(&self) -> bool {
         let rel = unix_now().saturating_sub(self.started);
         let rel = u32::try_from(rel).unwrap_or(u32::MAX);
         // Never go backwards, even if the wall clock does.
-        self.now.fetch_max(rel, Ordering::Relaxed);
+        self.now.fetch_max(rel, Ordering::Relaxed) < rel
     }
 
     /// Moves the clock forward by `secs` (tests of expiry).
@@ -123,7 +124,7 @@ mod tests {
         let a = c.now();
         c.advance(5);
         assert_eq!(c.now(), a + 5);
-        c.tick();
+        assert!(!c.tick(), "the clock is ahead of the wall: no new second");
         assert!(c.now() >= a + 5, "tick never moves backwards");
     }
 }

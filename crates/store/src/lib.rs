@@ -1005,6 +1005,7 @@ impl Store {
 
     /// `stats reset`: zeroes the counters, not the contents.
     pub fn reset_stats(&self) {
+        self.reaper_checked.store(0, Ordering::Relaxed);
         for s in self.shards.iter() {
             let mut g = s.lock();
             g.total_items = 0;

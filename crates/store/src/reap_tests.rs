@@ -67,6 +67,10 @@ fn items_are_freed_in_their_second_not_before() {
     assert_eq!(st.expired_unfetched, 496);
     assert_eq!(st.reclaimed, 0, "no store had to reclaim memory itself");
     assert_eq!(st.wheel_entries, 0);
+    assert_eq!(st.wheel_checked, 500);
+    s.reset_stats();
+    let st = s.stats();
+    assert_eq!((st.expired_reclaimed, st.wheel_checked), (0, 0));
     for _ in 0..10 {
         assert_eq!(tick(&s, &c), Reaped::default(), "nothing left to do");
     }
