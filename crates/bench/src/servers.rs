@@ -186,26 +186,26 @@ impl Running {
     /// /proc/PID/task/*/schedstat (finer than the 10 ms ticks of
     /// `cpu_seconds`).
     pub fn cpu_ns(&self) -> u64 {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
-            return 0;
-        };
-        tasks
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-            .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-            .sum()
+        self.tasks_cpu_ns(None)
     }
 
     /// CPU time in nanoseconds of the server's threads named `name`
     /// (/proc/PID/task/*/comm).
     pub fn thread_cpu_ns(&self, name: &str) -> u64 {
+        self.tasks_cpu_ns(Some(name))
+    }
+
+    fn tasks_cpu_ns(&self, name: Option<&str>) -> u64 {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
             return 0;
         };
         tasks
             .filter_map(|t| {
                 let dir = t.ok()?.path();
-                let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-                (comm.trim() == name).then_some(())?;
+                if let Some(name) = name {
+                    let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+                    (comm.trim() == name).then_some(())?;
+                }
                 let s = std::fs::read_to_string(dir.join("schedstat")).ok()?;
                 s.split_whitespace().next()?.parse::<u64>().ok()
             })
