@@ -295,15 +295,20 @@ impl Mem {
             return;
         }
         for slot in c.end_slot..per {
-            let id = chunk_id(c.end_page, slot);
-            let it = self.item(id);
-            it.set_iflags(0);
-            it.clear_ref();
-            it.set_next(c.free_head);
-            c.free_head = id;
-            c.free_count += 1;
+            self.list_unused(c, chunk_id(c.end_page, slot));
         }
         c.end_page = NIL;
+    }
+
+    /// Marks a chunk that holds no item (its bytes may be anything) free
+    /// and lists it in `c`'s free list.
+    fn list_unused(&self, c: &mut SlabClass, id: ChunkId) {
+        let it = self.item(id);
+        it.set_iflags(0);
+        it.clear_ref();
+        it.set_next(c.free_head);
+        c.free_head = id;
+        c.free_count += 1;
     }
 
     /// Gives a used page (no chunk of it in use) to `class`, or to the
@@ -322,13 +327,7 @@ impl Mem {
         // The page holds an old class's bytes: mark each new chunk free
         // and list it.
         for slot in (0..per).rev() {
-            let id = chunk_id(page, slot);
-            let it = self.item(id);
-            it.set_iflags(0);
-            it.clear_ref();
-            it.set_next(c.free_head);
-            c.free_head = id;
-            c.free_count += 1;
+            self.list_unused(c, chunk_id(page, slot));
         }
     }
 
