@@ -4,6 +4,9 @@
 //!  socket bytes ──► server::conn (finds the line) ──► text::trim_line
 //!        ──► text::parse ──► Request<'_> (borrows the line, no copy)
 //!        ──► server::exec ──► store ──► reply lines ──► conn output
+//!
+//!  binary.rs: the binary protocol's 24-byte headers, opcodes and status
+//!  codes (framing only; not yet wired into the server: issue 6)
 //! ```
 //!
 //! Everything here is pure: no sockets, no threads, no clocks, no unsafe.
@@ -11,6 +14,7 @@
 //! `num.rs` for its number rules) so that clients see the same answers.
 #![forbid(unsafe_code)]
 
+pub mod binary;
 pub mod num;
 pub mod text;
 
