@@ -68,8 +68,8 @@ pub mod rf {
 
 /// `iflags` bits.
 pub mod fl {
-    /// In the index and an LRU list; the link holds one reference.
-    pub const LINKED: u8 = 1;
+    // (1 is free: whether an item is linked is the reference word's
+    // link field, `It::is_linked`.)
     /// Read by a client since it was stored.
     pub const FETCHED: u8 = 2;
     /// Client flags are stored (they are non-zero).
@@ -150,6 +150,12 @@ impl It {
     /// it of chunks that may since belong to another shard's item.
     pub fn linked_in(self, shard: usize) -> bool {
         usize::from(self.refword().load(Ordering::Acquire) >> rf::LINK_SHIFT) == shard + 1
+    }
+
+    /// Whether some shard's index links this item (in its index and an
+    /// LRU list; the link holds one reference).
+    pub fn is_linked(self) -> bool {
+        self.refword().load(Ordering::Acquire) >> rf::LINK_SHIFT != 0
     }
 
     /// A fresh item becomes linked in `shard` (no reader can hold it yet).
@@ -286,23 +292,25 @@ mod tests {
         it.set_next(NIL);
         it.set_nbytes(1 << 30);
         it.set_nkey(250);
-        it.set_iflags(fl::LINKED | fl::HAS_FLAGS);
+        it.set_iflags(fl::CHAINED | fl::HAS_FLAGS);
+        assert!(!it.is_linked());
         it.link_ref(3);
+        assert!(it.is_linked());
         assert_eq!(it.cas(), 0x0102_0304_0506_0708);
         assert_eq!(
             (it.exptime(), it.time(), it.prev(), it.next()),
             (7, 9, 11, NIL)
         );
         assert_eq!((it.nbytes(), it.nkey()), (1 << 30, 250));
-        assert!(it.has(fl::LINKED) && !it.has(fl::FETCHED));
+        assert!(it.has(fl::CHAINED) && !it.has(fl::FETCHED));
         it.set(fl::FETCHED);
-        it.clear(fl::LINKED);
+        it.clear(fl::CHAINED);
         assert_eq!(it.iflags(), fl::FETCHED | fl::HAS_FLAGS);
         assert!(it.linked_in(3) && !it.linked_in(2) && !it.linked_in(4));
         assert!(it.pin_ref() && it.pin_ref());
         assert_eq!(it.readers(), 2);
         assert!(!it.unlink_ref(), "readers still hold it");
-        assert!(!it.linked_in(3));
+        assert!(!it.linked_in(3) && !it.is_linked());
         assert!(!it.release_ref());
         assert!(it.release_ref(), "the last reader frees it");
         it.link_ref(rf::MAX_SHARDS - 1);

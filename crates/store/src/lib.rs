@@ -18,12 +18,12 @@
 //! ```
 //!
 //! Invariants:
-//! - an item is LINKED iff it is in its shard's index iff it is in its
+//! - an item is linked iff it is in its shard's index iff it is in its
 //!   class's LRU list in that shard iff its reference word names that
-//!   shard (the link's reference);
+//!   shard (the link's reference; `It::is_linked`);
 //! - a linked item with an exptime has an entry in its shard's wheel at
 //!   or before its second (expiry.rs);
-//! - a chunk is in use iff a LINKED item or a reader's `ItemRef` holds it
+//! - a chunk is in use iff a linked item or a reader's `ItemRef` holds it
 //!   (a chained item's continuation chunks follow their head); an item's
 //!   chunks are freed by whoever drops its last reference;
 //! - total pages times the page size never exceeds `-m`, except for the
@@ -799,7 +799,7 @@ impl Store {
         it.set_next(item::NIL);
         it.set_nbytes(nbytes as u32);
         it.set_nkey(key.len() as u8);
-        let mut iflags = fl::LINKED;
+        let mut iflags = 0;
         if flags != 0 {
             iflags |= fl::HAS_FLAGS;
         }
@@ -1222,7 +1222,7 @@ impl Store {
             }
             for head in self.mem.items_in_slots(page, from..to) {
                 let it = self.mem.item(head);
-                if !it.has(fl::LINKED) {
+                if !it.is_linked() {
                     // Unlinked already (a chained item seen twice, or one
                     // a reader holds): its release frees the chunk.
                     continue;

@@ -386,7 +386,7 @@ impl Mem {
             let it = self.item(id);
             if it.has(fl::CONT) {
                 heads.push(it.prev());
-            } else if it.has(fl::LINKED) {
+            } else if it.is_linked() {
                 heads.push(id);
             }
         }

@@ -91,7 +91,9 @@ impl Store {
 
     /// Checks wheel entries `ids` taken out of shard `k`'s wheel.
     fn reap_entries(&self, k: usize, ids: &[ChunkId], now: u32, batch: usize, r: &mut Reaped) {
-        let mut hashes = Vec::with_capacity(batch.min(ids.len()));
+        // Per entry of a batch: its item and key hash, if this shard
+        // linked it when the batch began.
+        let mut found = Vec::with_capacity(batch.min(ids.len()));
         for (n, part) in ids.chunks(batch).enumerate() {
             if n > 0 {
                 std::thread::yield_now();
@@ -103,32 +105,33 @@ impl Store {
             // Two passes that only read, so that the CPU overlaps their
             // cache misses: the headers, then the keys' hashes and their
             // index slots. The checks below then find them in cache.
-            hashes.clear();
+            found.clear();
             let mut warm = 0;
             for &id in part {
-                if let Some(it) = self.mem.try_item(&slabs, id) {
+                let it = self.mem.try_item(&slabs, id);
+                if let Some(it) = it {
                     warm ^= u64::from(it.readers());
                 }
+                found.push(it.map(|it| (it, 0)));
             }
-            for &id in part {
-                let h = match self.mem.try_item(&slabs, id) {
-                    Some(it) if it.linked_in(k) => self.hash(it.key()),
-                    _ => 0,
-                };
-                warm ^= shard.index.warm(h);
-                hashes.push(h);
+            for f in found.iter_mut() {
+                match *f {
+                    Some((it, ref mut hash)) if it.linked_in(k) => {
+                        *hash = self.hash(it.key());
+                        warm ^= shard.index.warm(*hash);
+                    }
+                    _ => *f = None,
+                }
             }
             std::hint::black_box(warm);
-            for (&id, &hash) in part.iter().zip(&hashes) {
+            for (&id, f) in part.iter().zip(&found) {
                 r.checked += 1;
-                let Some(it) = self.mem.try_item(&slabs, id) else {
+                // Not linked here, or unlinked by an earlier duplicate
+                // entry of this batch.
+                let Some((it, hash)) = f.filter(|(it, _)| it.linked_in(k)) else {
                     r.stale += 1;
                     continue;
                 };
-                if !it.linked_in(k) {
-                    r.stale += 1;
-                    continue;
-                }
                 // Linked here: this shard's lock (held) keeps it so, and
                 // only holders of that lock write its header.
                 match Shard::is_dead(self, it, now) {

@@ -128,7 +128,7 @@ impl Shard {
     pub(crate) fn unlink(&mut self, store: &Store, i: ChunkId, hash: u64) -> bool {
         let mem = &*store.mem;
         let it = mem.item(i);
-        debug_assert!(it.has(fl::LINKED));
+        debug_assert!(it.linked_in(self.id));
         debug_assert_eq!(hash, store.hash(it.key()));
         let removed = self.index.remove(hash, i);
         debug_assert!(removed, "a linked item is indexed");
@@ -140,7 +140,6 @@ impl Shard {
         cs.mem_requested -= size;
         self.curr_items -= 1;
         self.bytes -= size;
-        it.clear(fl::LINKED);
         it.unlink_ref()
     }
 
