@@ -10,8 +10,12 @@
 //!  (all numbers big-endian; body = extras, key, value)
 //! ```
 //!
-//! Not wired into the server yet (issue 6): the per-opcode checks of
-//! extras and key lengths, and the commands themselves, come with it.
+//! A request is judged by its header alone ([`check`]: lengths per
+//! opcode, as memcached 1.6 judges them), so nothing is buffered for a
+//! request that will be refused; then [`decode`] reads extras and key
+//! into a typed [`Request`]. A value (set, append, SASL data) is read by
+//! the server after the header said how long it is and the server's
+//! `-I` limit allowed it.
 
 /// First byte of a request.
 pub const REQ_MAGIC: u8 = 0x80;
@@ -167,15 +171,236 @@ pub struct Header {
     pub cas: u64,
 }
 
-/// Why a header or body cannot be read.
+/// Why a header cannot be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
     /// Fewer than `HEADER_LEN` bytes (read more).
     Short,
-    /// The first byte is not the request magic.
+    /// The first byte is not the request magic: memcached closes the
+    /// connection without a word.
     BadMagic(u8),
-    /// Extras and key are longer than the body.
+}
+
+/// The longest key memcached stores (binary lengths could say 65535).
+pub const KEY_MAX_LENGTH: usize = 250;
+/// The longest SASL mechanism name accepted.
+pub const MAX_SASL_MECH_LEN: usize = 32;
+
+/// What memcached does with a request its header already condemns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Extras and key longer than the body: "Unknown command", then the
+    /// connection is closed.
     BodyTooShort,
+    /// A key over 250 bytes, or lengths wrong for the opcode: "Invalid
+    /// arguments", then the connection is closed.
+    Invalid,
+    /// An opcode memcached 1.6 does not serve: "Unknown command"; after
+    /// extras and key, `body_len` more bytes are discarded (memcached's
+    /// own arithmetic, kept so that the byte streams stay in step).
+    Unknown,
+}
+
+/// The store commands, as the binary protocol names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+}
+
+/// A request's command, with its extras decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// Get, GetQ, GetK, GetKQ; `with_key`: the K variants.
+    Get {
+        key: &'a [u8],
+        with_key: bool,
+    },
+    /// Gat, GatQ, GatK, GatKQ.
+    Gat {
+        key: &'a [u8],
+        exptime: u32,
+        with_key: bool,
+    },
+    Touch {
+        key: &'a [u8],
+        exptime: u32,
+    },
+    /// Set/Add/Replace (with flags and exptime) and Append/Prepend (0 and
+    /// 0); the value follows the key.
+    Store {
+        op: StoreOp,
+        key: &'a [u8],
+        flags: u32,
+        exptime: u32,
+    },
+    Delete {
+        key: &'a [u8],
+    },
+    /// Increment/Decrement; `exptime` 0xffffffff: do not create.
+    Arith {
+        incr: bool,
+        key: &'a [u8],
+        delta: u64,
+        initial: u64,
+        exptime: u32,
+    },
+    Quit,
+    Flush {
+        delay: u32,
+    },
+    NoOp,
+    Version,
+    /// Stat with no key (all) or a group name.
+    Stat {
+        key: &'a [u8],
+    },
+    SaslListMechs,
+    /// SaslAuth (`step` false) or SaslStep; the data follows the key.
+    SaslAuth {
+        mech: &'a [u8],
+        step: bool,
+    },
+}
+
+impl Command<'_> {
+    /// Whether the value after the key is part of this request (else
+    /// only header, extras and key are; memcached leaves any further
+    /// bytes of a Stat or Gat body in the stream).
+    pub fn has_value(&self) -> bool {
+        matches!(self, Command::Store { .. } | Command::SaslAuth { .. })
+    }
+}
+
+/// A decoded request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// The opcode as sent (responses echo it, quiet or not).
+    pub opcode: Opcode,
+    pub opaque: u32,
+    pub cas: u64,
+    pub cmd: Command<'a>,
+}
+
+impl Request<'_> {
+    pub fn quiet(&self) -> bool {
+        self.opcode.is_quiet()
+    }
+}
+
+/// Judges a request by its header, in memcached 1.6's order (the server
+/// checks authentication between [`Header::lengths_ok`] and this).
+pub fn check(h: &Header) -> Result<Opcode, Refusal> {
+    use Opcode::*;
+    let (ext, key, body) = (h.extras_len, usize::from(h.key_len), h.body_len as usize);
+    if key > KEY_MAX_LENGTH {
+        return Err(Refusal::Invalid);
+    }
+    let Some(op) = Opcode::from_u8(h.opcode) else {
+        return Err(Refusal::Unknown);
+    };
+    let only = |e: u8| ext == e && body == key + usize::from(e);
+    let ok = match op.loud() {
+        Version | NoOp | Quit | SaslListMechs => ext == 0 && key == 0 && body == 0,
+        Flush => key == 0 && body == usize::from(ext) && (ext == 0 || ext == 4),
+        Set | Add | Replace => ext == 8 && key != 0 && body >= key + 8,
+        Get | GetK => ext == 0 && key > 0 && body == key,
+        Delete => key > 0 && only(0),
+        Increment | Decrement => key > 0 && only(20),
+        Append | Prepend => key > 0 && ext == 0,
+        Stat => ext == 0,
+        SaslAuth | SaslStep => ext == 0 && key != 0,
+        Touch | Gat | GatK => ext == 4 && key != 0,
+        // memcached 1.6 lists the opcode and answers it as unknown.
+        Verbosity => return Err(Refusal::Unknown),
+        _ => unreachable!("quiet opcodes map to loud ones"),
+    };
+    if ok {
+        Ok(op)
+    } else {
+        Err(Refusal::Invalid)
+    }
+}
+
+fn be64(b: &[u8]) -> u64 {
+    u64::from_be_bytes(b[..8].try_into().expect("8 bytes"))
+}
+
+/// Decodes a request that passed [`check`] as `op`, from its header and
+/// the `extras_len + key_len` bytes after it.
+pub fn decode<'a>(op: Opcode, h: &Header, ext_key: &'a [u8]) -> Request<'a> {
+    use Opcode::*;
+    let (e, key) = ext_key.split_at(usize::from(h.extras_len));
+    let key = &key[..usize::from(h.key_len)];
+    let store = |op| Command::Store {
+        op,
+        key,
+        flags: be32(e),
+        exptime: be32(&e[4..]),
+    };
+    let concat = |op| Command::Store {
+        op,
+        key,
+        flags: 0,
+        exptime: 0,
+    };
+    let cmd = match op.loud() {
+        Get => Command::Get {
+            key,
+            with_key: false,
+        },
+        GetK => Command::Get {
+            key,
+            with_key: true,
+        },
+        Gat | GatK => Command::Gat {
+            key,
+            exptime: be32(e),
+            with_key: op.loud() == GatK,
+        },
+        Touch => Command::Touch {
+            key,
+            exptime: be32(e),
+        },
+        Set => store(StoreOp::Set),
+        Add => store(StoreOp::Add),
+        Replace => store(StoreOp::Replace),
+        Append => concat(StoreOp::Append),
+        Prepend => concat(StoreOp::Prepend),
+        Delete => Command::Delete { key },
+        Increment | Decrement => Command::Arith {
+            incr: op.loud() == Increment,
+            key,
+            delta: be64(e),
+            initial: be64(&e[8..]),
+            exptime: be32(&e[16..]),
+        },
+        Quit => Command::Quit,
+        Flush => Command::Flush {
+            delay: if e.len() == 4 { be32(e) } else { 0 },
+        },
+        NoOp => Command::NoOp,
+        Version => Command::Version,
+        Stat => Command::Stat { key },
+        SaslListMechs => Command::SaslListMechs,
+        SaslAuth | SaslStep => Command::SaslAuth {
+            mech: key,
+            step: op == SaslStep,
+        },
+        Verbosity | GetQ | GetKQ | SetQ | AddQ | ReplaceQ | DeleteQ | IncrementQ | DecrementQ
+        | QuitQ | FlushQ | AppendQ | PrependQ | GatQ | GatKQ => {
+            unreachable!("check refuses Verbosity; quiet opcodes map to loud ones")
+        }
+    };
+    Request {
+        opcode: op,
+        opaque: h.opaque,
+        cas: h.cas,
+        cmd,
+    }
 }
 
 fn be16(b: &[u8]) -> u16 {
@@ -204,15 +429,23 @@ impl Header {
             vbucket_or_status: be16(&b[6..]),
             body_len: be32(&b[8..]),
             opaque: be32(&b[12..]),
-            cas: u64::from_be_bytes(b[16..24].try_into().expect("8 bytes")),
+            cas: be64(&b[16..]),
         };
-        if usize::from(h.key_len) + usize::from(h.extras_len) > h.body_len as usize {
-            return Err(FrameError::BodyTooShort);
-        }
         Ok(h)
     }
 
-    /// Splits a body of `body_len` bytes into extras, key and value.
+    /// Whether extras and key fit in the body (else [`Refusal::BodyTooShort`]).
+    pub fn lengths_ok(&self) -> bool {
+        usize::from(self.key_len) + usize::from(self.extras_len) <= self.body_len as usize
+    }
+
+    /// Bytes of extras and key.
+    pub fn ext_key_len(&self) -> usize {
+        usize::from(self.key_len) + usize::from(self.extras_len)
+    }
+
+    /// Splits a body of `body_len` bytes into extras, key and value
+    /// (only for a header whose [`lengths_ok`](Self::lengths_ok)).
     pub fn split<'a>(&self, body: &'a [u8]) -> (&'a [u8], &'a [u8], &'a [u8]) {
         debug_assert_eq!(body.len(), self.body_len as usize);
         let (extras, rest) = body.split_at(usize::from(self.extras_len));
@@ -220,9 +453,9 @@ impl Header {
         (extras, key, value)
     }
 
-    /// Length of the value in the body.
+    /// Length of the value in the body (for a header whose lengths are ok).
     pub fn value_len(&self) -> usize {
-        self.body_len as usize - usize::from(self.key_len) - usize::from(self.extras_len)
+        (self.body_len as usize).saturating_sub(self.ext_key_len())
     }
 }
 
@@ -318,14 +551,18 @@ mod tests {
         // Body length shorter than extras + key.
         let mut short = req.clone();
         short[8..12].copy_from_slice(&0u32.to_be_bytes());
-        assert_eq!(Header::parse(&short), Err(FrameError::BodyTooShort));
+        assert!(!Header::parse(&short).unwrap().lengths_ok());
         let mut short = request(0x01, &[0; 8], b"key", b"");
         short[8..12].copy_from_slice(&10u32.to_be_bytes());
-        assert_eq!(Header::parse(&short), Err(FrameError::BodyTooShort));
+        let h = Header::parse(&short).unwrap();
+        assert!(!h.lengths_ok());
+        assert_eq!(h.value_len(), 0);
         // A huge body is only a number here: the caller decides.
         let mut huge = req;
         huge[8..12].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert_eq!(Header::parse(&huge).unwrap().body_len, u32::MAX);
+        let h = Header::parse(&huge).unwrap();
+        assert_eq!(h.body_len, u32::MAX);
+        assert_eq!(check(&h), Err(Refusal::Invalid), "a get's body is its key");
     }
 
     #[test]
@@ -350,7 +587,13 @@ mod tests {
             }
             if let Ok(h) = Header::parse(&b) {
                 assert_eq!(b[0], REQ_MAGIC);
-                if h.body_len <= 1024 {
+                if let (true, Ok(op)) = (h.lengths_ok(), check(&h)) {
+                    let ext_key = vec![0u8; h.ext_key_len()];
+                    let r = decode(op, &h, &ext_key);
+                    assert_eq!(r.opcode.code(), h.opcode);
+                    assert!(h.key_len as usize <= KEY_MAX_LENGTH);
+                }
+                if h.lengths_ok() && h.body_len <= 1024 {
                     let body = vec![0u8; h.body_len as usize];
                     let (e, k, v) = h.split(&body);
                     assert_eq!((e.len(), k.len()), (h.extras_len.into(), h.key_len.into()));
@@ -360,6 +603,191 @@ mod tests {
             }
         }
         assert!(split > 1000, "{split} bodies split");
+    }
+
+    fn judge(
+        opcode: u8,
+        extras: &[u8],
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Request<'static>, Refusal> {
+        let req = request(opcode, extras, key, value).leak();
+        let h = Header::parse(req).unwrap();
+        assert!(h.lengths_ok());
+        let op = check(&h)?;
+        Ok(decode(
+            op,
+            &h,
+            &req[HEADER_LEN..HEADER_LEN + h.ext_key_len()],
+        ))
+    }
+
+    fn cmd(opcode: u8, extras: &[u8], key: &[u8], value: &[u8]) -> Command<'static> {
+        judge(opcode, extras, key, value).unwrap().cmd
+    }
+
+    #[test]
+    fn every_opcode_decodes() {
+        let mut set_ext = 7u32.to_be_bytes().to_vec();
+        set_ext.extend_from_slice(&300u32.to_be_bytes());
+        let mut arith = 5u64.to_be_bytes().to_vec();
+        arith.extend_from_slice(&10u64.to_be_bytes());
+        arith.extend_from_slice(&u32::MAX.to_be_bytes());
+        let t = 60u32.to_be_bytes();
+        for (op, with_key) in [(0x00, false), (0x09, false), (0x0c, true), (0x0d, true)] {
+            assert_eq!(
+                cmd(op, &[], b"k", &[]),
+                Command::Get {
+                    key: b"k",
+                    with_key
+                }
+            );
+        }
+        for (op, with_key) in [(0x1d, false), (0x1e, false), (0x23, true), (0x24, true)] {
+            let exptime = 60;
+            assert_eq!(
+                cmd(op, &t, b"k", &[]),
+                Command::Gat {
+                    key: b"k",
+                    exptime,
+                    with_key
+                }
+            );
+        }
+        assert_eq!(
+            cmd(0x1c, &t, b"k", &[]),
+            Command::Touch {
+                key: b"k",
+                exptime: 60
+            }
+        );
+        for (ops, sop) in [
+            ([0x01, 0x11], StoreOp::Set),
+            ([0x02, 0x12], StoreOp::Add),
+            ([0x03, 0x13], StoreOp::Replace),
+        ] {
+            for op in ops {
+                let r = judge(op, &set_ext, b"key", b"val").unwrap();
+                assert_eq!(
+                    r.cmd,
+                    Command::Store {
+                        op: sop,
+                        key: b"key",
+                        flags: 7,
+                        exptime: 300
+                    }
+                );
+                assert!(r.cmd.has_value());
+                assert_eq!(r.quiet(), op >= 0x11);
+                assert_eq!((r.opaque, r.cas), (0xdead_beef, 42));
+            }
+        }
+        for (op, sop) in [
+            (0x0e, StoreOp::Append),
+            (0x19, StoreOp::Append),
+            (0x0f, StoreOp::Prepend),
+            (0x1a, StoreOp::Prepend),
+        ] {
+            assert_eq!(
+                cmd(op, &[], b"k", b"v"),
+                Command::Store {
+                    op: sop,
+                    key: b"k",
+                    flags: 0,
+                    exptime: 0
+                }
+            );
+        }
+        for op in [0x04, 0x14] {
+            assert_eq!(cmd(op, &[], b"k", &[]), Command::Delete { key: b"k" });
+        }
+        for (op, incr) in [(0x05, true), (0x15, true), (0x06, false), (0x16, false)] {
+            let c = cmd(op, &arith, b"n", &[]);
+            assert_eq!(
+                c,
+                Command::Arith {
+                    incr,
+                    key: b"n",
+                    delta: 5,
+                    initial: 10,
+                    exptime: u32::MAX
+                }
+            );
+        }
+        assert_eq!(cmd(0x07, &[], &[], &[]), Command::Quit);
+        assert_eq!(cmd(0x17, &[], &[], &[]), Command::Quit);
+        assert_eq!(cmd(0x08, &[], &[], &[]), Command::Flush { delay: 0 });
+        assert_eq!(cmd(0x18, &t, &[], &[]), Command::Flush { delay: 60 });
+        assert_eq!(cmd(0x0a, &[], &[], &[]), Command::NoOp);
+        assert_eq!(cmd(0x0b, &[], &[], &[]), Command::Version);
+        assert_eq!(cmd(0x10, &[], &[], &[]), Command::Stat { key: b"" });
+        assert_eq!(
+            cmd(0x10, &[], b"items", &[]),
+            Command::Stat { key: b"items" }
+        );
+        assert_eq!(cmd(0x20, &[], &[], &[]), Command::SaslListMechs);
+        let auth = cmd(0x21, &[], b"PLAIN", b"\0u\0p");
+        assert_eq!(
+            auth,
+            Command::SaslAuth {
+                mech: b"PLAIN",
+                step: false
+            }
+        );
+        assert!(auth.has_value());
+        assert_eq!(
+            cmd(0x22, &[], b"PLAIN", &[]),
+            Command::SaslAuth {
+                mech: b"PLAIN",
+                step: true
+            }
+        );
+    }
+
+    #[test]
+    fn lengths_wrong_for_the_opcode_are_refused() {
+        let inval = Err(Refusal::Invalid);
+        assert_eq!(judge(0x00, &[], b"", &[]), inval, "get without a key");
+        assert_eq!(
+            judge(0x00, &[1, 2, 3, 4], b"k", &[]),
+            inval,
+            "get with extras"
+        );
+        assert_eq!(judge(0x00, &[], b"k", b"v"), inval, "get with a value");
+        assert_eq!(judge(0x01, &[], b"k", b"v"), inval, "set without extras");
+        assert_eq!(judge(0x01, &[0; 8], b"", b"v"), inval, "set without a key");
+        assert_eq!(judge(0x0a, &[], b"k", &[]), inval, "noop with a key");
+        assert_eq!(judge(0x0b, &[], &[], b"v"), inval, "version with a value");
+        assert_eq!(judge(0x08, &[0; 8], &[], &[]), inval, "flush with 8 extras");
+        assert_eq!(judge(0x08, &[], &[], b"v"), inval, "flush with a value");
+        assert_eq!(judge(0x05, &[0; 8], b"n", &[]), inval, "incr with 8 extras");
+        assert_eq!(judge(0x04, &[], b"k", b"v"), inval, "delete with a value");
+        assert_eq!(judge(0x1d, &[], b"k", &[]), inval, "gat without exptime");
+        assert_eq!(judge(0x1c, &[0; 4], b"", &[]), inval, "touch without a key");
+        assert_eq!(
+            judge(0x0e, &[0; 4], b"k", b"v"),
+            inval,
+            "append with extras"
+        );
+        assert_eq!(judge(0x10, &[0; 4], &[], &[]), inval, "stat with extras");
+        assert_eq!(
+            judge(0x21, &[], b"", b"x"),
+            inval,
+            "auth without a mechanism"
+        );
+        assert_eq!(
+            judge(0x20, &[], b"x", &[]),
+            inval,
+            "mechanism list with a key"
+        );
+        assert_eq!(judge(0x00, &[], &[b'k'; 251], &[]), inval, "a 251-byte key");
+        assert!(judge(0x00, &[], &[b'k'; 250], &[]).is_ok());
+        // Unknown opcodes, and Verbosity (memcached 1.6 answers it so).
+        for op in [0x1b, 0x1f, 0x25, 0x30, 0xff] {
+            assert_eq!(judge(op, &[], &[], &[]), Err(Refusal::Unknown), "{op:#x}");
+        }
+        // A key too long is judged before the opcode.
+        assert_eq!(judge(0x30, &[], &[b'k'; 300], &[]), inval);
     }
 
     #[test]

@@ -138,6 +138,8 @@ pub fn execute(req: Request<'_>, cx: &mut Cx<'_>) -> Flow {
                 noreply,
             ),
             DeltaOutcome::OutOfMemory => cx.reply("SERVER_ERROR out of memory", noreply),
+            // Only a CAS check (binary protocol) gives this.
+            DeltaOutcome::Exists => cx.reply("EXISTS", noreply),
         },
         Request::Touch {
             key,

@@ -288,6 +288,8 @@ pub enum StoreOutcome {
 pub enum DeltaOutcome {
     Value(u64),
     NotFound,
+    /// A CAS value was given and the item's differs (binary protocol).
+    Exists,
     NonNumeric,
     OutOfMemory,
 }
@@ -638,7 +640,8 @@ impl Store {
     }
 
     /// Stores `value` under `key` according to `mode`. Returns the outcome
-    /// memcached would report; `cas_unique` is only read for `Mode::Cas`.
+    /// memcached would report; `cas_unique` is read for `Mode::Cas`, and
+    /// for append/prepend when it is not 0 (the binary protocol's check).
     pub fn store(
         &self,
         mode: Mode,
@@ -648,11 +651,25 @@ impl Store {
         value: &[u8],
         cas_unique: u64,
     ) -> StoreOutcome {
+        self.store_cas(mode, key, flags, exptime, value, cas_unique).0
+    }
+
+    /// [`store`](Self::store), also returning the new item's CAS value
+    /// (0 unless stored).
+    pub fn store_cas(
+        &self,
+        mode: Mode,
+        key: &[u8],
+        flags: u32,
+        exptime: i32,
+        value: &[u8],
+        cas_unique: u64,
+    ) -> (StoreOutcome, u64) {
         if !self.item_size_ok(key.len(), flags, value.len()) {
             if mode == Mode::Set {
                 self.unlink_key(key);
             }
-            return StoreOutcome::TooLarge;
+            return (StoreOutcome::TooLarge, 0);
         }
         let class_in = self.class_for_size(Self::size_for(key.len(), flags, value.len() + 2));
         let hash = self.hash(key);
@@ -673,26 +690,31 @@ impl Store {
             (Mode::Add, Some(o)) => {
                 // add promotes the item it did not replace.
                 shard.touch_lru(self, o, self.class_of(self.mem.item(o)), now);
-                return StoreOutcome::NotStored;
+                return (StoreOutcome::NotStored, 0);
             }
-            (Mode::Replace | Mode::Append | Mode::Prepend, None) => return StoreOutcome::NotStored,
-            (Mode::Cas, None) => return StoreOutcome::NotFound,
+            (Mode::Replace | Mode::Append | Mode::Prepend, None) => {
+                return (StoreOutcome::NotStored, 0)
+            }
+            (Mode::Cas, None) => return (StoreOutcome::NotFound, 0),
             (Mode::Replace, Some(_)) => (&fresh, flags, exptime),
             (Mode::Cas, Some(o)) => {
                 let it = self.mem.item(o);
                 let class = self.class_of(it);
                 if cas_unique == 0 || cas_unique != it.cas() {
                     shard.classes[class].stats.cas_badval += 1;
-                    return StoreOutcome::Exists;
+                    return (StoreOutcome::Exists, 0);
                 }
                 shard.classes[class].stats.cas_hits += 1;
                 (&fresh, flags, exptime)
             }
             (Mode::Append | Mode::Prepend, Some(o)) => {
                 let it = self.mem.item(o);
+                if cas_unique != 0 && cas_unique != it.cas() {
+                    return (StoreOutcome::Exists, 0);
+                }
                 let old_len = it.nbytes() as usize - 2;
                 if !self.item_size_ok(key.len(), it.flags(), old_len + value.len()) {
-                    return StoreOutcome::NotStored;
+                    return (StoreOutcome::NotStored, 0);
                 }
                 old_value = self.value_of(it);
                 let v: &[u8] = &old_value;
@@ -717,16 +739,21 @@ impl Store {
         self.finish_store(shard, &new, mode)
     }
 
-    fn finish_store(&self, shard: &mut Shard, new: &NewItem<'_>, mode: Mode) -> StoreOutcome {
-        if self.put(shard, new) {
-            StoreOutcome::Stored
+    fn finish_store(
+        &self,
+        shard: &mut Shard,
+        new: &NewItem<'_>,
+        mode: Mode,
+    ) -> (StoreOutcome, u64) {
+        if let Some(cas) = self.put(shard, new) {
+            (StoreOutcome::Stored, cas)
         } else {
             if mode == Mode::Set {
                 if let Some(o) = new.old {
                     shard.unlink_free(self, o, new.hash);
                 }
             }
-            StoreOutcome::OutOfMemory
+            (StoreOutcome::OutOfMemory, 0)
         }
     }
 
@@ -747,9 +774,9 @@ impl Store {
         Cow::Owned(v)
     }
 
-    /// Allocates, writes and links a new item, replacing `new.old`. False
-    /// when out of memory.
-    fn put(&self, shard: &mut Shard, new: &NewItem<'_>) -> bool {
+    /// Allocates, writes and links a new item, replacing `new.old`; its
+    /// CAS value, or `None` when out of memory.
+    fn put(&self, shard: &mut Shard, new: &NewItem<'_>) -> Option<u64> {
         let NewItem {
             hash,
             key,
@@ -772,7 +799,7 @@ impl Store {
         let mut chunks = Chunks::new();
         if n == 1 {
             if !shard.alloc(self, class, 1, old, now, &mut chunks) {
-                return false;
+                return None;
             }
         } else {
             // A chain: largest chunks, the last one from the smallest class
@@ -781,18 +808,19 @@ impl Store {
             let before_last = (chunk_max - fixed) + (n - 2) * (chunk_max - HDR);
             let last = self.class_for_size(HDR + nbytes - before_last);
             if !shard.alloc(self, largest, n - 1, old, now, &mut chunks) {
-                return false;
+                return None;
             }
             let mut tail = Chunks::new();
             if !shard.alloc(self, last, 1, old, now, &mut tail) {
                 self.mem.free_chunks(&chunks);
-                return false;
+                return None;
             }
             chunks.push(tail[0]);
         }
         let head = chunks[0];
         let it = self.mem.item(head);
-        it.set_cas(if self.cfg.use_cas { self.next_cas() } else { 0 });
+        let cas = if self.cfg.use_cas { self.next_cas() } else { 0 };
+        it.set_cas(cas);
         it.set_exptime(exptime);
         it.set_time(now);
         it.set_prev(item::NIL);
@@ -851,7 +879,7 @@ impl Store {
             shard.unlink_free(self, o, hash);
         }
         shard.link(self, hash, head);
-        true
+        Some(cas)
     }
 
     /// Removes `key` if present, counting nothing (memcached drops the old
@@ -910,22 +938,38 @@ impl Store {
         delta: u64,
         parse: fn(&[u8]) -> Option<u64>,
     ) -> DeltaOutcome {
+        self.arith_cas(key, incr, delta, 0, parse).0
+    }
+
+    /// [`arith`](Self::arith) with the binary protocol's CAS check (none
+    /// when `cas_unique` is 0), also returning the item's new CAS value.
+    pub fn arith_cas(
+        &self,
+        key: &[u8],
+        incr: bool,
+        delta: u64,
+        cas_unique: u64,
+        parse: fn(&[u8]) -> Option<u64>,
+    ) -> (DeltaOutcome, u64) {
         let hash = self.hash(key);
         let now = self.clock.now();
         let mut g = self.shard(hash).lock();
         let shard = &mut *g;
         let id = match shard.find_live(self, hash, key, now) {
             Ok(Some(i)) => i,
-            _ => return DeltaOutcome::NotFound,
+            _ => return (DeltaOutcome::NotFound, 0),
         };
         let it = self.mem.item(id);
+        if cas_unique != 0 && cas_unique != it.cas() {
+            return (DeltaOutcome::Exists, 0);
+        }
         let len = it.nbytes() as usize - 2;
         if len == 0 || it.has(fl::CHAINED) {
-            return DeltaOutcome::NonNumeric;
+            return (DeltaOutcome::NonNumeric, 0);
         }
         let value = self.value_of(it);
         let Some(cur) = parse(&value) else {
-            return DeltaOutcome::NonNumeric;
+            return (DeltaOutcome::NonNumeric, 0);
         };
         let new = if incr {
             cur.wrapping_add(delta)
@@ -949,9 +993,10 @@ impl Store {
             };
             v[..digits.len()].copy_from_slice(digits);
             v[digits.len()..].fill(b' ');
-            it.set_cas(if self.cfg.use_cas { self.next_cas() } else { 0 });
+            let cas = if self.cfg.use_cas { self.next_cas() } else { 0 };
+            it.set_cas(cas);
             shard.touch_lru(self, id, class, now);
-            return DeltaOutcome::Value(new);
+            return (DeltaOutcome::Value(new), cas);
         }
         let (flags, exptime) = (it.flags(), it.exptime());
         let new_item = NewItem {
@@ -963,10 +1008,9 @@ impl Store {
             old: Some(id),
             now,
         };
-        if self.put(shard, &new_item) {
-            DeltaOutcome::Value(new)
-        } else {
-            DeltaOutcome::OutOfMemory
+        match self.put(shard, &new_item) {
+            Some(cas) => (DeltaOutcome::Value(new), cas),
+            None => (DeltaOutcome::OutOfMemory, 0),
         }
     }
 
