@@ -5,6 +5,9 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::auth::{self, Users};
 
 use clap::{ArgAction, Parser};
 
@@ -113,8 +116,8 @@ pub struct Args {
     #[arg(short = 'b', long = "listen-backlog", default_value = "1024")]
     pub backlog: String,
     /// protocol - one of ascii, binary, or auto (default: auto-negotiate)
-    #[arg(short = 'B', long = "protocol", default_value = "auto")]
-    pub protocol: String,
+    #[arg(short = 'B', long = "protocol")]
+    pub protocol: Option<String>,
     /// adjusts max item size (default: 1m, min: 1k, max: 1024m)
     #[arg(short = 'I', long = "max-item-size", default_value = "1m")]
     pub max_item_size: String,
@@ -148,6 +151,7 @@ pub struct Args {
 pub enum Protocol {
     Auto,
     Ascii,
+    Binary,
 }
 
 impl fmt::Display for Protocol {
@@ -155,6 +159,7 @@ impl fmt::Display for Protocol {
         f.write_str(match self {
             Protocol::Auto => "auto-negotiate",
             Protocol::Ascii => "ascii",
+            Protocol::Binary => "binary",
         })
     }
 }
@@ -190,6 +195,12 @@ pub struct Settings {
     pub flush_enabled: bool,
     pub dump_enabled: bool,
     pub shutdown_command: bool,
+    /// `-S`: the users SASL PLAIN lets in (every binary command but the
+    /// SASL ones and Version needs a login first).
+    pub sasl: Option<Arc<Users>>,
+    /// `-Y`: the users of ASCII auth tokens (a connection's first command
+    /// must be the `set` that carries one).
+    pub auth_file: Option<Arc<Users>>,
     pub ext: Extended,
 }
 
@@ -229,6 +240,8 @@ pub struct Extended {
     /// memcrab's own: wheel entries the reaper checks per taking of a
     /// shard's lock.
     pub expiry_batch: u32,
+    /// memcrab's own: the `user:password` file for `-S`.
+    pub sasl_file: Option<PathBuf>,
 }
 
 /// The largest `-o expiry_batch`.
@@ -262,6 +275,7 @@ impl Default for Extended {
             slab_automove_window: 30,
             slab_automove_freeratio: 0.01,
             expiry_batch: 256,
+            sasl_file: None,
         }
     }
 }
@@ -356,14 +370,8 @@ impl Settings {
         if atoi(&a.udp_port) != 0 {
             return Err(not_yet("-U/--udp-port", "UDP"));
         }
-        if a.sasl {
-            return Err(not_yet("-S/--enable-sasl", "SASL authentication"));
-        }
         if a.ssl {
             return Err(not_yet("-Z/--enable-ssl", "TLS"));
-        }
-        if a.auth_file.is_some() {
-            return Err(not_yet("-Y/--auth-file", "ASCII authentication"));
         }
         if a.memory_file.is_some() {
             return Err(not_yet("-e/--memory-file", "restartable cache"));
@@ -371,10 +379,10 @@ impl Settings {
         if a.delimiter.is_some() {
             return Err(not_yet("-D", "per-prefix stats"));
         }
-        let protocol = match a.protocol.as_str() {
+        let protocol = match a.protocol.as_deref().unwrap_or("auto") {
             "auto" => Protocol::Auto,
             "ascii" => Protocol::Ascii,
-            "binary" => return Err(not_yet("-B binary", "the binary protocol")),
+            "binary" => Protocol::Binary,
             other => {
                 return Err(usage(format!(
                     "Invalid value for binding protocol: {other}\n -- should be one of auto, binary, or ascii"
@@ -439,6 +447,34 @@ impl Settings {
                 apply_extended(&mut ext, opt)?;
             }
         }
+        // memcached's rules: -S serves only the binary protocol (refusing
+        // any -B given with it), -Y only ASCII.
+        let mut protocol = protocol;
+        let sasl = if a.sasl {
+            if a.protocol.is_some() && protocol != Protocol::Binary {
+                return Err(usage(
+                    "ERROR: You cannot allow the ASCII protocol while using SASL.",
+                ));
+            }
+            protocol = Protocol::Binary;
+            Some(Arc::new(
+                auth::sasl_users(ext.sasl_file.as_deref()).map_err(usage)?,
+            ))
+        } else {
+            None
+        };
+        let auth_file = match &a.auth_file {
+            Some(path) => {
+                if (a.protocol.is_some() && protocol != Protocol::Ascii) || a.sasl {
+                    return Err(usage(
+                        "ERROR: You cannot allow the BINARY protocol while using ascii authentication tokens.",
+                    ));
+                }
+                protocol = Protocol::Ascii;
+                Some(Arc::new(Users::load(path).map_err(usage)?))
+            }
+            None => None,
+        };
         let chunk_max = i64::from(ext.slab_chunk_max);
         if chunk_max > item_size_max {
             return Err(usage(format!(
@@ -487,6 +523,8 @@ impl Settings {
             flush_enabled: !a.disable_flush_all,
             dump_enabled: !a.disable_dumping,
             shutdown_command: a.enable_shutdown,
+            sasl,
+            auth_file,
             ext,
         })
     }
@@ -562,6 +600,10 @@ fn apply_extended(e: &mut Extended, opt: &str) -> Result<(), Early> {
         "watcher_logbuf_size" => e.watcher_logbuf_size = num::<u32>(key, val)? * 1024,
         "worker_logbuf_size" => e.worker_logbuf_size = num::<u32>(key, val)? * 1024,
         "read_buf_mem_limit" => e.read_buf_mem_limit = num::<u32>(key, val)? * 1024 * 1024,
+        "sasl_file" => match val {
+            Some(v) if !v.is_empty() => e.sasl_file = Some(PathBuf::from(v)),
+            _ => return Err(usage("sasl_file needs a path: -o sasl_file=FILE")),
+        },
         "expiry_batch" => {
             let n: u32 = num(key, val)?;
             if n == 0 || n > MAX_EXPIRY_BATCH {

@@ -14,9 +14,12 @@
 use std::io::{self, Read};
 use std::sync::Arc;
 
+use memcrab_proto::binary::REQ_MAGIC;
 use memcrab_proto::text::{may_be_long_get, parse, trim_line, MAX_LINE_WITHOUT_NEWLINE};
 use memcrab_proto::Request;
 
+use crate::auth::{self, AsciiAuth};
+use crate::binconn::{self, Session, Step};
 use crate::config::Protocol;
 use crate::exec::{self, Cx, Flow};
 use crate::output::Output;
@@ -78,6 +81,15 @@ pub struct Conn {
     close_after_flush: bool,
     eof: bool,
     seen_first_byte: bool,
+    /// Speaks the binary protocol (decided by the first byte under `-B auto`).
+    binary: bool,
+    /// SASL login state (binary, `-S`).
+    session: Session,
+    /// Past its ASCII auth token (`-Y`).
+    ascii_authed: bool,
+    /// An auth reply is queued in this batch: memcached writes the next
+    /// one over it (only the last is sent).
+    auth_reply_queued: bool,
     /// Set when a batch stopped at `-R`; memcached handles `-R`+1 commands
     /// in the first batch after a read and `-R` in each later one.
     yielded: bool,
@@ -97,6 +109,10 @@ impl Conn {
             close_after_flush: false,
             eof: false,
             seen_first_byte: false,
+            binary: false,
+            session: Session::default(),
+            ascii_authed: false,
+            auth_reply_queued: false,
             yielded: false,
         }
     }
@@ -243,6 +259,10 @@ impl Conn {
             out,
             info,
             seen_first_byte,
+            binary,
+            session,
+            ascii_authed,
+            auth_reply_queued,
             yielded,
             ..
         } = self;
@@ -251,6 +271,11 @@ impl Conn {
             stats: cx.stats,
             out,
         };
+        let auth_file = sh.settings.auth_file.as_deref();
+        if auth_file.is_some() && !*ascii_authed {
+            ecx.out.commit();
+            *auth_reply_queued = false;
+        }
         let mut handled = 0;
         loop {
             if *swallow > 0 {
@@ -273,15 +298,71 @@ impl Conn {
             }
             if !*seen_first_byte {
                 *seen_first_byte = true;
-                if avail[0] == 0x80 && sh.settings.protocol == Protocol::Auto {
-                    if sh.verbose() > 0 {
-                        eprintln!(
-                            "<{} binary protocol is not supported by this memcrab; closing",
-                            info.fd
-                        );
+                *binary = match sh.settings.protocol {
+                    Protocol::Binary => true,
+                    Protocol::Ascii => false,
+                    Protocol::Auto => avail[0] == REQ_MAGIC,
+                };
+            }
+            if *binary {
+                info.touch(now);
+                info.set_state(ConnState::ParseCmd);
+                match binconn::step(avail, session, &mut ecx) {
+                    Step::Need(n) => {
+                        info.set_state(ConnState::Nread);
+                        return Progress::NeedMore(n);
                     }
-                    return Progress::Close;
+                    Step::Done {
+                        used,
+                        swallow: s,
+                        close,
+                    } => {
+                        *rpos += used;
+                        *swallow = s;
+                        if close {
+                            return Progress::Close;
+                        }
+                    }
                 }
+                handled += 1;
+                continue;
+            }
+            if let (Some(users), false) = (auth_file, *ascii_authed) {
+                let (used, reply) = match auth::ascii_token(avail) {
+                    AsciiAuth::Need(n) => return Progress::NeedMore(n),
+                    AsciiAuth::Close => return Progress::Close,
+                    AsciiAuth::NotAuth { used } => (used, "CLIENT_ERROR unauthenticated"),
+                    AsciiAuth::TooLong { used, swallow: s } => {
+                        *swallow = s;
+                        ecx.stats.incr(Counter::AuthCmds);
+                        ecx.stats.incr(Counter::AuthErrors);
+                        (used, "CLIENT_ERROR authentication failure")
+                    }
+                    AsciiAuth::Token { used, token } => match token {
+                        Ok((user, pass)) => {
+                            ecx.stats.incr(Counter::AuthCmds);
+                            if users.check(user, pass) {
+                                *ascii_authed = true;
+                                (used, "STORED")
+                            } else {
+                                ecx.stats.incr(Counter::AuthErrors);
+                                (used, "CLIENT_ERROR authentication failure")
+                            }
+                        }
+                        Err(line) => (used, line),
+                    },
+                };
+                if *auth_reply_queued {
+                    ecx.out.discard_unsent();
+                }
+                *auth_reply_queued = !*ascii_authed;
+                ecx.out.line(reply);
+                if *ascii_authed {
+                    ecx.out.commit();
+                }
+                *rpos += used;
+                handled += 1;
+                continue;
             }
             let Some(nl) = memchr::memchr(b'\n', avail) else {
                 if avail.len() > MAX_LINE_WITHOUT_NEWLINE

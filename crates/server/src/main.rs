@@ -15,6 +15,8 @@
 //! No `unsafe` here: the few OS calls go through nix and socket2.
 #![forbid(unsafe_code)]
 
+mod auth;
+mod binconn;
 mod config;
 mod conn;
 mod exec;

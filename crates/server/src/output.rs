@@ -98,6 +98,27 @@ impl Output {
         }
     }
 
+    /// An item's value alone, without the `\r\n` the store keeps after it
+    /// (binary responses), copied or held as [`data_block`](Self::data_block) does.
+    pub fn value(&mut self, found: &Found<'_>) {
+        let mut left = found.value_len;
+        for part in found.parts() {
+            if left == 0 {
+                break;
+            }
+            let part = &part[..part.len().min(left)];
+            left -= part.len();
+            if part.len() <= COPY_MAX {
+                self.bytes(part);
+            } else if let Some(r) = found.pin(part) {
+                self.pending += r.len();
+                self.segs.push(Seg::Val(r));
+            } else {
+                self.bytes(part);
+            }
+        }
+    }
+
     /// Marks everything queued so far as sent as far as
     /// [`discard_unsent`](Self::discard_unsent) is concerned.
     pub fn commit(&mut self) {

@@ -27,6 +27,8 @@ pub enum Counter {
     FlushCmds,
     StoreTooLarge,
     StoreNoMemory,
+    AuthCmds,
+    AuthErrors,
     BytesRead,
     BytesWritten,
     ConnYields,
@@ -148,8 +150,8 @@ pub fn general(sh: &Shared, out: &mut Vec<u8>) {
     stat(out, "touch_misses", t.get(Counter::TouchMisses));
     stat(out, "store_too_large", t.get(Counter::StoreTooLarge));
     stat(out, "store_no_memory", t.get(Counter::StoreNoMemory));
-    stat(out, "auth_cmds", 0);
-    stat(out, "auth_errors", 0);
+    stat(out, "auth_cmds", t.get(Counter::AuthCmds));
+    stat(out, "auth_errors", t.get(Counter::AuthErrors));
     stat(out, "bytes_read", t.get(Counter::BytesRead));
     stat(out, "bytes_written", t.get(Counter::BytesWritten));
     stat(out, "limit_maxbytes", sh.settings.maxbytes);
@@ -277,8 +279,15 @@ pub fn settings(sh: &Shared, out: &mut Vec<u8>) {
     stat(out, "cas_enabled", yes_no(s.use_cas));
     stat(out, "tcp_backlog", s.backlog);
     stat(out, "binding_protocol", s.protocol);
-    stat(out, "auth_enabled_sasl", "no");
-    stat(out, "auth_enabled_ascii", "no");
+    stat(out, "auth_enabled_sasl", yes_no(s.sasl.is_some()));
+    stat(
+        out,
+        "auth_enabled_ascii",
+        match &s.auth_file {
+            Some(u) => u.path.display().to_string(),
+            None => "no".into(),
+        },
+    );
     stat(out, "item_size_max", s.item_size_max);
     stat(out, "maxconns_fast", yes_no(e.maxconns_fast));
     stat(out, "hashpower_init", e.hashpower_init);

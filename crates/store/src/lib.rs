@@ -651,7 +651,8 @@ impl Store {
         value: &[u8],
         cas_unique: u64,
     ) -> StoreOutcome {
-        self.store_cas(mode, key, flags, exptime, value, cas_unique).0
+        self.store_cas(mode, key, flags, exptime, value, cas_unique)
+            .0
     }
 
     /// [`store`](Self::store), also returning the new item's CAS value
@@ -893,17 +894,28 @@ impl Store {
     }
 
     pub fn delete(&self, key: &[u8]) -> bool {
+        self.delete_cas(key, 0) == StoreOutcome::Stored
+    }
+
+    /// Deletes `key` if its CAS value is `cas_unique` (any, when 0; the
+    /// binary protocol's check): `Stored` when deleted, `NotFound`, or
+    /// `Exists` when the CAS value differs.
+    pub fn delete_cas(&self, key: &[u8], cas_unique: u64) -> StoreOutcome {
         let hash = self.hash(key);
         let now = self.clock.now();
         let mut g = self.shard(hash).lock();
         match g.find_live(self, hash, key, now) {
             Ok(Some(i)) => {
-                let class = self.class_of(self.mem.item(i));
+                let it = self.mem.item(i);
+                if cas_unique != 0 && cas_unique != it.cas() {
+                    return StoreOutcome::Exists;
+                }
+                let class = self.class_of(it);
                 g.classes[class].stats.delete_hits += 1;
                 g.unlink_free(self, i, hash);
-                true
+                StoreOutcome::Stored
             }
-            _ => false,
+            _ => StoreOutcome::NotFound,
         }
     }
 
