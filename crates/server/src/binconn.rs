@@ -145,7 +145,15 @@ fn refuse(cx: &mut Cx<'_>, h: &Header, status: Status, avail: &[u8], total: u64)
         &[],
         message(status).as_bytes(),
     );
-    if total == (HEADER_LEN + h.ext_key_len()) as u64 {
+    let read = (HEADER_LEN + h.ext_key_len()) as u64;
+    // memcached counts the bytes to swallow in an int: past 2^31 it
+    // swallows nothing, and what follows is read as the next request.
+    let total = if total - read > i32::MAX as u64 {
+        read
+    } else {
+        total
+    };
+    if total == read {
         flush_point(cx);
     }
     skip(avail, total)
@@ -213,15 +221,15 @@ pub fn step(avail: &[u8], ses: &mut Session, cx: &mut Cx<'_>) -> Step {
     };
     // Refusals that depend on the value's length come before it is read.
     match req.cmd {
-        Command::Store { op, key, flags, .. } => {
-            if !cx.sh.store.item_size_ok(key.len(), flags, h.value_len()) {
-                cx.stats.incr(Counter::StoreTooLarge);
-                if op == StoreOp::Set {
-                    // memcached drops the old value rather than leave it stale.
-                    cx.sh.store.unlink_key(key);
-                }
-                return refuse(cx, &h, Status::TooLarge, avail, total);
+        Command::Store { op, key, flags, .. }
+            if !cx.sh.store.item_size_ok(key.len(), flags, h.value_len()) =>
+        {
+            cx.stats.incr(Counter::StoreTooLarge);
+            if op == StoreOp::Set {
+                // memcached drops the old value rather than leave it stale.
+                cx.sh.store.unlink_key(key);
             }
+            return refuse(cx, &h, Status::TooLarge, avail, total);
         }
         Command::SaslListMechs | Command::SaslAuth { .. } if !sasl => {
             return refuse(cx, &h, Status::UnknownCommand, avail, total);
@@ -279,17 +287,18 @@ fn run(req: &Request<'_>, value: &[u8], ses: &mut Session, cx: &mut Cx<'_>) -> b
             flags,
             exptime: t,
         } => {
+            // Under -C memcached keeps no CAS values, and a store's is
+            // ignored (delete and incr/decr still compare theirs with 0).
+            let cas = if cx.sh.settings.use_cas { req.cas } else { 0 };
             let (mode, cas_check) = match op {
-                _ if req.cas != 0
-                    && matches!(op, StoreOp::Set | StoreOp::Add | StoreOp::Replace) =>
-                {
+                _ if cas != 0 && matches!(op, StoreOp::Set | StoreOp::Add | StoreOp::Replace) => {
                     (Mode::Cas, req.cas)
                 }
                 StoreOp::Set => (Mode::Set, 0),
                 StoreOp::Add => (Mode::Add, 0),
                 StoreOp::Replace => (Mode::Replace, 0),
-                StoreOp::Append => (Mode::Append, req.cas),
-                StoreOp::Prepend => (Mode::Prepend, req.cas),
+                StoreOp::Append => (Mode::Append, cas),
+                StoreOp::Prepend => (Mode::Prepend, cas),
             };
             let (outcome, cas) =
                 cx.sh

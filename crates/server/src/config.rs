@@ -753,8 +753,6 @@ mod tests {
     fn later_features_are_refused_by_name() {
         for (args, flag) in [
             (&["-U", "11211"][..], "-U"),
-            (&["-B", "binary"][..], "-B binary"),
-            (&["-S"][..], "-S"),
             (&["-Z"][..], "-Z"),
             (&["-o", "ext_path=/tmp/x"][..], "ext_path"),
         ] {
@@ -762,6 +760,47 @@ mod tests {
             assert!(m.contains(flag), "{m} names {flag}");
             assert!(m.contains("not supported"), "{m}");
         }
+    }
+
+    #[test]
+    fn protocol_and_auth_flags() {
+        assert_eq!(settings(&[]).unwrap().protocol, Protocol::Auto);
+        assert_eq!(
+            settings(&["-B", "binary"]).unwrap().protocol,
+            Protocol::Binary
+        );
+        assert_eq!(
+            settings(&["-B", "ascii"]).unwrap().protocol,
+            Protocol::Ascii
+        );
+        assert_eq!(
+            usage_msg(&["-S", "-B", "ascii"]),
+            "ERROR: You cannot allow the ASCII protocol while using SASL."
+        );
+        let users = std::env::temp_dir().join(format!("memcrab-cfg-{}", std::process::id()));
+        std::fs::write(&users, "u:p\n").unwrap();
+        let u = users.to_str().unwrap();
+        let s = settings(&["-S", "-B", "binary", "-o", &format!("sasl_file={u}")]).unwrap();
+        assert_eq!(s.protocol, Protocol::Binary);
+        assert!(s.sasl.unwrap().check(b"u", b"p"));
+        let s = settings(&["-S", "-o", &format!("sasl_file={u}")]).unwrap();
+        assert_eq!(s.protocol, Protocol::Binary, "-S alone serves binary");
+        let s = settings(&["-Y", u]).unwrap();
+        assert_eq!(s.protocol, Protocol::Ascii, "-Y alone serves ASCII");
+        assert!(s.auth_file.unwrap().check(b"u", b"p"));
+        assert!(settings(&["-Y", u, "-B", "ascii"]).is_ok());
+        for bad in [
+            &["-Y", u, "-B", "binary"][..],
+            &["-Y", u, "-B", "auto"],
+            &["-Y", u, "-S", "-o", &format!("sasl_file={u}")],
+        ] {
+            assert!(
+                usage_msg(bad).contains("cannot allow the BINARY protocol"),
+                "{bad:?}"
+            );
+        }
+        assert!(usage_msg(&["-o", "sasl_file="]).contains("sasl_file needs a path"));
+        let _ = std::fs::remove_file(users);
     }
 
     #[test]

@@ -472,7 +472,7 @@ fn idle_connections_hold_no_read_buffers() {
 fn refused_flags_exit_64_with_a_message() {
     for (args, needle) in [
         (&["-U", "11211"][..], "-U"),
-        (&["-B", "binary"][..], "binary"),
+        (&["-Y", "/nonexistent/users"][..], "Could not open authfile"),
         (&["-t", "0"][..], "threads"),
         (&["-o", "nonsense"][..], "Illegal suboption"),
     ] {

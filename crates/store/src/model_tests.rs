@@ -188,6 +188,7 @@ fn check(ops: Vec<Op>) {
                         m.cas = None;
                     }
                     DeltaOutcome::OutOfMemory => {}
+                    DeltaOutcome::Exists => panic!("a CAS mismatch without a CAS value"),
                 }
             }
             Op::Touch(k, ttl, false) => {
