@@ -17,7 +17,7 @@ import time
 # pylibmc's wheel carries its own libsasl2, which looks for mechanism
 # plugins where its build machine kept them; point it at Debian's
 # (package libsasl2-modules, for PLAIN).
-if "SASL_PATH" not in os.environ:
+if not os.environ.get("SASL_PATH"):
     found = glob.glob("/usr/lib/*/sasl2/libplain.so*") + glob.glob("/usr/lib/sasl2/libplain.so*")
     if found:
         os.environ["SASL_PATH"] = os.path.dirname(found[0])
