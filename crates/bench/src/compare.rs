@@ -97,6 +97,8 @@ pub const ALL: &[&str] = &[
     "multiget-10",
     "multiget-100",
     "set-heavy",
+    "get-heavy-binary",
+    "set-heavy-binary",
     "latency",
     "memory-small",
     "memory-medium",
@@ -491,6 +493,29 @@ fn scenario(ctx: &mut Ctx, name: &str) -> Result<ScenarioResult, String> {
             &timed(
                 |c| Config {
                     get_ratio: 0.5,
+                    ..c
+                },
+                true,
+            ),
+        )?,
+        "get-heavy-binary" => alternate(
+            ctx,
+            name,
+            "as get-heavy over the binary protocol (GetK / Set)",
+            vec![],
+            runs,
+            &timed(|c| Config { binary: true, ..c }, true),
+        )?,
+        "set-heavy-binary" => alternate(
+            ctx,
+            name,
+            "as set-heavy over the binary protocol (GetK / Set)",
+            vec![],
+            runs,
+            &timed(
+                |c| Config {
+                    get_ratio: 0.5,
+                    binary: true,
                     ..c
                 },
                 true,

@@ -69,6 +69,21 @@ pub struct Config {
     /// Also keep a latency histogram per unix second of intended send
     /// (`Outcome::by_second`).
     pub latency_by_second: bool,
+    /// Speak the binary protocol: a get is GetKQ for all keys but the
+    /// last and GetK for the last; a set is Set (SetQ with `noreply`).
+    pub binary: bool,
+}
+
+/// A binary request header and body.
+fn binary_request(out: &mut Vec<u8>, opcode: u8, extras: &[u8], key: &[u8], value: &[u8]) {
+    out.extend_from_slice(&[0x80, opcode]);
+    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[extras.len() as u8, 0, 0, 0]);
+    out.extend_from_slice(&((extras.len() + key.len() + value.len()) as u32).to_be_bytes());
+    out.extend_from_slice(&[0; 12]);
+    out.extend_from_slice(extras);
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
 }
 
 impl Default for Config {
@@ -97,6 +112,7 @@ impl Default for Config {
             seed: 1,
             track_expiry: false,
             latency_by_second: false,
+            binary: false,
         }
     }
 }
@@ -456,7 +472,16 @@ impl Worker {
         };
         let mut req = Vec::with_capacity(64);
         let mut keys = Vec::new();
-        if is_get {
+        if is_get && cfg.binary {
+            let n = cfg.multiget.max(1);
+            for j in 0..n {
+                let k = cfg.popularity.pick(&mut c.rng, cfg.keys);
+                dist::key(k, cfg.key_size, &mut self.key_buf);
+                let op = if j + 1 == n { 0x0c } else { 0x0d };
+                binary_request(&mut req, op, &[], &self.key_buf, &[]);
+                keys.push(k);
+            }
+        } else if is_get {
             req.extend_from_slice(b"get");
             for _ in 0..cfg.multiget.max(1) {
                 let k = cfg.popularity.pick(&mut c.rng, cfg.keys);
@@ -489,12 +514,21 @@ impl Worker {
                     .unwrap_or(0);
                 *self.out.expiries.entry(now + ttl as u64).or_default() += 1;
             }
-            req.extend_from_slice(b"set ");
-            req.extend_from_slice(&self.key_buf);
-            let nr = if cfg.noreply { " noreply" } else { "" };
-            req.extend_from_slice(format!(" 0 {ttl} {}{nr}\r\n", self.val_buf.len()).as_bytes());
-            req.extend_from_slice(&self.val_buf);
-            req.extend_from_slice(b"\r\n");
+            if cfg.binary {
+                let mut extras = [0u8; 8];
+                extras[4..].copy_from_slice(&(ttl as u32).to_be_bytes());
+                let op = if cfg.noreply { 0x11 } else { 0x01 };
+                binary_request(&mut req, op, &extras, &self.key_buf, &self.val_buf);
+            } else {
+                req.extend_from_slice(b"set ");
+                req.extend_from_slice(&self.key_buf);
+                let nr = if cfg.noreply { " noreply" } else { "" };
+                req.extend_from_slice(
+                    format!(" 0 {ttl} {}{nr}\r\n", self.val_buf.len()).as_bytes(),
+                );
+                req.extend_from_slice(&self.val_buf);
+                req.extend_from_slice(b"\r\n");
+            }
             c.set_bytes += (self.key_buf.len() + self.val_buf.len()) as u64;
             if let Some(max) = cfg.max_set_bytes {
                 if c.set_bytes * nconns >= max {
@@ -526,7 +560,11 @@ impl Worker {
             return;
         }
         c.inflight.push_back(Pending {
-            expect: if is_get { Expect::Values } else { Expect::Line },
+            expect: match (cfg.binary, is_get) {
+                (true, _) => Expect::Binary,
+                (false, true) => Expect::Values,
+                (false, false) => Expect::Line,
+            },
             keys,
             is_get,
             intended,
@@ -541,9 +579,15 @@ impl Worker {
         let c = &mut self.conns[i];
         c.done = true;
         if self.cfg.noreply {
-            c.wbuf.extend_from_slice(b"version\r\n");
+            let expect = if self.cfg.binary {
+                binary_request(&mut c.wbuf, 0x0b, &[], &[], &[]);
+                Expect::Binary
+            } else {
+                c.wbuf.extend_from_slice(b"version\r\n");
+                Expect::Line
+            };
             c.inflight.push_back(Pending {
-                expect: Expect::Line,
+                expect,
                 keys: Vec::new(),
                 is_get: false,
                 intended,

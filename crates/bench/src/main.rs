@@ -91,6 +91,9 @@ pub struct LoadArgs {
     /// Check every value read against what was written.
     #[arg(long)]
     verify: bool,
+    /// Speak the binary protocol (TCP only).
+    #[arg(long)]
+    binary: bool,
     /// Set every key once before the run.
     #[arg(long)]
     prefill: bool,
@@ -126,6 +129,9 @@ impl LoadArgs {
         if self.keys == 0 || self.connections == 0 {
             return Err("--keys and --connections must be positive".into());
         }
+        if transport == Transport::Udp && self.binary {
+            return Err("--binary is for TCP".into());
+        }
         if transport == Transport::Udp && self.get_ratio < 1.0 {
             return Err("UDP load sends gets only: use --get-ratio 1".into());
         }
@@ -146,6 +152,7 @@ impl LoadArgs {
             ttl: self.ttl,
             rate: self.rate,
             verify: self.verify,
+            binary: self.binary,
             max_set_bytes: None,
             noreply: false,
             client_cpus: self.client_cpus.clone(),

@@ -19,6 +19,79 @@ pub enum Expect {
     Values,
     /// One line.
     Line,
+    /// Binary protocol responses: GetKQ hits up to the closing GetK's
+    /// answer (a get), or one response (anything else).
+    Binary,
+}
+
+/// One binary response: opcode, status, key, value, bytes taken.
+struct BinResponse<'a> {
+    op: u8,
+    status: u16,
+    key: &'a [u8],
+    value: &'a [u8],
+    len: usize,
+}
+
+/// The binary response at the start of `buf`, when it is all there.
+fn binary_response(buf: &[u8]) -> Option<BinResponse<'_>> {
+    if buf.len() < 24 {
+        return None;
+    }
+    let klen = u16::from_be_bytes([buf[2], buf[3]]) as usize;
+    let elen = buf[4] as usize;
+    let status = u16::from_be_bytes([buf[6], buf[7]]);
+    let body = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize;
+    if buf.len() < 24 + body || elen + klen > body {
+        return None;
+    }
+    let key = &buf[24 + elen..24 + elen + klen];
+    let value = &buf[24 + elen + klen..24 + body];
+    Some(BinResponse {
+        op: buf[1],
+        status,
+        key,
+        value,
+        len: 24 + body,
+    })
+}
+
+fn parse_binary(buf: &[u8], keep_data: bool) -> Option<(Reply, usize)> {
+    let mut pos = 0;
+    let mut values = Vec::new();
+    loop {
+        let BinResponse {
+            op,
+            status,
+            key,
+            value,
+            len,
+        } = binary_response(&buf[pos..])?;
+        pos += len;
+        let data = || {
+            if keep_data {
+                value.to_vec()
+            } else {
+                Vec::new()
+            }
+        };
+        match op {
+            // GetKQ: a hit (misses are not answered).
+            0x0d => values.push((key.to_vec(), data())),
+            // GetK ends a get.
+            0x0c => {
+                if status == 0 {
+                    values.push((key.to_vec(), data()));
+                } else if status != 1 {
+                    return Some((Reply::Error(value.to_vec()), pos));
+                }
+                return Some((Reply::Values(values), pos));
+            }
+            _ if status != 0 => return Some((Reply::Error(value.to_vec()), pos)),
+            0x01 | 0x11 => return Some((Reply::Line(b"STORED".to_vec()), pos)),
+            _ => return Some((Reply::Line(value.to_vec()), pos)),
+        }
+    }
 }
 
 fn line_end(buf: &[u8], from: usize) -> Option<usize> {
@@ -36,6 +109,7 @@ fn is_error(line: &[u8]) -> bool {
 /// values out (for verification); otherwise only keys are kept.
 pub fn parse(buf: &[u8], expect: Expect, keep_data: bool) -> Option<(Reply, usize)> {
     match expect {
+        Expect::Binary => parse_binary(buf, keep_data),
         Expect::Line => {
             let end = line_end(buf, 0)?;
             let line = buf[..end].to_vec();
@@ -129,6 +203,43 @@ mod tests {
                 .0,
             Reply::Error(_)
         ));
+    }
+
+    fn bin(op: u8, status: u16, key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut b = vec![0x81, op];
+        b.extend_from_slice(&(key.len() as u16).to_be_bytes());
+        b.extend_from_slice(&[4, 0]);
+        b.extend_from_slice(&status.to_be_bytes());
+        b.extend_from_slice(&((4 + key.len() + value.len()) as u32).to_be_bytes());
+        b.extend_from_slice(&[0; 12]);
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(key);
+        b.extend_from_slice(value);
+        b
+    }
+
+    #[test]
+    fn binary_gets_and_sets() {
+        let mut buf = bin(0x0d, 0, b"a", b"abc");
+        buf.extend_from_slice(&bin(0x0c, 1, b"b", b""));
+        let end = buf.len();
+        buf.extend_from_slice(&bin(0x01, 0, b"", b""));
+        let (r, n) = parse(&buf, Expect::Binary, true).unwrap();
+        assert_eq!(r, Reply::Values(vec![(b"a".to_vec(), b"abc".to_vec())]));
+        assert_eq!(n, end);
+        for cut in 0..n {
+            assert!(
+                parse(&buf[..cut], Expect::Binary, true).is_none(),
+                "cut {cut}"
+            );
+        }
+        let (r, _) = parse(&buf[n..], Expect::Binary, false).unwrap();
+        assert_eq!(r, Reply::Line(b"STORED".to_vec()));
+        let e = bin(0x01, 3, b"", b"Too large.");
+        assert_eq!(
+            parse(&e, Expect::Binary, false).unwrap().0,
+            Reply::Error(b"Too large.".to_vec())
+        );
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //!        ──► text::parse ──► Request<'_> (borrows the line, no copy)
 //!        ──► server::exec ──► store ──► reply lines ──► conn output
 //!
-//!  binary.rs: the binary protocol's 24-byte headers, opcodes and status
-//!  codes (framing only; not yet wired into the server: issue 6)
+//!  socket bytes ──► server::binconn ──► binary::Header::parse
+//!        ──► binary::check (refusals from the header alone)
+//!        ──► binary::decode ──► binary::Request<'_> ──► store
+//!        ──► binary::Response::write
 //! ```
 //!
 //! Everything here is pure: no sockets, no threads, no clocks, no unsafe.

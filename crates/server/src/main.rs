@@ -7,6 +7,9 @@
 //!            └────────────┘                               │ conn.rs      │
 //!                                                         └──────┬───────┘
 //!      bytes ─► conn (framing) ─► proto::text::parse ─► exec ─► store
+//!        first byte 0x80 (-B auto) or -B binary:
+//!            └─► binconn ─► proto::binary::{check, decode} ─► store
+//!        -S: SASL PLAIN, -Y: ASCII auth tokens (auth.rs) before either
 //!      replies ◄─ Output (one writev per batch) ◄─────────────┘
 //!  maintainer thread: advances the store clock once a second
 //!  main thread: signals (SIGINT/SIGTERM, and `shutdown`) end the process
