@@ -18,11 +18,11 @@ use memcrab_proto::binary::{
     StoreOp, HEADER_LEN, MAX_SASL_MECH_LEN,
 };
 use memcrab_proto::num::safe_strtoull;
-use memcrab_store::{DeltaOutcome, Missed, Mode, StoreOutcome};
+use memcrab_store::{DeltaOutcome, Mode, StoreOutcome};
 
 use crate::auth;
 use crate::config::MEMCACHED_VERSION;
-use crate::exec::Cx;
+use crate::exec::{self, Cx};
 use crate::stats::{self, Counter};
 
 /// A SASL payload longer than this is refused without being buffered
@@ -115,6 +115,11 @@ fn respond(
         .write(b);
         b.extend_from_slice(value);
     });
+}
+
+/// A success answer carrying only `value` (NoOp, Version, SASL).
+fn answer(cx: &mut Cx<'_>, opcode: u8, opaque: u32, value: &[u8]) {
+    respond(cx, opcode, opaque, Status::NoError, 0, &[], &[], value);
 }
 
 /// An error response: the status and memcached's words for it.
@@ -358,21 +363,10 @@ fn run(req: &Request<'_>, value: &[u8], ses: &mut Session, cx: &mut Cx<'_>) -> b
                 ok(cx, 0, &[]);
             }
         }
-        Command::NoOp => respond(cx, opcode, opaque, Status::NoError, 0, &[], &[], &[]),
-        Command::Version => respond(
-            cx,
-            opcode,
-            opaque,
-            Status::NoError,
-            0,
-            &[],
-            &[],
-            MEMCACHED_VERSION.as_bytes(),
-        ),
+        Command::NoOp => answer(cx, opcode, opaque, &[]),
+        Command::Version => answer(cx, opcode, opaque, MEMCACHED_VERSION.as_bytes()),
         Command::Stat { key } => stat(opcode, opaque, key, cx),
-        Command::SaslListMechs => {
-            respond(cx, opcode, opaque, Status::NoError, 0, &[], &[], b"PLAIN");
-        }
+        Command::SaslListMechs => answer(cx, opcode, opaque, b"PLAIN"),
         Command::SaslAuth { mech, step } => sasl_auth(req, mech, step, value, ses, cx),
     }
     false
@@ -416,16 +410,7 @@ fn get(
     let Err(missed) = found else {
         return;
     };
-    if touch.is_some() {
-        cx.stats.incr(Counter::TouchMisses);
-    } else {
-        cx.stats.incr(Counter::GetMisses);
-    }
-    match missed {
-        Missed::Expired => cx.stats.incr(Counter::GetExpired),
-        Missed::Flushed => cx.stats.incr(Counter::GetFlushed),
-        Missed::Miss => {}
-    }
+    exec::count_miss(cx.stats, touch.is_some(), missed);
     if req.quiet() {
         return;
     }
@@ -554,16 +539,7 @@ fn sasl_auth(
         && auth::plain(data).is_some_and(|(user, pass)| users.check(user, pass));
     if granted {
         ses.authed = true;
-        respond(
-            cx,
-            opcode,
-            opaque,
-            Status::NoError,
-            0,
-            &[],
-            &[],
-            b"Authenticated",
-        );
+        answer(cx, opcode, opaque, b"Authenticated");
     } else {
         cx.stats.incr(Counter::AuthErrors);
         error(cx, opcode, opaque, Status::AuthError);

@@ -255,21 +255,26 @@ fn get(keys: Keys<'_>, cas: bool, touch: Option<i32>, cx: &mut Cx<'_>) {
             out.data_block(f);
         });
         if let Err(missed) = found {
-            if touch.is_some() {
-                cx.stats.incr(Counter::TouchMisses);
-            } else {
-                cx.stats.incr(Counter::GetMisses);
-            }
-            match missed {
-                Missed::Expired => cx.stats.incr(Counter::GetExpired),
-                Missed::Flushed => cx.stats.incr(Counter::GetFlushed),
-                Missed::Miss => {}
-            }
+            count_miss(cx.stats, touch.is_some(), missed);
         }
     }
     cx.out.bytes(b"END\r\n");
     // memcached writes a get's answer out before the next command.
     cx.out.commit();
+}
+
+/// Counts a get's (or gat's) miss, and why, as memcached does.
+pub fn count_miss(stats: &WorkerStats, touch: bool, missed: Missed) {
+    stats.incr(if touch {
+        Counter::TouchMisses
+    } else {
+        Counter::GetMisses
+    });
+    match missed {
+        Missed::Expired => stats.incr(Counter::GetExpired),
+        Missed::Flushed => stats.incr(Counter::GetFlushed),
+        Missed::Miss => {}
+    }
 }
 
 fn stats_cmd(group: StatsGroup, cx: &mut Cx<'_>) {

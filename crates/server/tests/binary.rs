@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{require_memcached, Server, MEMCRAB};
+use common::{require_memcached, Rng, Server, MEMCRAB};
 
 const MARK: u32 = 0xfeed_face;
 
@@ -206,24 +206,6 @@ fn connect(port: u16) -> TcpStream {
     s.set_nodelay(true).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
 }
 
 /// A random request (sometimes a few pipelined), as memcached's binary
