@@ -87,14 +87,20 @@ impl Output {
     /// shard lock: no I/O here.
     pub fn data_block(&mut self, found: &Found<'_>) {
         for part in found.parts() {
-            if part.len() <= COPY_MAX {
-                self.bytes(part);
-            } else if let Some(r) = found.pin(part) {
-                self.pending += r.len();
-                self.segs.push(Seg::Val(r));
-            } else {
-                self.bytes(part);
-            }
+            self.item_part(found, part);
+        }
+    }
+
+    /// A slice of an item's memory: copied when small or when the item has
+    /// too many readers, else held.
+    fn item_part(&mut self, found: &Found<'_>, part: &[u8]) {
+        if part.len() <= COPY_MAX {
+            self.bytes(part);
+        } else if let Some(r) = found.pin(part) {
+            self.pending += r.len();
+            self.segs.push(Seg::Val(r));
+        } else {
+            self.bytes(part);
         }
     }
 
@@ -108,14 +114,7 @@ impl Output {
             }
             let part = &part[..part.len().min(left)];
             left -= part.len();
-            if part.len() <= COPY_MAX {
-                self.bytes(part);
-            } else if let Some(r) = found.pin(part) {
-                self.pending += r.len();
-                self.segs.push(Seg::Val(r));
-            } else {
-                self.bytes(part);
-            }
+            self.item_part(found, part);
         }
     }
 
