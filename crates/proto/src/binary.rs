@@ -186,12 +186,12 @@ pub const KEY_MAX_LENGTH: usize = 250;
 /// The longest SASL mechanism name accepted.
 pub const MAX_SASL_MECH_LEN: usize = 32;
 
-/// What memcached does with a request its header already condemns.
+/// What memcached does with a request its header already condemns (one
+/// whose extras and key are longer than its body fails
+/// [`Header::lengths_ok`] before this: "Unknown command", then the
+/// connection is closed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// Extras and key longer than the body: "Unknown command", then the
-    /// connection is closed.
-    BodyTooShort,
     /// A key over 250 bytes, or lengths wrong for the opcode: "Invalid
     /// arguments", then the connection is closed.
     Invalid,
@@ -434,7 +434,7 @@ impl Header {
         Ok(h)
     }
 
-    /// Whether extras and key fit in the body (else [`Refusal::BodyTooShort`]).
+    /// Whether extras and key fit in the body.
     pub fn lengths_ok(&self) -> bool {
         usize::from(self.key_len) + usize::from(self.extras_len) <= self.body_len as usize
     }

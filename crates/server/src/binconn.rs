@@ -123,33 +123,21 @@ fn answer(cx: &mut Cx<'_>, opcode: u8, opaque: u32, value: &[u8]) {
 }
 
 /// An error response: the status and memcached's words for it.
+fn error_reply(cx: &mut Cx<'_>, opcode: u8, opaque: u32, status: Status) {
+    let words = message(status).as_bytes();
+    respond(cx, opcode, opaque, status, 0, &[], &[], words);
+}
+
+/// An error that memcached writes out at once (see `flush_point`).
 fn error(cx: &mut Cx<'_>, opcode: u8, opaque: u32, status: Status) {
-    respond(
-        cx,
-        opcode,
-        opaque,
-        status,
-        0,
-        &[],
-        &[],
-        message(status).as_bytes(),
-    );
+    error_reply(cx, opcode, opaque, status);
     flush_point(cx);
 }
 
 /// An error, then the request's remaining `total` bytes discarded
 /// (whatever of them has not arrived is swallowed as it comes).
 fn refuse(cx: &mut Cx<'_>, h: &Header, status: Status, avail: &[u8], total: u64) -> Step {
-    respond(
-        cx,
-        h.opcode,
-        h.opaque,
-        status,
-        0,
-        &[],
-        &[],
-        message(status).as_bytes(),
-    );
+    error_reply(cx, h.opcode, h.opaque, status);
     let read = (HEADER_LEN + h.ext_key_len()) as u64;
     // memcached counts the bytes to swallow in an int: past 2^31 it
     // swallows nothing, and what follows is read as the next request.
@@ -208,7 +196,7 @@ pub fn step(avail: &[u8], ses: &mut Session, cx: &mut Cx<'_>) -> Step {
             error(cx, h.opcode, h.opaque, Status::InvalidArguments);
             return closing(avail);
         }
-        Err(Refusal::Unknown | Refusal::BodyTooShort) => {
+        Err(Refusal::Unknown) => {
             // memcached reads extras and key, then discards body_len more.
             let total = (HEADER_LEN + h.ext_key_len()) as u64 + u64::from(h.body_len);
             return refuse(cx, &h, Status::UnknownCommand, avail, total);

@@ -233,7 +233,15 @@ fn unit(g: &mut Rng, seen: usize, flush: bool) -> Vec<Req> {
     let mut reqs = Vec::new();
     for _ in 0..n {
         let opaque = g.below(1000) as u32;
-        let r = match g.below(100) {
+        let mut pick = g.below(100);
+        if n > 1 && (93..=97).contains(&pick) {
+            // A request that closes the connection comes alone: after
+            // earlier ones in the same unit, whether their replies were
+            // written before the hang-up depends on how the bytes were
+            // split into reads, on either server.
+            pick = 84;
+        }
+        let r = match pick {
             0..=19 => {
                 let op = [0x00, 0x09, 0x0c, 0x0d][g.below(4) as usize];
                 req(op, &[], &key(g), &[])
@@ -937,8 +945,8 @@ fn ascii_auth_tokens_agree_with_memcached() {
         b"set x 0 0 -1\r\n",
     ];
     for case in cases {
-        let want = exchange(a.port, case, 200);
-        let got = exchange(b.port, case, 200);
+        let want = exchange(a.port, case, 400);
+        let got = exchange(b.port, case, 400);
         assert_eq!(got, want, "{:?}", String::from_utf8_lossy(case));
     }
     // A 3000-byte line without a newline: both hang up.
