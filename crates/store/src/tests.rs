@@ -167,6 +167,61 @@ fn incr_decr_in_place_and_growing() {
     assert_eq!(s.arith(b"e", true, 1, parse_num), DeltaOutcome::NonNumeric);
 }
 
+fn cas_of(s: &Store, k: &[u8]) -> u64 {
+    match s.get(k, None) {
+        GetOutcome::Hit(h) => h.cas,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The binary protocol's CAS checks and the CAS values it answers with.
+#[test]
+fn cas_values_returned_and_checked() {
+    let s = store();
+    let (o, c1) = s.store_cas(Mode::Set, b"k", 0, 0, b"v", 0);
+    assert_eq!(o, StoreOutcome::Stored);
+    assert_eq!(c1, cas_of(&s, b"k"));
+    // Append/prepend: any CAS when 0, else it must match.
+    assert_eq!(
+        s.store_cas(Mode::Append, b"k", 0, 0, b"w", c1 + 1),
+        (StoreOutcome::Exists, 0)
+    );
+    let (o, c2) = s.store_cas(Mode::Append, b"k", 0, 0, b"w", c1);
+    assert_eq!(o, StoreOutcome::Stored);
+    assert!(c2 > c1);
+    assert_eq!(
+        s.store_cas(Mode::Prepend, b"k", 0, 0, b"p", 0).0,
+        StoreOutcome::Stored
+    );
+    assert_eq!(value(&s, b"k").unwrap(), b"pvw");
+    // incr/decr: the CAS is checked, the new one returned.
+    s.store(Mode::Set, b"n", 0, 0, b"10", 0);
+    let cn = cas_of(&s, b"n");
+    assert_eq!(
+        s.arith_cas(b"n", true, 1, cn + 7, parse_num),
+        (DeltaOutcome::Exists, 0)
+    );
+    let (o, c3) = s.arith_cas(b"n", true, 1, cn, parse_num);
+    assert_eq!(o, DeltaOutcome::Value(11));
+    assert_eq!(c3, cas_of(&s, b"n"));
+    assert!(c3 > cn);
+    // delete: a wrong CAS keeps the item.
+    assert_eq!(s.delete_cas(b"n", c3 + 1), StoreOutcome::Exists);
+    assert_eq!(value(&s, b"n").unwrap(), b"11");
+    assert_eq!(s.delete_cas(b"n", c3), StoreOutcome::Stored);
+    assert_eq!(s.delete_cas(b"n", 0), StoreOutcome::NotFound);
+    // Without CAS values (-C) every item's is 0.
+    let s = store_with(Config {
+        use_cas: false,
+        ..Config::default()
+    });
+    assert_eq!(
+        s.store_cas(Mode::Set, b"k", 0, 0, b"v", 0),
+        (StoreOutcome::Stored, 0)
+    );
+    assert_eq!(s.delete_cas(b"k", 5), StoreOutcome::Exists);
+}
+
 #[test]
 fn a_held_value_is_not_changed_in_place() {
     let s = store();
