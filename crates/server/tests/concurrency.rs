@@ -71,3 +71,104 @@ fn pipelined_clients_in_parallel() {
         t.join().unwrap();
     }
 }
+
+/// A binary request: header, extras, key, value.
+fn bin(opcode: u8, extras: &[u8], key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut b = vec![0x80, opcode];
+    b.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    b.extend_from_slice(&[extras.len() as u8, 0, 0, 0]);
+    b.extend_from_slice(&((extras.len() + key.len() + value.len()) as u32).to_be_bytes());
+    b.extend_from_slice(&[0; 12]);
+    b.extend_from_slice(extras);
+    b.extend_from_slice(key);
+    b.extend_from_slice(value);
+    b
+}
+
+/// Reads binary responses until one with `last_opcode`; returns them as
+/// (opcode, status, key, value).
+fn bin_responses(c: &mut common::Client, last_opcode: u8) -> Vec<(u8, u16, Vec<u8>, Vec<u8>)> {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        while got.len() >= 24 {
+            let klen = u16::from_be_bytes([got[2], got[3]]) as usize;
+            let elen = got[4] as usize;
+            let body = u32::from_be_bytes(got[8..12].try_into().unwrap()) as usize;
+            if got.len() < 24 + body {
+                break;
+            }
+            let op = got[1];
+            let status = u16::from_be_bytes([got[6], got[7]]);
+            let key = got[24 + elen..24 + elen + klen].to_vec();
+            let value = got[24 + elen + klen..24 + body].to_vec();
+            got.drain(..24 + body);
+            out.push((op, status, key, value));
+            if op == last_opcode {
+                return out;
+            }
+        }
+        let n = c.s.read(&mut buf).expect("read");
+        assert!(n > 0, "closed after {out:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn binary_clients_in_parallel() {
+    let srv = Server::memcrab(&["-t", "4"]);
+    let port = srv.port;
+    let mut c = srv.connect();
+    c.send(&bin(0x01, &[0; 8], b"bshared", b"0"));
+    assert_eq!(bin_responses(&mut c, 0x01)[0].1, 0);
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut c = common::Client::connect(port);
+                for round in 0..20u32 {
+                    // 50 quiet sets, then a NoOp that answers for them all.
+                    let mut req = Vec::new();
+                    let mut want = Vec::new();
+                    for i in 0..50u32 {
+                        let key = format!("b{t}-{i}").into_bytes();
+                        let value = format!("{t}:{round}:{}", "x".repeat((i * 37 % 3000) as usize))
+                            .into_bytes();
+                        let mut extras = (t as u32).to_be_bytes().to_vec();
+                        extras.extend_from_slice(&[0; 4]);
+                        req.extend_from_slice(&bin(0x11, &extras, &key, &value));
+                        want.push((key, value));
+                    }
+                    req.extend_from_slice(&bin(0x0a, &[], &[], &[]));
+                    c.send(&req);
+                    let r = bin_responses(&mut c, 0x0a);
+                    assert_eq!(r.len(), 1, "quiet sets answered: {r:?}");
+                    // A multiget: GetKQ for all but the last key, GetK last.
+                    let mut req = Vec::new();
+                    for (i, (k, _)) in want.iter().enumerate() {
+                        req.extend_from_slice(&bin(if i == 49 { 0x0c } else { 0x0d }, &[], k, &[]));
+                    }
+                    c.send(&req);
+                    let r = bin_responses(&mut c, 0x0c);
+                    assert_eq!(r.len(), 50);
+                    for ((op, status, k, v), (wk, wv)) in r.iter().zip(&want) {
+                        assert_eq!((*status, k, v), (0, wk, wv), "opcode {op:#x}");
+                    }
+                }
+                for _ in 0..100 {
+                    let mut extras = 1u64.to_be_bytes().to_vec();
+                    extras.extend_from_slice(&[0; 12]);
+                    c.send(&bin(0x05, &extras, b"bshared", &[]));
+                    assert_eq!(bin_responses(&mut c, 0x05)[0].1, 0);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    c.send(&bin(0x00, &[], b"bshared", &[]));
+    let r = bin_responses(&mut c, 0x00);
+    assert_eq!(r[0].3, b"1600");
+}
