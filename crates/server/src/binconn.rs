@@ -90,6 +90,19 @@ fn message(status: Status) -> &'static str {
     }
 }
 
+/// `-vv`: a header as memcached dumps it, four bytes a line.
+fn dump(fd: i32, dir: char, indent: &str, title: &str, header: &[u8]) {
+    let mut text = format!("{dir}{fd} {title}\n");
+    for row in header[..HEADER_LEN].chunks(4) {
+        text.push_str(&format!("{dir}{fd}{indent}"));
+        for b in row {
+            text.push_str(&format!(" 0x{b:02x}"));
+        }
+        text.push('\n');
+    }
+    eprint!("{text}");
+}
+
 /// A response with a body of extras, key and `value`.
 #[allow(clippy::too_many_arguments)]
 fn respond(
@@ -102,7 +115,10 @@ fn respond(
     key: &[u8],
     value: &[u8],
 ) {
+    let verbose = cx.sh.verbose() > 1;
+    let fd = cx.fd;
     cx.out.with_buf(|b| {
+        let start = b.len();
         Response {
             opcode,
             status,
@@ -113,6 +129,9 @@ fn respond(
             value_len: value.len(),
         }
         .write(b);
+        if verbose {
+            dump(fd, '>', "  ", "Writing bin response:", &b[start..]);
+        }
         b.extend_from_slice(value);
     });
 }
@@ -125,6 +144,9 @@ fn answer(cx: &mut Cx<'_>, opcode: u8, opaque: u32, value: &[u8]) {
 /// An error response: the status and memcached's words for it.
 fn error_reply(cx: &mut Cx<'_>, opcode: u8, opaque: u32, status: Status) {
     let words = message(status).as_bytes();
+    if cx.sh.verbose() > 1 {
+        eprintln!(">{} Writing an error: {}", cx.fd, message(status));
+    }
     respond(cx, opcode, opaque, status, 0, &[], &[], words);
 }
 
@@ -174,6 +196,9 @@ pub fn step(avail: &[u8], ses: &mut Session, cx: &mut Cx<'_>) -> Step {
             return closing(avail);
         }
     };
+    if cx.sh.verbose() > 1 {
+        dump(cx.fd, '<', "   ", "Read binary protocol data:", avail);
+    }
     if !h.lengths_ok() {
         error(cx, h.opcode, h.opaque, Status::UnknownCommand);
         return closing(avail);
@@ -376,10 +401,12 @@ fn get(
         cx.stats.incr(Counter::GetCmds);
     }
     let out = &mut *cx.out;
+    let mut header = [0u8; HEADER_LEN];
     let found = cx.sh.store.get_with(key, touch, |f| {
         let flags = f.flags.to_be_bytes();
         let k: &[u8] = if with_key { key } else { &[] };
         out.with_buf(|b| {
+            let start = b.len();
             Response {
                 opcode,
                 status: Status::NoError,
@@ -389,13 +416,19 @@ fn get(
                 key: k,
                 value_len: if with_value { f.value_len } else { 0 },
             }
-            .write(b)
+            .write(b);
+            header.copy_from_slice(&b[start..start + HEADER_LEN]);
         });
         if with_value {
             out.value(f);
         }
     });
     let Err(missed) = found else {
+        if cx.sh.verbose() > 1 {
+            // memcached logs a hit's header before it writes the CAS in.
+            header[16..].fill(0);
+            dump(cx.fd, '>', "  ", "Writing bin response:", &header);
+        }
         return;
     };
     exec::count_miss(cx.stats, touch.is_some(), missed);

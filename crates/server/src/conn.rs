@@ -270,6 +270,7 @@ impl Conn {
             sh,
             stats: cx.stats,
             out,
+            fd: info.fd,
         };
         let auth_file = sh.settings.auth_file.as_deref();
         if auth_file.is_some() && !*ascii_authed {
@@ -301,7 +302,14 @@ impl Conn {
                 *binary = match sh.settings.protocol {
                     Protocol::Binary => true,
                     Protocol::Ascii => false,
-                    Protocol::Auto => avail[0] == REQ_MAGIC,
+                    Protocol::Auto => {
+                        let b = avail[0] == REQ_MAGIC;
+                        if sh.verbose() > 1 {
+                            let name = if b { "binary" } else { "ascii" };
+                            eprintln!("{}: Client using the {name} protocol", info.fd);
+                        }
+                        b
+                    }
                 };
             }
             if *binary {

@@ -23,6 +23,8 @@ pub struct Cx<'a> {
     pub sh: &'a Shared,
     pub stats: &'a WorkerStats,
     pub out: &'a mut Output,
+    /// The connection's descriptor, for `-vv` logs.
+    pub fd: i32,
 }
 
 impl Cx<'_> {

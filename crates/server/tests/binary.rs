@@ -1044,3 +1044,89 @@ fn malformed_headers_never_make_memcrab_allocate() {
     let (got, _) = exchange(p, &req(0x0b, &[], &[], &[]).bytes(&[]), 500);
     assert_eq!(got, response(0x0b, 0, 0, 0, &[], &[], b"1.6.18"));
 }
+
+/// Starts `bin` with -vv, stderr piped; returns the child (the caller
+/// kills and waits for it), its port and the stderr reader.
+#[allow(clippy::zombie_processes)]
+fn start_vv(bin: &str) -> (std::process::Child, u16, std::process::ChildStderr) {
+    let port_file = std::env::temp_dir().join(format!(
+        "memcrab-vv-{}-{}.port",
+        std::process::id(),
+        bin.len()
+    ));
+    let _ = std::fs::remove_file(&port_file);
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(["-vv", "-l", "127.0.0.1", "-p", "-1", "-U", "0"])
+        .env("MEMCACHED_PORT_FILENAME", &port_file)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if bin.contains("memcached") {
+        cmd.args(["-u", "root"]);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let err = child.stderr.take().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(port) = std::fs::read_to_string(&port_file).ok().and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("TCP INET: "))
+                .and_then(|p| p.trim().parse().ok())
+        }) {
+            let _ = std::fs::remove_file(&port_file);
+            return (child, port, err);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{bin} did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `-vv` dumps binary headers as memcached does (descriptors aside).
+#[test]
+fn vv_dumps_binary_traffic_as_memcached_does() {
+    let memcached = require_memcached();
+    let mut logs = Vec::new();
+    for bin in [memcached.as_str(), MEMCRAB] {
+        let (mut child, port, mut err) = start_vv(bin);
+        let reader = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                text.extend_from_slice(&buf[..n]);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        });
+        let bytes = [
+            req(0x01, &set_extras(5, 0), b"k", b"v").bytes(&[]),
+            req(0x00, &[], b"k", &[]).opaque(7).bytes(&[]),
+            req(0x00, &[], b"zz", &[]).bytes(&[]),
+        ]
+        .concat();
+        let (got, _) = exchange(port, &bytes, 300);
+        assert_eq!(got.len(), 3 * 24 + 5 + 9);
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = reader.join().unwrap();
+        // The dump lines, the descriptor taken out.
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("0x") || l.contains("Writing") || l.contains("Read binary"))
+            .map(|l| {
+                let dir = &l[..1];
+                let rest = l[1..].trim_start_matches(|c: char| c.is_ascii_digit());
+                format!("{dir}N{rest}")
+            })
+            .collect();
+        logs.push(lines);
+    }
+    assert!(logs[0].len() >= 6 * 7, "{:?}", logs[0]);
+    assert_eq!(logs[1], logs[0]);
+}
