@@ -401,6 +401,8 @@ fn get(
         cx.stats.incr(Counter::GetCmds);
     }
     let out = &mut *cx.out;
+    // Kept only for the -vv dump, after the shard lock is let go.
+    let verbose = cx.sh.verbose() > 1;
     let mut header = [0u8; HEADER_LEN];
     let found = cx.sh.store.get_with(key, touch, |f| {
         let flags = f.flags.to_be_bytes();
@@ -417,14 +419,16 @@ fn get(
                 value_len: if with_value { f.value_len } else { 0 },
             }
             .write(b);
-            header.copy_from_slice(&b[start..start + HEADER_LEN]);
+            if verbose {
+                header.copy_from_slice(&b[start..start + HEADER_LEN]);
+            }
         });
         if with_value {
             out.value(f);
         }
     });
     let Err(missed) = found else {
-        if cx.sh.verbose() > 1 {
+        if verbose {
             // memcached logs a hit's header before it writes the CAS in.
             header[16..].fill(0);
             dump(cx.fd, '>', "  ", "Writing bin response:", &header);
