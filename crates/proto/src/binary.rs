@@ -17,6 +17,8 @@
 //! the server after the header said how long it is and the server's
 //! `-I` limit allowed it.
 
+use crate::{StatsGroup, StoreMode, KEY_MAX_LENGTH};
+
 /// First byte of a request.
 pub const REQ_MAGIC: u8 = 0x80;
 /// First byte of a response.
@@ -181,8 +183,6 @@ pub enum FrameError {
     BadMagic(u8),
 }
 
-/// The longest key memcached stores (binary lengths could say 65535).
-pub const KEY_MAX_LENGTH: usize = 250;
 /// The longest SASL mechanism name accepted.
 pub const MAX_SASL_MECH_LEN: usize = 32;
 
@@ -199,16 +199,6 @@ pub enum Refusal {
     /// extras and key, `body_len` more bytes are discarded (memcached's
     /// own arithmetic, kept so that the byte streams stay in step).
     Unknown,
-}
-
-/// The store commands, as the binary protocol names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreOp {
-    Set,
-    Add,
-    Replace,
-    Append,
-    Prepend,
 }
 
 /// A request's command, with its extras decoded.
@@ -232,7 +222,7 @@ pub enum Command<'a> {
     /// Set/Add/Replace (with flags and exptime) and Append/Prepend (0 and
     /// 0); the value follows the key.
     Store {
-        op: StoreOp,
+        mode: StoreMode,
         key: &'a [u8],
         flags: u32,
         exptime: u32,
@@ -254,9 +244,10 @@ pub enum Command<'a> {
     },
     NoOp,
     Version,
-    /// Stat with no key (all) or a group name.
+    /// Stat: the group its key names (memcached's rules, see
+    /// [`stat_group`]); `None` for a key it does not know.
     Stat {
-        key: &'a [u8],
+        group: Option<StatsGroup>,
     },
     SaslListMechs,
     /// SaslAuth (`step` false) or SaslStep; the data follows the key.
@@ -335,14 +326,14 @@ pub fn decode<'a>(op: Opcode, h: &Header, ext_key: &'a [u8]) -> Request<'a> {
     use Opcode::*;
     let (e, key) = ext_key.split_at(usize::from(h.extras_len));
     let key = &key[..usize::from(h.key_len)];
-    let store = |op| Command::Store {
-        op,
+    let store = |mode| Command::Store {
+        mode,
         key,
         flags: be32(e),
         exptime: be32(&e[4..]),
     };
-    let concat = |op| Command::Store {
-        op,
+    let concat = |mode| Command::Store {
+        mode,
         key,
         flags: 0,
         exptime: 0,
@@ -365,11 +356,11 @@ pub fn decode<'a>(op: Opcode, h: &Header, ext_key: &'a [u8]) -> Request<'a> {
             key,
             exptime: be32(e),
         },
-        Set => store(StoreOp::Set),
-        Add => store(StoreOp::Add),
-        Replace => store(StoreOp::Replace),
-        Append => concat(StoreOp::Append),
-        Prepend => concat(StoreOp::Prepend),
+        Set => store(StoreMode::Set),
+        Add => store(StoreMode::Add),
+        Replace => store(StoreMode::Replace),
+        Append => concat(StoreMode::Append),
+        Prepend => concat(StoreMode::Prepend),
         Delete => Command::Delete { key },
         Increment | Decrement => Command::Arith {
             incr: op.loud() == Increment,
@@ -384,7 +375,9 @@ pub fn decode<'a>(op: Opcode, h: &Header, ext_key: &'a [u8]) -> Request<'a> {
         },
         NoOp => Command::NoOp,
         Version => Command::Version,
-        Stat => Command::Stat { key },
+        Stat => Command::Stat {
+            group: stat_group(key),
+        },
         SaslListMechs => Command::SaslListMechs,
         SaslAuth | SaslStep => Command::SaslAuth {
             mech: key,
@@ -401,6 +394,38 @@ pub fn decode<'a>(op: Opcode, h: &Header, ext_key: &'a [u8]) -> Request<'a> {
         cas: h.cas,
         cmd,
     }
+}
+
+/// The group a binary Stat key asks for, as memcached 1.6 reads it: no
+/// key is everything; `reset`, `settings` and `detail` are matched by
+/// prefix (`detail on`, `detail off`, `detail dump`, anything else after
+/// `detail` being its usage error); `items`, `slabs` and `sizes` exactly.
+/// `conns` and `cachedump` are text-only.
+pub fn stat_group(key: &[u8]) -> Option<StatsGroup> {
+    Some(if key.is_empty() {
+        StatsGroup::General
+    } else if key.starts_with(b"reset") {
+        StatsGroup::Reset
+    } else if key.starts_with(b"settings") {
+        StatsGroup::Settings
+    } else if let Some(rest) = key.strip_prefix(b"detail") {
+        if rest.starts_with(b" dump") {
+            StatsGroup::DetailDump
+        } else if rest.starts_with(b" on") {
+            StatsGroup::DetailOn
+        } else if rest.starts_with(b" off") {
+            StatsGroup::DetailOff
+        } else {
+            StatsGroup::DetailUsage
+        }
+    } else {
+        match key {
+            b"items" => StatsGroup::Items,
+            b"slabs" => StatsGroup::Slabs,
+            b"sizes" => StatsGroup::Sizes,
+            _ => return None,
+        }
+    })
 }
 
 fn be16(b: &[u8]) -> u16 {
@@ -662,16 +687,16 @@ mod tests {
             }
         );
         for (ops, sop) in [
-            ([0x01, 0x11], StoreOp::Set),
-            ([0x02, 0x12], StoreOp::Add),
-            ([0x03, 0x13], StoreOp::Replace),
+            ([0x01, 0x11], StoreMode::Set),
+            ([0x02, 0x12], StoreMode::Add),
+            ([0x03, 0x13], StoreMode::Replace),
         ] {
             for op in ops {
                 let r = judge(op, &set_ext, b"key", b"val").unwrap();
                 assert_eq!(
                     r.cmd,
                     Command::Store {
-                        op: sop,
+                        mode: sop,
                         key: b"key",
                         flags: 7,
                         exptime: 300
@@ -683,15 +708,15 @@ mod tests {
             }
         }
         for (op, sop) in [
-            (0x0e, StoreOp::Append),
-            (0x19, StoreOp::Append),
-            (0x0f, StoreOp::Prepend),
-            (0x1a, StoreOp::Prepend),
+            (0x0e, StoreMode::Append),
+            (0x19, StoreMode::Append),
+            (0x0f, StoreMode::Prepend),
+            (0x1a, StoreMode::Prepend),
         ] {
             assert_eq!(
                 cmd(op, &[], b"k", b"v"),
                 Command::Store {
-                    op: sop,
+                    mode: sop,
                     key: b"k",
                     flags: 0,
                     exptime: 0
@@ -720,11 +745,31 @@ mod tests {
         assert_eq!(cmd(0x18, &t, &[], &[]), Command::Flush { delay: 60 });
         assert_eq!(cmd(0x0a, &[], &[], &[]), Command::NoOp);
         assert_eq!(cmd(0x0b, &[], &[], &[]), Command::Version);
-        assert_eq!(cmd(0x10, &[], &[], &[]), Command::Stat { key: b"" });
         assert_eq!(
-            cmd(0x10, &[], b"items", &[]),
-            Command::Stat { key: b"items" }
+            cmd(0x10, &[], &[], &[]),
+            Command::Stat {
+                group: Some(StatsGroup::General)
+            }
         );
+        for (key, group) in [
+            (&b"items"[..], Some(StatsGroup::Items)),
+            (b"slabs", Some(StatsGroup::Slabs)),
+            (b"sizes", Some(StatsGroup::Sizes)),
+            (b"settings", Some(StatsGroup::Settings)),
+            (b"settingsXYZ", Some(StatsGroup::Settings)),
+            (b"reset", Some(StatsGroup::Reset)),
+            (b"resetting", Some(StatsGroup::Reset)),
+            (b"detail", Some(StatsGroup::DetailUsage)),
+            (b"detail dump", Some(StatsGroup::DetailDump)),
+            (b"detail on", Some(StatsGroup::DetailOn)),
+            (b"detail off", Some(StatsGroup::DetailOff)),
+            (b"detail bogus", Some(StatsGroup::DetailUsage)),
+            (b"itemsX", None),
+            (b"conns", None),
+            (b"cachedump 1 0", None),
+        ] {
+            assert_eq!(cmd(0x10, &[], key, &[]), Command::Stat { group }, "{key:?}");
+        }
         assert_eq!(cmd(0x20, &[], &[], &[]), Command::SaslListMechs);
         let auth = cmd(0x21, &[], b"PLAIN", b"\0u\0p");
         assert_eq!(

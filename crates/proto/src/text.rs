@@ -9,47 +9,13 @@
 //! as memcached does.
 
 use crate::num::{safe_strtol, safe_strtoul, safe_strtoull};
+use crate::{StatsGroup, StoreMode, KEY_MAX_LENGTH};
 
-/// Longest key memcached accepts.
-pub const KEY_MAX_LENGTH: usize = 250;
 /// memcached's tokenizer stops splitting after this many tokens (including
 /// the terminating empty one); the rest of the line stays in the last.
 const MAX_TOKENS: usize = 24;
 /// Without a newline in this many bytes a line may only be a `get`/`gets`.
 pub const MAX_LINE_WITHOUT_NEWLINE: usize = 2048;
-
-/// The store commands that carry a data block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreMode {
-    Set,
-    Add,
-    Replace,
-    Append,
-    Prepend,
-    Cas,
-}
-
-/// The `stats` sub-commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatsGroup {
-    General,
-    Settings,
-    Items,
-    Slabs,
-    Sizes,
-    Conns,
-    Reset,
-    /// `stats cachedump <class> <limit>`.
-    CacheDump {
-        class: u32,
-        limit: u32,
-    },
-    /// `stats detail` with a wrong or missing argument.
-    DetailUsage,
-    DetailOn,
-    DetailOff,
-    DetailDump,
-}
 
 /// A store command's line: its data block (`data_len` bytes and `\r\n`)
 /// follows it.

@@ -1,28 +1,25 @@
-//! One client connection: read buffer, command framing, output queue.
+//! One client connection, the transport's part: read buffer, `-R`
+//! fairness, bytes to swallow, the output queue and the socket. What the
+//! bytes mean is the session's business (`crate::session`); this file
+//! names no command.
 //!
 //! ```text
-//!  socket ─read─► rbuf[rpos..rend] ─find '\n'─► proto::text::parse
-//!     ─► exec::{execute, store_head, store_data} ─► Output ─writev─► socket
+//!  socket ─read─► rbuf[rpos..rend] ─► Session::step ─► Step
+//!     (Need: read more; Done: advance, swallow, maybe close)
+//!  Output (replies the session queued) ─writev─► socket
 //! ```
 //!
-//! A store command's line stays in the buffer until its whole data block
-//! has arrived, then line and data are handled together; nothing is copied
-//! on the way but the value into the store. Input is not read further
-//! while replies are waiting for the socket, so a client that does not
-//! read cannot make the server buffer without bound.
+//! A request stays in the buffer until all of it has arrived (a store
+//! command's line with its data block), then is handled in place; nothing
+//! is copied on the way but the value into the store. Input is not read
+//! further while replies are waiting for the socket, so a client that does
+//! not read cannot make the server buffer without bound.
 
 use std::io::{self, Read};
 use std::sync::Arc;
 
-use memcrab_proto::binary::REQ_MAGIC;
-use memcrab_proto::text::{may_be_long_get, parse, trim_line, MAX_LINE_WITHOUT_NEWLINE};
-use memcrab_proto::Request;
-
-use crate::auth::{self, AsciiAuth};
-use crate::binconn::{self, Session, Step};
-use crate::config::Protocol;
-use crate::exec::{self, Cx, Flow};
 use crate::output::Output;
+use crate::session::{self, Session, Step};
 use crate::shared::{ConnInfo, ConnState, Shared};
 use crate::stats::{Counter, WorkerStats};
 use crate::stream::Stream;
@@ -32,9 +29,6 @@ pub const READ_BUF: usize = 16 * 1024;
 /// Unparsed input beyond this is not read until some of it is handled
 /// (unless one command needs more: a data block or a long multiget).
 const READ_LIMIT: usize = 64 * 1024;
-/// The longest `get` line accepted without a newline; memcached grows its
-/// buffer without limit here, memcrab closes the connection.
-pub const MAX_GET_LINE: usize = 2 * 1024 * 1024;
 /// Replies queued past this end the batch early so they can be sent.
 const OUT_HIGH: usize = 1024 * 1024;
 
@@ -80,16 +74,8 @@ pub struct Conn {
     out: Output,
     close_after_flush: bool,
     eof: bool,
-    seen_first_byte: bool,
-    /// Speaks the binary protocol (decided by the first byte under `-B auto`).
-    binary: bool,
-    /// SASL login state (binary, `-S`).
+    /// The protocol spoken, its framing and login state.
     session: Session,
-    /// Past its ASCII auth token (`-Y`).
-    ascii_authed: bool,
-    /// An auth reply is queued in this batch: memcached writes the next
-    /// one over it (only the last is sent).
-    auth_reply_queued: bool,
     /// Set when a batch stopped at `-R`; memcached handles `-R`+1 commands
     /// in the first batch after a read and `-R` in each later one.
     yielded: bool,
@@ -108,11 +94,7 @@ impl Conn {
             out: Output::default(),
             close_after_flush: false,
             eof: false,
-            seen_first_byte: false,
-            binary: false,
-            session: Session::default(),
-            ascii_authed: false,
-            auth_reply_queued: false,
+            session: Session::new(),
             yielded: false,
         }
     }
@@ -246,171 +228,56 @@ impl Conn {
         self.out.release();
     }
 
-    /// Handles complete commands in the buffer, at most `-R` of them.
+    /// Hands complete requests in the buffer to the session, at most
+    /// `-R` of them, swallowing what a refused request left to discard.
     fn process(&mut self, cx: &mut WorkerCx<'_>) -> Progress {
         let sh = cx.sh;
         let max_reqs = sh.settings.reqs_per_event + usize::from(!self.yielded);
         let now = sh.store.clock().now();
-        let Conn {
-            rbuf,
-            rpos,
-            rend,
-            swallow,
-            out,
-            info,
-            seen_first_byte,
-            binary,
-            session,
-            ascii_authed,
-            auth_reply_queued,
-            yielded,
-            ..
-        } = self;
-        let mut ecx = Cx {
+        let mut scx = session::Cx {
             sh,
             stats: cx.stats,
-            out,
-            fd: info.fd,
+            out: &mut self.out,
+            fd: self.info.fd,
         };
-        let auth_file = sh.settings.auth_file.as_deref();
-        if auth_file.is_some() && !*ascii_authed {
-            ecx.out.commit();
-            *auth_reply_queued = false;
-        }
+        self.session.begin_batch(&mut scx);
         let mut handled = 0;
         loop {
-            if *swallow > 0 {
-                let k = (*swallow).min((*rend - *rpos) as u64);
-                *rpos += k as usize;
-                *swallow -= k;
-                if *swallow > 0 {
-                    info.set_state(ConnState::Swallow);
+            if self.swallow > 0 {
+                let k = self.swallow.min((self.rend - self.rpos) as u64);
+                self.rpos += k as usize;
+                self.swallow -= k;
+                if self.swallow > 0 {
+                    self.info.set_state(ConnState::Swallow);
                     return Progress::NeedMore(0);
                 }
             }
-            let avail = &rbuf[*rpos..*rend];
+            let avail = &self.rbuf[self.rpos..self.rend];
             if avail.is_empty() {
-                *yielded = false;
+                self.yielded = false;
                 return Progress::NeedMore(0);
             }
-            if handled >= max_reqs || ecx.out.pending() > OUT_HIGH {
-                *yielded = true;
+            if handled >= max_reqs || scx.out.pending() > OUT_HIGH {
+                self.yielded = true;
                 return Progress::Yield;
             }
-            if !*seen_first_byte {
-                *seen_first_byte = true;
-                *binary = match sh.settings.protocol {
-                    Protocol::Binary => true,
-                    Protocol::Ascii => false,
-                    Protocol::Auto => {
-                        let b = avail[0] == REQ_MAGIC;
-                        if sh.verbose() > 1 {
-                            let name = if b { "binary" } else { "ascii" };
-                            eprintln!("{}: Client using the {name} protocol", info.fd);
-                        }
-                        b
+            self.info.set_state(ConnState::ParseCmd);
+            match self.session.step(avail, &mut scx) {
+                Step::Need(n) => {
+                    if n > 0 {
+                        self.info.set_state(ConnState::Nread);
                     }
-                };
-            }
-            if *binary {
-                info.touch(now);
-                info.set_state(ConnState::ParseCmd);
-                match binconn::step(avail, session, &mut ecx) {
-                    Step::Need(n) => {
-                        info.set_state(ConnState::Nread);
-                        return Progress::NeedMore(n);
-                    }
-                    Step::Done {
-                        used,
-                        swallow: s,
-                        close,
-                    } => {
-                        *rpos += used;
-                        *swallow = s;
-                        if close {
-                            return Progress::Close;
-                        }
-                    }
+                    return Progress::NeedMore(n);
                 }
-                handled += 1;
-                continue;
-            }
-            if let (Some(users), false) = (auth_file, *ascii_authed) {
-                let (used, reply) = match auth::ascii_token(avail) {
-                    AsciiAuth::Need(n) => return Progress::NeedMore(n),
-                    AsciiAuth::Close => return Progress::Close,
-                    AsciiAuth::NotAuth { used } => (used, "CLIENT_ERROR unauthenticated"),
-                    AsciiAuth::TooLong { used, swallow: s } => {
-                        *swallow = s;
-                        ecx.stats.incr(Counter::AuthCmds);
-                        ecx.stats.incr(Counter::AuthErrors);
-                        (used, "CLIENT_ERROR authentication failure")
-                    }
-                    AsciiAuth::Token { used, token } => match token {
-                        Ok((user, pass)) => {
-                            ecx.stats.incr(Counter::AuthCmds);
-                            if users.check(user, pass) {
-                                *ascii_authed = true;
-                                (used, "STORED")
-                            } else {
-                                ecx.stats.incr(Counter::AuthErrors);
-                                (used, "CLIENT_ERROR authentication failure")
-                            }
-                        }
-                        Err(line) => (used, line),
-                    },
-                };
-                if *auth_reply_queued {
-                    ecx.out.discard_unsent();
-                }
-                *auth_reply_queued = !*ascii_authed;
-                ecx.out.line(reply);
-                if *ascii_authed {
-                    ecx.out.commit();
-                }
-                *rpos += used;
-                handled += 1;
-                continue;
-            }
-            let Some(nl) = memchr::memchr(b'\n', avail) else {
-                if avail.len() > MAX_LINE_WITHOUT_NEWLINE
-                    && (!may_be_long_get(avail) || avail.len() > MAX_GET_LINE)
-                {
-                    // memcached drops the connection and its unsent replies.
-                    ecx.out.discard_unsent();
-                    return Progress::Close;
-                }
-                return Progress::NeedMore(if avail.len() > MAX_LINE_WITHOUT_NEWLINE {
-                    MAX_GET_LINE + 1
-                } else {
-                    0
-                });
-            };
-            info.touch(now);
-            info.set_state(ConnState::ParseCmd);
-            let line = trim_line(&avail[..nl]);
-            if sh.verbose() > 1 {
-                eprintln!("<{} {}", info.fd, String::from_utf8_lossy(line));
-            }
-            match parse(line) {
-                Request::Store(head) => {
-                    if let Some(n) = exec::store_head(&head, &mut ecx) {
-                        *rpos += nl + 1;
-                        *swallow = n;
-                    } else {
-                        let total = nl + 1 + head.data_len as usize + 2;
-                        if avail.len() < total {
-                            info.set_state(ConnState::Nread);
-                            return Progress::NeedMore(total);
-                        }
-                        exec::store_data(&head, &avail[nl + 1..total], &mut ecx);
-                        *rpos += total;
-                    }
-                }
-                req => {
-                    let flow = exec::execute(req, &mut ecx);
-                    *rpos += nl + 1;
-                    if flow == Flow::Close {
+                Step::Done {
+                    used,
+                    swallow,
+                    close,
+                } => {
+                    self.info.touch(now);
+                    self.rpos += used;
+                    self.swallow = swallow;
+                    if close {
                         return Progress::Close;
                     }
                 }

@@ -19,12 +19,12 @@
 #![forbid(unsafe_code)]
 
 mod auth;
-mod binconn;
+mod cmd;
 mod config;
 mod conn;
-mod exec;
 mod listen;
 mod output;
+mod session;
 mod shared;
 mod shutdown;
 mod stats;

@@ -262,15 +262,22 @@ mod tests {
 
     #[test]
     fn partial_writes_keep_order() {
-        use memcrab_store::{Clock, Config, Mode, Store};
+        use memcrab_store::{Clock, Config, DeleteOutcome, Mode, Store, StoreReq};
         let store = Store::new(Config::default(), std::sync::Arc::new(Clock::new()));
         let big = vec![b'x'; 5000];
-        store.store(Mode::Set, b"k", 0, 0, &big, 0);
+        store.store(&StoreReq {
+            mode: Mode::Set,
+            key: b"k",
+            flags: 0,
+            exptime: 0,
+            value: &big,
+            cas: 0,
+        });
         let mut o = Output::default();
         o.line("VALUE k 0 5000");
         store.get_with(b"k", None, |f| o.data_block(f)).unwrap();
         // The value is held, not copied: deleting the item changes nothing.
-        assert!(store.delete(b"k"));
+        assert_eq!(store.delete(b"k", 0), DeleteOutcome::Deleted);
         o.line("END");
         let total = o.pending();
         let mut w = Slow::new(7, 100);

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use memcrab_store::Store;
 use parking_lot::Mutex;
 
+use crate::cmd::hook::Observer;
 use crate::config::Settings;
 use crate::stats::WorkerStats;
 
@@ -162,6 +163,8 @@ pub struct Shared {
     pub worker_stats: Vec<Arc<WorkerStats>>,
     pub conns: ConnRegistry,
     pub listeners: Vec<ListenerInfo>,
+    /// What sees every key command (`cmd::hook`); fixed at start.
+    pub observers: Vec<Box<dyn Observer>>,
     verbose: AtomicU8,
     /// `slabs automove` mode (0, 1, 2), from `-o slab_automove` at start.
     automove: AtomicU32,
@@ -184,6 +187,7 @@ impl Shared {
             worker_stats,
             conns,
             listeners,
+            observers: Vec::new(),
             verbose,
             automove,
         }

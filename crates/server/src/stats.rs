@@ -1,8 +1,18 @@
 //! Statistics: per-worker counters (each worker writes only its own,
-//! cache-line aligned) summed on demand, and the rendering of every
-//! `stats` group with memcached 1.6's field names and order.
+//! cache-line aligned) summed on demand, and every `stats` group as data:
+//! a list of [`Stat`]s, (name, value) pairs with memcached 1.6's field
+//! names in its order. Text `stats` and binary `Stat` render the same
+//! pairs (`session::text`, `session::binary`); nothing parses rendered
+//! stats.
+//!
+//! ```text
+//!  WorkerStats (per worker) ─┐
+//!  Store::stats (per class) ─┼─► general/settings/items/slabs/sizes/conns
+//!  ConnRegistry, Settings ───┘        ──► Vec<Stat> ──► text | binary
+//! ```
 
-use std::io::Write as _;
+use std::borrow::Cow;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use memcrab_store::StoreStats;
@@ -80,9 +90,58 @@ impl Totals {
     }
 }
 
-/// Appends `STAT name value\r\n`.
-fn stat(out: &mut Vec<u8>, name: &str, value: impl std::fmt::Display) {
-    let _ = write!(out, "STAT {name} {value}\r\n");
+/// A statistic's value: a count, or text (a version, a setting, a
+/// time with microseconds).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Num(u64),
+    Text(Cow<'static, str>),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Num(n) => write!(f, "{n}"),
+            Value::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+impl Value {
+    /// Appends the value's bytes.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::Num(n) => memcrab_proto::num::write_u64(out, *n),
+            Value::Text(t) => out.extend_from_slice(t.as_bytes()),
+        }
+    }
+}
+
+/// One `STAT name value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stat {
+    pub name: Cow<'static, str>,
+    pub value: Value,
+}
+
+/// A group of stats being gathered.
+#[derive(Default)]
+struct Pairs(Vec<Stat>);
+
+impl Pairs {
+    fn num(&mut self, name: impl Into<Cow<'static, str>>, v: u64) {
+        self.0.push(Stat {
+            name: name.into(),
+            value: Value::Num(v),
+        });
+    }
+
+    fn text(&mut self, name: impl Into<Cow<'static, str>>, v: impl Into<Cow<'static, str>>) {
+        self.0.push(Stat {
+            name: name.into(),
+            value: Value::Text(v.into()),
+        });
+    }
 }
 
 fn rusage() -> (String, String) {
@@ -97,7 +156,7 @@ fn rusage() -> (String, String) {
 }
 
 /// `stats` with no argument.
-pub fn general(sh: &Shared, out: &mut Vec<u8>) {
+pub fn general(sh: &Shared) -> Vec<Stat> {
     let clock = sh.store.clock();
     let now = clock.now();
     let t = Totals::of(&sh.worker_stats);
@@ -107,78 +166,75 @@ pub fn general(sh: &Shared, out: &mut Vec<u8>) {
     };
     let (user, system) = rusage();
     let conns = sh.conns.snapshot_counts();
-    stat(out, "pid", std::process::id());
-    stat(out, "uptime", now.saturating_sub(60));
-    stat(out, "time", clock.unix_now());
-    stat(out, "version", MEMCACHED_VERSION);
-    stat(out, "libevent", "mio-1");
-    stat(out, "pointer_size", usize::BITS);
-    stat(out, "rusage_user", user);
-    stat(out, "rusage_system", system);
-    stat(out, "max_connections", sh.settings.maxconns);
-    stat(out, "curr_connections", conns.current);
-    stat(out, "total_connections", conns.total);
-    stat(out, "rejected_connections", conns.rejected);
-    stat(out, "connection_structures", conns.current);
-    stat(out, "response_obj_oom", 0);
-    stat(out, "response_obj_count", 0);
-    stat(out, "response_obj_bytes", 0);
-    stat(out, "read_buf_count", 0);
-    stat(out, "read_buf_bytes", 0);
-    stat(out, "read_buf_bytes_free", 0);
-    stat(out, "read_buf_oom", 0);
-    stat(out, "reserved_fds", 0);
-    stat(out, "cmd_get", t.get(Counter::GetCmds));
-    stat(out, "cmd_set", sum(|c| c.cmd_set));
-    stat(out, "cmd_flush", t.get(Counter::FlushCmds));
-    stat(out, "cmd_touch", t.get(Counter::TouchCmds));
-    stat(out, "cmd_meta", 0);
-    stat(out, "get_hits", sum(|c| c.get_hits));
-    stat(out, "get_misses", t.get(Counter::GetMisses));
-    stat(out, "get_expired", t.get(Counter::GetExpired));
-    stat(out, "get_flushed", t.get(Counter::GetFlushed));
-    stat(out, "delete_misses", t.get(Counter::DeleteMisses));
-    stat(out, "delete_hits", sum(|c| c.delete_hits));
-    stat(out, "incr_misses", t.get(Counter::IncrMisses));
-    stat(out, "incr_hits", sum(|c| c.incr_hits));
-    stat(out, "decr_misses", t.get(Counter::DecrMisses));
-    stat(out, "decr_hits", sum(|c| c.decr_hits));
-    stat(out, "cas_misses", t.get(Counter::CasMisses));
-    stat(out, "cas_hits", sum(|c| c.cas_hits));
-    stat(out, "cas_badval", sum(|c| c.cas_badval));
-    stat(out, "touch_hits", sum(|c| c.touch_hits));
-    stat(out, "touch_misses", t.get(Counter::TouchMisses));
-    stat(out, "store_too_large", t.get(Counter::StoreTooLarge));
-    stat(out, "store_no_memory", t.get(Counter::StoreNoMemory));
-    stat(out, "auth_cmds", t.get(Counter::AuthCmds));
-    stat(out, "auth_errors", t.get(Counter::AuthErrors));
-    stat(out, "bytes_read", t.get(Counter::BytesRead));
-    stat(out, "bytes_written", t.get(Counter::BytesWritten));
-    stat(out, "limit_maxbytes", sh.settings.maxbytes);
-    stat(out, "accepting_conns", 1);
-    stat(out, "listen_disabled_num", 0);
-    stat(out, "time_in_listen_disabled_us", 0);
-    stat(out, "threads", sh.settings.threads);
-    stat(out, "conn_yields", t.get(Counter::ConnYields));
-    stat(out, "hash_power_level", s.hash_power_level);
-    stat(out, "hash_bytes", s.hash_bytes);
-    stat(out, "hash_is_expanding", u8::from(s.hash_is_expanding));
-    stat(out, "slab_reassign_rescues", 0);
-    stat(out, "slab_reassign_chunk_rescues", 0);
-    stat(
-        out,
-        "slab_reassign_evictions_nomem",
-        s.slab_reassign_evictions,
-    );
-    stat(out, "slab_reassign_inline_reclaim", 0);
-    stat(out, "slab_reassign_busy_items", s.slab_reassign_busy_items);
-    stat(out, "slab_reassign_busy_deletes", 0);
-    stat(
-        out,
-        "slab_reassign_running",
-        u8::from(s.slab_reassign_running),
-    );
-    stat(out, "slabs_moved", s.slabs_moved);
+    let mut p = Pairs::default();
+    p.num("pid", u64::from(std::process::id()));
+    p.num("uptime", u64::from(now.saturating_sub(60)));
+    p.num("time", clock.unix_now());
+    p.text("version", MEMCACHED_VERSION);
+    p.text("libevent", "mio-1");
+    p.num("pointer_size", u64::from(usize::BITS));
+    p.text("rusage_user", user);
+    p.text("rusage_system", system);
+    p.num("max_connections", sh.settings.maxconns as u64);
+    p.num("curr_connections", conns.current);
+    p.num("total_connections", conns.total);
+    p.num("rejected_connections", conns.rejected);
+    p.num("connection_structures", conns.current);
+    for name in [
+        "response_obj_oom",
+        "response_obj_count",
+        "response_obj_bytes",
+        "read_buf_count",
+        "read_buf_bytes",
+        "read_buf_bytes_free",
+        "read_buf_oom",
+        "reserved_fds",
+    ] {
+        p.num(name, 0);
+    }
+    p.num("cmd_get", t.get(Counter::GetCmds));
+    p.num("cmd_set", sum(|c| c.cmd_set));
+    p.num("cmd_flush", t.get(Counter::FlushCmds));
+    p.num("cmd_touch", t.get(Counter::TouchCmds));
+    p.num("cmd_meta", 0);
+    p.num("get_hits", sum(|c| c.get_hits));
+    p.num("get_misses", t.get(Counter::GetMisses));
+    p.num("get_expired", t.get(Counter::GetExpired));
+    p.num("get_flushed", t.get(Counter::GetFlushed));
+    p.num("delete_misses", t.get(Counter::DeleteMisses));
+    p.num("delete_hits", sum(|c| c.delete_hits));
+    p.num("incr_misses", t.get(Counter::IncrMisses));
+    p.num("incr_hits", sum(|c| c.incr_hits));
+    p.num("decr_misses", t.get(Counter::DecrMisses));
+    p.num("decr_hits", sum(|c| c.decr_hits));
+    p.num("cas_misses", t.get(Counter::CasMisses));
+    p.num("cas_hits", sum(|c| c.cas_hits));
+    p.num("cas_badval", sum(|c| c.cas_badval));
+    p.num("touch_hits", sum(|c| c.touch_hits));
+    p.num("touch_misses", t.get(Counter::TouchMisses));
+    p.num("store_too_large", t.get(Counter::StoreTooLarge));
+    p.num("store_no_memory", t.get(Counter::StoreNoMemory));
+    p.num("auth_cmds", t.get(Counter::AuthCmds));
+    p.num("auth_errors", t.get(Counter::AuthErrors));
+    p.num("bytes_read", t.get(Counter::BytesRead));
+    p.num("bytes_written", t.get(Counter::BytesWritten));
+    p.num("limit_maxbytes", sh.settings.maxbytes);
+    p.num("accepting_conns", 1);
+    p.num("listen_disabled_num", 0);
+    p.num("time_in_listen_disabled_us", 0);
+    p.num("threads", sh.settings.threads as u64);
+    p.num("conn_yields", t.get(Counter::ConnYields));
+    p.num("hash_power_level", u64::from(s.hash_power_level));
+    p.num("hash_bytes", s.hash_bytes);
+    p.num("hash_is_expanding", u64::from(s.hash_is_expanding));
+    p.num("slab_reassign_rescues", 0);
+    p.num("slab_reassign_chunk_rescues", 0);
+    p.num("slab_reassign_evictions_nomem", s.slab_reassign_evictions);
+    p.num("slab_reassign_inline_reclaim", 0);
+    p.num("slab_reassign_busy_items", s.slab_reassign_busy_items);
+    p.num("slab_reassign_busy_deletes", 0);
+    p.num("slab_reassign_running", u64::from(s.slab_reassign_running));
+    p.num("slabs_moved", s.slabs_moved);
     for name in [
         "lru_crawler_running",
         "lru_crawler_starts",
@@ -192,21 +248,21 @@ pub fn general(sh: &Shared, out: &mut Vec<u8>) {
         "unexpected_napi_ids",
         "round_robin_fallback",
     ] {
-        stat(out, name, 0);
+        p.num(name, 0);
     }
-    stat(out, "bytes", s.bytes);
-    stat(out, "curr_items", s.curr_items);
-    stat(out, "total_items", s.total_items);
-    stat(out, "slab_global_page_pool", s.pool_pages);
-    stat(out, "expired_unfetched", s.expired_unfetched);
-    stat(out, "evicted_unfetched", s.evicted_unfetched);
-    stat(out, "evicted_active", 0);
-    stat(out, "evictions", s.evictions);
-    stat(out, "reclaimed", s.reclaimed);
+    p.num("bytes", s.bytes);
+    p.num("curr_items", s.curr_items);
+    p.num("total_items", s.total_items);
+    p.num("slab_global_page_pool", s.pool_pages);
+    p.num("expired_unfetched", s.expired_unfetched);
+    p.num("evicted_unfetched", s.evicted_unfetched);
+    p.num("evicted_active", 0);
+    p.num("evictions", s.evictions);
+    p.num("reclaimed", s.reclaimed);
     // memcached's LRU crawler frees expired items in the background;
     // memcrab's expiry wheel does: its figures go in the crawler's fields.
-    stat(out, "crawler_reclaimed", s.expired_reclaimed);
-    stat(out, "crawler_items_checked", s.wheel_checked);
+    p.num("crawler_reclaimed", s.expired_reclaimed);
+    p.num("crawler_items_checked", s.wheel_checked);
     for name in [
         "lrutail_reflocked",
         "moves_to_cold",
@@ -215,14 +271,14 @@ pub fn general(sh: &Shared, out: &mut Vec<u8>) {
         "direct_reclaims",
         "lru_bumps_dropped",
     ] {
-        stat(out, name, 0);
+        p.num(name, 0);
     }
     // memcrab's own (after memcached's fields, so parsers that read
     // memcached's order are not disturbed).
-    stat(out, "expired_reclaimed", s.expired_reclaimed);
-    stat(out, "expiry_wheel_entries", s.wheel_entries);
-    stat(out, "expiry_wheel_bytes", s.wheel_bytes);
-    out.extend_from_slice(b"END\r\n");
+    p.num("expired_reclaimed", s.expired_reclaimed);
+    p.num("expiry_wheel_entries", s.wheel_entries);
+    p.num("expiry_wheel_bytes", s.wheel_bytes);
+    p.0
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -242,126 +298,124 @@ fn on_off(b: bool) -> &'static str {
 }
 
 /// `stats settings`.
-pub fn settings(sh: &Shared, out: &mut Vec<u8>) {
+pub fn settings(sh: &Shared) -> Vec<Stat> {
     let s: &Settings = &sh.settings;
     let e = &s.ext;
     let null_or = |o: Option<String>| o.unwrap_or_else(|| "NULL".into());
-    stat(out, "maxbytes", s.maxbytes);
-    stat(out, "maxconns", s.maxconns);
-    stat(
-        out,
+    let mut p = Pairs::default();
+    p.num("maxbytes", s.maxbytes);
+    p.num("maxconns", s.maxconns as u64);
+    p.text(
         "tcpport",
-        if s.unix_socket.is_some() { 0 } else { s.port },
+        if s.unix_socket.is_some() {
+            "0".to_string()
+        } else {
+            s.port.to_string()
+        },
     );
-    stat(out, "udpport", s.udp_port);
-    stat(
-        out,
+    p.num("udpport", u64::from(s.udp_port));
+    p.text(
         "inter",
         null_or((!s.listen.is_empty()).then(|| s.listen.join(","))),
     );
-    stat(out, "verbosity", sh.verbose());
-    stat(out, "oldest", 0);
-    stat(out, "evictions", on_off(s.evictions));
-    stat(
-        out,
+    p.num("verbosity", u64::from(sh.verbose()));
+    p.num("oldest", 0);
+    p.text("evictions", on_off(s.evictions));
+    p.text(
         "domain_socket",
         null_or(s.unix_socket.as_ref().map(|p| p.display().to_string())),
     );
-    stat(out, "umask", format!("{:o}", s.unix_mask));
-    stat(out, "shutdown_command", yes_no(s.shutdown_command));
-    stat(out, "growth_factor", format!("{:.2}", s.growth_factor));
-    stat(out, "chunk_size", s.chunk_size);
-    stat(out, "num_threads", s.threads);
-    stat(out, "num_threads_per_udp", s.threads);
-    stat(out, "stat_key_prefix", ":");
-    stat(out, "detail_enabled", "no");
-    stat(out, "reqs_per_event", s.reqs_per_event);
-    stat(out, "cas_enabled", yes_no(s.use_cas));
-    stat(out, "tcp_backlog", s.backlog);
-    stat(out, "binding_protocol", s.protocol);
-    stat(out, "auth_enabled_sasl", yes_no(s.sasl.is_some()));
-    stat(
-        out,
+    p.text("umask", format!("{:o}", s.unix_mask));
+    p.text("shutdown_command", yes_no(s.shutdown_command));
+    p.text("growth_factor", format!("{:.2}", s.growth_factor));
+    p.num("chunk_size", u64::from(s.chunk_size));
+    p.num("num_threads", s.threads as u64);
+    p.num("num_threads_per_udp", s.threads as u64);
+    p.text("stat_key_prefix", ":");
+    p.text("detail_enabled", "no");
+    p.num("reqs_per_event", s.reqs_per_event as u64);
+    p.text("cas_enabled", yes_no(s.use_cas));
+    p.text("tcp_backlog", s.backlog.to_string());
+    p.text("binding_protocol", s.protocol.to_string());
+    p.text("auth_enabled_sasl", yes_no(s.sasl.is_some()));
+    p.text(
         "auth_enabled_ascii",
         match &s.auth_file {
             Some(u) => u.path.display().to_string(),
             None => "no".into(),
         },
     );
-    stat(out, "item_size_max", s.item_size_max);
-    stat(out, "maxconns_fast", yes_no(e.maxconns_fast));
-    stat(out, "hashpower_init", e.hashpower_init);
-    stat(out, "slab_reassign", yes_no(e.slab_reassign));
-    stat(out, "slab_automove", sh.automove());
-    stat(
-        out,
+    p.num("item_size_max", u64::from(s.item_size_max));
+    p.text("maxconns_fast", yes_no(e.maxconns_fast));
+    p.num("hashpower_init", u64::from(e.hashpower_init));
+    p.text("slab_reassign", yes_no(e.slab_reassign));
+    p.num("slab_automove", u64::from(sh.automove()));
+    p.text(
         "slab_automove_ratio",
         format!("{:.2}", e.slab_automove_ratio),
     );
-    stat(out, "slab_automove_window", e.slab_automove_window);
-    stat(out, "slab_chunk_max", e.slab_chunk_max);
-    stat(out, "lru_crawler", yes_no(e.lru_crawler));
-    stat(out, "lru_crawler_sleep", e.lru_crawler_sleep);
-    stat(out, "lru_crawler_tocrawl", e.lru_crawler_tocrawl);
-    stat(out, "tail_repair_time", e.tail_repair_time);
-    stat(out, "flush_enabled", yes_no(s.flush_enabled));
-    stat(out, "dump_enabled", yes_no(s.dump_enabled));
-    stat(out, "hash_algorithm", &e.hash_algorithm);
-    stat(out, "lru_maintainer_thread", yes_no(e.lru_maintainer));
-    stat(out, "lru_segmented", yes_no(e.lru_maintainer));
-    stat(out, "hot_lru_pct", e.hot_lru_pct);
-    stat(out, "warm_lru_pct", e.warm_lru_pct);
-    stat(out, "hot_max_factor", format!("{:.2}", e.hot_max_factor));
-    stat(out, "warm_max_factor", format!("{:.2}", e.warm_max_factor));
-    stat(out, "temp_lru", yes_no(e.temp_lru));
-    stat(out, "temporary_ttl", e.temporary_ttl);
-    stat(out, "idle_timeout", e.idle_timeout);
-    stat(out, "watcher_logbuf_size", e.watcher_logbuf_size);
-    stat(out, "worker_logbuf_size", e.worker_logbuf_size);
-    stat(out, "read_buf_mem_limit", e.read_buf_mem_limit);
-    stat(out, "track_sizes", "no");
-    stat(out, "inline_ascii_response", "no");
-    stat(out, "ext_item_size", 512);
-    stat(out, "ext_item_age", u32::MAX);
-    stat(out, "ext_low_ttl", 0);
-    stat(out, "ext_recache_rate", 2000);
-    stat(out, "ext_wbuf_size", 4194304);
-    stat(out, "ext_compact_under", 0);
-    stat(out, "ext_drop_under", 0);
-    stat(out, "ext_max_sleep", 1000000);
-    stat(out, "ext_max_frag", "0.80");
-    stat(
-        out,
+    p.num("slab_automove_window", u64::from(e.slab_automove_window));
+    p.num("slab_chunk_max", u64::from(e.slab_chunk_max));
+    p.text("lru_crawler", yes_no(e.lru_crawler));
+    p.num("lru_crawler_sleep", u64::from(e.lru_crawler_sleep));
+    p.num("lru_crawler_tocrawl", u64::from(e.lru_crawler_tocrawl));
+    p.num("tail_repair_time", u64::from(e.tail_repair_time));
+    p.text("flush_enabled", yes_no(s.flush_enabled));
+    p.text("dump_enabled", yes_no(s.dump_enabled));
+    p.text("hash_algorithm", e.hash_algorithm.clone());
+    p.text("lru_maintainer_thread", yes_no(e.lru_maintainer));
+    p.text("lru_segmented", yes_no(e.lru_maintainer));
+    p.num("hot_lru_pct", u64::from(e.hot_lru_pct));
+    p.num("warm_lru_pct", u64::from(e.warm_lru_pct));
+    p.text("hot_max_factor", format!("{:.2}", e.hot_max_factor));
+    p.text("warm_max_factor", format!("{:.2}", e.warm_max_factor));
+    p.text("temp_lru", yes_no(e.temp_lru));
+    p.num("temporary_ttl", u64::from(e.temporary_ttl));
+    p.num("idle_timeout", u64::from(e.idle_timeout));
+    p.num("watcher_logbuf_size", u64::from(e.watcher_logbuf_size));
+    p.num("worker_logbuf_size", u64::from(e.worker_logbuf_size));
+    p.num("read_buf_mem_limit", u64::from(e.read_buf_mem_limit));
+    p.text("track_sizes", "no");
+    p.text("inline_ascii_response", "no");
+    p.num("ext_item_size", 512);
+    p.num("ext_item_age", u64::from(u32::MAX));
+    p.num("ext_low_ttl", 0);
+    p.num("ext_recache_rate", 2000);
+    p.num("ext_wbuf_size", 4194304);
+    p.num("ext_compact_under", 0);
+    p.num("ext_drop_under", 0);
+    p.num("ext_max_sleep", 1000000);
+    p.text("ext_max_frag", "0.80");
+    p.text(
         "slab_automove_freeratio",
         format!("{:.3}", e.slab_automove_freeratio),
     );
-    stat(out, "ext_drop_unread", "no");
-    stat(out, "ssl_enabled", "no");
-    stat(out, "ssl_chain_cert", "(null)");
-    stat(out, "ssl_key", "(null)");
-    stat(out, "ssl_verify_mode", 0);
-    stat(out, "ssl_keyformat", 1);
-    stat(out, "ssl_ciphers", "NULL");
-    stat(out, "ssl_ca_cert", "NULL");
-    stat(out, "ssl_wbuf_size", 16384);
-    stat(out, "ssl_session_cache", "no");
-    stat(out, "ssl_kernel_tls", "no");
-    stat(out, "ssl_min_version", "tlsv1.2");
-    stat(out, "num_napi_ids", "(null)");
-    stat(out, "memory_file", "(null)");
-    stat(out, "expiry_batch", e.expiry_batch);
-    stat(out, "expiry_wheel_seconds", memcrab_store::EXPIRY_RING);
-    out.extend_from_slice(b"END\r\n");
+    p.text("ext_drop_unread", "no");
+    p.text("ssl_enabled", "no");
+    p.text("ssl_chain_cert", "(null)");
+    p.text("ssl_key", "(null)");
+    p.num("ssl_verify_mode", 0);
+    p.num("ssl_keyformat", 1);
+    p.text("ssl_ciphers", "NULL");
+    p.text("ssl_ca_cert", "NULL");
+    p.num("ssl_wbuf_size", 16384);
+    p.text("ssl_session_cache", "no");
+    p.text("ssl_kernel_tls", "no");
+    p.text("ssl_min_version", "tlsv1.2");
+    p.text("num_napi_ids", "(null)");
+    p.text("memory_file", "(null)");
+    p.num("expiry_batch", u64::from(e.expiry_batch));
+    p.num("expiry_wheel_seconds", memcrab_store::EXPIRY_RING as u64);
+    p.0
 }
 
 /// `stats items`: classes that hold items.
-pub fn items(sh: &Shared, out: &mut Vec<u8>) {
+pub fn items(sh: &Shared) -> Vec<Stat> {
     let s = sh.store.stats();
+    let mut p = Pairs::default();
     for c in s.classes.iter().filter(|c| c.items > 0) {
         let st = &c.stats;
-        let mut f = |name: &str, v: u64| {
-            let _ = write!(out, "STAT items:{}:{name} {v}\r\n", c.id);
-        };
+        let mut f = |name: &str, v: u64| p.num(format!("items:{}:{name}", c.id), v);
         f("number", u64::from(c.items));
         f("number_hot", 0);
         f("number_warm", 0);
@@ -391,21 +445,20 @@ pub fn items(sh: &Shared, out: &mut Vec<u8>) {
         f("hits_to_cold", st.get_hits);
         f("hits_to_temp", 0);
     }
-    out.extend_from_slice(b"END\r\n");
+    p.0
 }
 
 /// `stats slabs`: classes that own pages, then the totals.
-pub fn slabs(sh: &Shared, out: &mut Vec<u8>) {
+pub fn slabs(sh: &Shared) -> Vec<Stat> {
     let s = sh.store.stats();
+    let mut p = Pairs::default();
     let mut active = 0;
     for c in s.classes.iter().filter(|c| c.pages > 0) {
         active += 1;
         let st = &c.stats;
         let total = u64::from(c.pages) * u64::from(c.per_page);
         debug_assert!(u64::from(c.used_chunks) <= total);
-        let mut f = |name: &str, v: u64| {
-            let _ = write!(out, "STAT {}:{name} {v}\r\n", c.id);
-        };
+        let mut f = |name: &str, v: u64| p.num(format!("{}:{name}", c.id), v);
         f("chunk_size", u64::from(c.chunk_size));
         f("chunks_per_page", u64::from(c.per_page));
         f("total_pages", u64::from(c.pages));
@@ -422,38 +475,38 @@ pub fn slabs(sh: &Shared, out: &mut Vec<u8>) {
         f("cas_badval", st.cas_badval);
         f("touch_hits", st.touch_hits);
     }
-    stat(out, "active_slabs", active);
-    stat(out, "total_malloced", s.total_malloced);
-    out.extend_from_slice(b"END\r\n");
+    p.num("active_slabs", active);
+    p.num("total_malloced", s.total_malloced);
+    p.0
 }
 
 /// `stats sizes`: memcrab keeps no size histogram (`-o track_sizes` is
 /// refused), which memcached reports this way.
-pub fn sizes(out: &mut Vec<u8>) {
-    stat(out, "sizes_status", "disabled");
-    out.extend_from_slice(b"END\r\n");
+pub fn sizes() -> Vec<Stat> {
+    let mut p = Pairs::default();
+    p.text("sizes_status", "disabled");
+    p.0
 }
 
 /// `stats conns`: listeners, then client connections, by descriptor.
-pub fn conns(sh: &Shared, out: &mut Vec<u8>) {
+pub fn conns(sh: &Shared) -> Vec<Stat> {
     let now = sh.store.clock().now();
+    let mut p = Pairs::default();
     for l in &sh.listeners {
-        let _ = write!(out, "STAT {}:addr {}\r\n", l.fd, l.addr);
-        let _ = write!(out, "STAT {}:state conn_listening\r\n", l.fd);
-        let _ = write!(out, "STAT {}:secs_since_last_cmd 0\r\n", l.fd);
+        p.text(format!("{}:addr", l.fd), l.addr.clone());
+        p.text(format!("{}:state", l.fd), "conn_listening");
+        p.num(format!("{}:secs_since_last_cmd", l.fd), 0);
     }
     for c in sh.conns.list() {
-        let _ = write!(out, "STAT {}:addr {}\r\n", c.fd, c.addr);
+        p.text(format!("{}:addr", c.fd), c.addr.clone());
         if let Some(l) = &c.listen_addr {
-            let _ = write!(out, "STAT {}:listen_addr {l}\r\n", c.fd);
+            p.text(format!("{}:listen_addr", c.fd), l.clone());
         }
-        let _ = write!(out, "STAT {}:state {}\r\n", c.fd, c.state());
-        let _ = write!(
-            out,
-            "STAT {}:secs_since_last_cmd {}\r\n",
-            c.fd,
-            now.saturating_sub(c.last_cmd())
+        p.text(format!("{}:state", c.fd), c.state());
+        p.num(
+            format!("{}:secs_since_last_cmd", c.fd),
+            u64::from(now.saturating_sub(c.last_cmd())),
         );
     }
-    out.extend_from_slice(b"END\r\n");
+    p.0
 }

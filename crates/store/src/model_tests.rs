@@ -103,7 +103,7 @@ fn check(ops: Vec<Op>) {
                 let key = key(k);
                 let v = value(n, len);
                 let fits = s.item_size_ok(key.len(), flags, len);
-                let got = s.store(mode, &key, flags, i32::from(ttl), &v, 0);
+                let got = s.put_v(mode, &key, flags, i32::from(ttl), &v, 0);
                 let had = model.contains_key(&key);
                 match (mode, got) {
                     (_, StoreOutcome::TooLarge) => {
@@ -162,13 +162,13 @@ fn check(ops: Vec<Op>) {
             }
             Op::Delete(k) => {
                 let key = key(k);
-                let deleted = s.delete(&key);
+                let deleted = s.del(&key);
                 let had = model.remove(&key).is_some();
                 assert!(!deleted || had, "deleted what was never there");
             }
             Op::Incr(k, d) => {
                 let key = key(k);
-                match s.arith(&key, true, d, parse_num) {
+                match s.incr_decr(&key, true, d, parse_num) {
                     DeltaOutcome::NotFound => {
                         model.remove(&key);
                     }
@@ -193,7 +193,7 @@ fn check(ops: Vec<Op>) {
             }
             Op::Touch(k, ttl, false) => {
                 let key = key(k);
-                if s.touch(&key, i32::from(ttl)) {
+                if s.touch_key(&key, i32::from(ttl)) {
                     let m = model.get_mut(&key).expect("touched what the model lacks");
                     m.exp = exp_of(ttl);
                 } else {
@@ -236,7 +236,7 @@ fn check(ops: Vec<Op>) {
                     (true, Some(c)) => c,
                     _ => u64::MAX,
                 };
-                match s.store(Mode::Cas, &key, 3, 0, &v, unique) {
+                match s.put_v(Mode::Cas, &key, 3, 0, &v, unique) {
                     StoreOutcome::Stored => {
                         assert_eq!(Some(unique), seen, "cas stored with a CAS never seen");
                         model.insert(

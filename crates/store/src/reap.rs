@@ -164,12 +164,7 @@ impl Store {
     /// per taking of a shard lock. A `flush_all` invalidates every item
     /// last used before it, and those are the cold end of each list.
     fn sweep_flushed(&self, now: u32, batch: usize, r: &mut Reaped) {
-        let f = &self.flush;
-        let ol = f.oldest_live.load(Ordering::Relaxed);
-        if f.flushed_cas.load(Ordering::Relaxed) == 0
-            && f.flushed_time.load(Ordering::Relaxed) == 0
-            && (ol == 0 || ol > now)
-        {
+        if !self.flush.in_force(now) {
             return;
         }
         for shard in self.shards.iter() {
@@ -183,7 +178,7 @@ impl Store {
                             break;
                         }
                         let it = self.mem.item(t);
-                        if !Shard::is_flushed(self, it, now) {
+                        if !self.flush.covers(it, now) {
                             break;
                         }
                         g.unlink_free(self, t, self.hash(it.key()));

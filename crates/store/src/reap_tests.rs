@@ -15,7 +15,7 @@ fn store() -> (Store, Arc<Clock>) {
 
 fn set(s: &Store, k: &str, ttl: i32) {
     assert_eq!(
-        s.store(Mode::Set, k.as_bytes(), 0, ttl, b"value", 0),
+        s.put_v(Mode::Set, k.as_bytes(), 0, ttl, b"value", 0),
         StoreOutcome::Stored
     );
 }
@@ -100,11 +100,11 @@ fn touch_and_gat_move_items_to_their_new_second() {
     set(&s, "gat", 3);
     set(&s, "never", 3);
     set(&s, "from-never", 0);
-    assert!(s.touch(b"earlier", 2));
-    assert!(s.touch(b"later", 20));
+    assert!(s.touch_key(b"earlier", 2));
+    assert!(s.touch_key(b"later", 20));
     assert!(s.get(b"gat", Some(6)).is_hit());
-    assert!(s.touch(b"never", 0));
-    assert!(s.touch(b"from-never", 4));
+    assert!(s.touch_key(b"never", 0));
+    assert!(s.touch_key(b"from-never", 4));
     let mut freed_at = std::collections::BTreeMap::new();
     for sec in 1..=25 {
         let r = tick(&s, &c);
@@ -127,7 +127,7 @@ fn replacing_an_item_moves_it() {
     set(&s, "k", 2);
     set(&s, "k", 5); // the 2-second entry is now stale
     assert_eq!(
-        s.store(Mode::Append, b"k", 0, 0, b"+", 0),
+        s.put_v(Mode::Append, b"k", 0, 0, b"+", 0),
         StoreOutcome::Stored
     );
     let r1 = tick(&s, &c);
@@ -225,7 +225,7 @@ fn an_item_in_flight_is_not_freed_under_its_reader() {
     let (s, c) = store();
     let big = vec![b'x'; 10_000];
     assert_eq!(
-        s.store(Mode::Set, b"big", 0, 1, &big, 0),
+        s.put_v(Mode::Set, b"big", 0, 1, &big, 0),
         StoreOutcome::Stored
     );
     let held = s
@@ -238,7 +238,7 @@ fn an_item_in_flight_is_not_freed_under_its_reader() {
     // Churn that would reuse a freed chunk.
     for i in 0..100 {
         assert_eq!(
-            s.store(Mode::Set, format!("o{i}").as_bytes(), 0, 0, &big, 0),
+            s.put_v(Mode::Set, format!("o{i}").as_bytes(), 0, 0, &big, 0),
             StoreOutcome::Stored
         );
     }
@@ -280,7 +280,7 @@ fn stale_entries_naming_chunks_now_in_other_shards_are_harmless() {
         set(&s, &format!("t{i}"), 2);
     }
     for i in 0..30_000 {
-        assert!(s.delete(format!("t{i}").as_bytes()));
+        assert!(s.del(format!("t{i}").as_bytes()));
     }
     for i in 0..30_000 {
         set(&s, &format!("n{i}"), 0);
@@ -294,7 +294,7 @@ fn stale_entries_naming_chunks_now_in_other_shards_are_harmless() {
     for i in 0..20 {
         let v = vec![b'v'; 20_000];
         assert_eq!(
-            s.store(Mode::Set, format!("big{i}").as_bytes(), 0, 0, &v, 0),
+            s.put_v(Mode::Set, format!("big{i}").as_bytes(), 0, 0, &v, 0),
             StoreOutcome::Stored
         );
     }
@@ -329,7 +329,7 @@ fn stale_entries_stay_bounded() {
     for round in 0..1000 {
         for i in 0..n {
             let ttl = if round % 2 == 0 { 400 } else { 500 };
-            assert!(s.touch(format!("k{i}").as_bytes(), ttl));
+            assert!(s.touch_key(format!("k{i}").as_bytes(), ttl));
         }
     }
     let before = s.stats().wheel_entries;
@@ -358,7 +358,7 @@ fn expired_items_never_push_out_live_ones() {
     let v = vec![b'v'; 200];
     for i in 0..1000 {
         assert_eq!(
-            s.store(Mode::Set, format!("long{i}").as_bytes(), 0, 3600, &v, 0),
+            s.put_v(Mode::Set, format!("long{i}").as_bytes(), 0, 3600, &v, 0),
             StoreOutcome::Stored
         );
     }
@@ -368,7 +368,7 @@ fn expired_items_never_push_out_live_ones() {
         for _ in 0..4000 {
             n += 1;
             assert_eq!(
-                s.store(Mode::Set, format!("short{n}").as_bytes(), 0, 2, &v, 0),
+                s.put_v(Mode::Set, format!("short{n}").as_bytes(), 0, 2, &v, 0),
                 StoreOutcome::Stored
             );
         }

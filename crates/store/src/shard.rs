@@ -2,8 +2,6 @@
 //! LRU list and counters. Item memory is the store's `Mem`, shared by all
 //! shards.
 
-use std::sync::atomic::Ordering;
-
 use crate::expiry::Wheel;
 use crate::index::Index;
 use crate::item::{fl, ChunkId, It, NIL};
@@ -57,24 +55,8 @@ impl Shard {
         self.index.find(hash, |id| mem.item(id).key() == key)
     }
 
-    pub(crate) fn is_flushed(store: &Store, it: It, now: u32) -> bool {
-        let f = &store.flush;
-        let flushed_cas = f.flushed_cas.load(Ordering::Relaxed);
-        let cas = it.cas();
-        if cas != 0 && cas < flushed_cas {
-            return true;
-        }
-        let time = it.time();
-        let flushed_time = f.flushed_time.load(Ordering::Relaxed);
-        if flushed_time != 0 && time <= flushed_time {
-            return true;
-        }
-        let ol = f.oldest_live.load(Ordering::Relaxed);
-        ol != 0 && ol <= now && time <= ol
-    }
-
     pub(crate) fn is_dead(store: &Store, it: It, now: u32) -> Option<Dead> {
-        if Self::is_flushed(store, it, now) {
+        if store.flush.covers(it, now) {
             Some(Dead::Flushed)
         } else if it.exptime() != 0 && it.exptime() <= now {
             Some(Dead::Expired)

@@ -2,6 +2,7 @@
 //! test against a plain map.
 
 use super::*;
+use crate::mover::MOVE_BATCH;
 use std::collections::HashMap;
 
 fn parse_num(v: &[u8]) -> Option<u64> {
@@ -34,7 +35,7 @@ fn value(s: &Store, k: &[u8]) -> Option<Vec<u8>> {
 fn set_get_delete() {
     let s = store();
     assert_eq!(
-        s.store(Mode::Set, b"k", 7, 0, b"v", 0),
+        s.put_v(Mode::Set, b"k", 7, 0, b"v", 0),
         StoreOutcome::Stored
     );
     match s.get(b"k", None) {
@@ -46,37 +47,110 @@ fn set_get_delete() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(s.delete(b"k"));
-    assert!(!s.delete(b"k"));
+    assert!(s.del(b"k"));
+    assert!(!s.del(b"k"));
     assert!(matches!(s.get(b"k", None), GetOutcome::Miss));
     assert_eq!(s.stats().curr_items, 0);
+}
+
+#[test]
+fn a_lookup_reports_the_item_as_it_was() {
+    let clock = Arc::new(Clock::new());
+    let s = Store::new(Config::default(), Arc::clone(&clock));
+    s.put_v(Mode::Set, b"k", 3, 100, b"value", 0);
+    s.put_v(Mode::Set, b"forever", 0, 0, b"v", 0);
+    clock.advance(7);
+    let meta = |key: &[u8], opts: GetOpts| s.get_with(key, opts, |f| f.meta).unwrap();
+    let first = meta(b"k", GetOpts::default());
+    assert_eq!(first.ttl, Some(93));
+    assert_eq!(first.idle, 7);
+    assert!(!first.fetched, "never read before");
+    assert_eq!(first.class, s.classes().class_for(first.size).unwrap());
+    assert_eq!(first.size, item::single_size(1, 3, 7));
+    clock.advance(2);
+    let second = meta(b"k", GetOpts::touch(50));
+    assert!(second.fetched);
+    assert_eq!(second.idle, 2, "the first lookup bumped it");
+    assert_eq!(second.ttl, Some(50), "the ttl after this lookup's touch");
+    assert_eq!(meta(b"forever", GetOpts::default()).ttl, None);
+    // Without a bump the item keeps its last-access time and LRU place.
+    clock.advance(3);
+    let quiet = GetOpts {
+        bump: false,
+        ..GetOpts::default()
+    };
+    assert_eq!(meta(b"k", quiet).idle, 3);
+    assert_eq!(meta(b"k", quiet).idle, 3, "not bumped by the last lookup");
+    assert_eq!(meta(b"k", GetOpts::default()).idle, 3);
+    assert_eq!(meta(b"k", GetOpts::default()).idle, 0);
+    let counted = s
+        .stats()
+        .classes
+        .iter()
+        .map(|c| c.stats.get_hits)
+        .sum::<u64>();
+    assert_eq!(
+        counted, 6,
+        "every lookup but the touching one counts a get hit"
+    );
+}
+
+#[test]
+fn arith_creates_on_a_miss_under_the_same_lock() {
+    let clock = Arc::new(Clock::new());
+    let s = Store::new(Config::default(), Arc::clone(&clock));
+    let req = |create| ArithReq {
+        key: b"n",
+        incr: false,
+        delta: 5,
+        cas: 0,
+        parse: parse_num,
+        create,
+    };
+    let r = s.arith(&req(Some(Create {
+        initial: 42,
+        exptime: 10,
+    })));
+    assert_eq!(r.outcome, DeltaOutcome::Value(42));
+    assert!(r.created && r.cas > 0);
+    let sets: u64 = s.stats().classes.iter().map(|c| c.stats.cmd_set).sum();
+    assert_eq!(sets, 0, "a created counter is not a set (as in memcached)");
+    // Then it is an ordinary number, with the exptime it was created with.
+    let r = s.arith(&req(Some(Create {
+        initial: 0,
+        exptime: 0,
+    })));
+    assert_eq!((r.outcome, r.created), (DeltaOutcome::Value(37), false));
+    assert_eq!(s.get_with(b"n", None, |f| f.meta.ttl).unwrap(), Some(10));
+    assert!(s.del(b"n"));
+    assert_eq!(s.arith(&req(None)).outcome, DeltaOutcome::NotFound);
 }
 
 #[test]
 fn add_replace_append_prepend() {
     let s = store();
     assert_eq!(
-        s.store(Mode::Replace, b"k", 0, 0, b"a", 0),
+        s.put_v(Mode::Replace, b"k", 0, 0, b"a", 0),
         StoreOutcome::NotStored
     );
     assert_eq!(
-        s.store(Mode::Append, b"k", 0, 0, b"a", 0),
+        s.put_v(Mode::Append, b"k", 0, 0, b"a", 0),
         StoreOutcome::NotStored
     );
     assert_eq!(
-        s.store(Mode::Add, b"k", 3, 0, b"mid", 0),
+        s.put_v(Mode::Add, b"k", 3, 0, b"mid", 0),
         StoreOutcome::Stored
     );
     assert_eq!(
-        s.store(Mode::Add, b"k", 0, 0, b"x", 0),
+        s.put_v(Mode::Add, b"k", 0, 0, b"x", 0),
         StoreOutcome::NotStored
     );
     assert_eq!(
-        s.store(Mode::Append, b"k", 9, 0, b">", 0),
+        s.put_v(Mode::Append, b"k", 9, 0, b">", 0),
         StoreOutcome::Stored
     );
     assert_eq!(
-        s.store(Mode::Prepend, b"k", 9, 0, b"<", 0),
+        s.put_v(Mode::Prepend, b"k", 9, 0, b"<", 0),
         StoreOutcome::Stored
     );
     assert_eq!(value(&s, b"k").unwrap(), b"<mid>");
@@ -86,7 +160,7 @@ fn add_replace_append_prepend() {
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        s.store(Mode::Replace, b"k", 0, 0, b"new", 0),
+        s.put_v(Mode::Replace, b"k", 0, 0, b"new", 0),
         StoreOutcome::Stored
     );
     assert_eq!(value(&s, b"k").unwrap(), b"new");
@@ -96,28 +170,28 @@ fn add_replace_append_prepend() {
 fn cas_rules() {
     let s = store();
     assert_eq!(
-        s.store(Mode::Cas, b"k", 0, 0, b"a", 1),
+        s.put_v(Mode::Cas, b"k", 0, 0, b"a", 1),
         StoreOutcome::NotFound
     );
-    s.store(Mode::Set, b"k", 0, 0, b"a", 0);
+    s.put_v(Mode::Set, b"k", 0, 0, b"a", 0);
     let cas = match s.get(b"k", None) {
         GetOutcome::Hit(h) => h.cas,
         other => panic!("{other:?}"),
     };
     assert_eq!(
-        s.store(Mode::Cas, b"k", 0, 0, b"b", cas + 1),
+        s.put_v(Mode::Cas, b"k", 0, 0, b"b", cas + 1),
         StoreOutcome::Exists
     );
     assert_eq!(
-        s.store(Mode::Cas, b"k", 0, 0, b"b", 0),
+        s.put_v(Mode::Cas, b"k", 0, 0, b"b", 0),
         StoreOutcome::Exists
     );
     assert_eq!(
-        s.store(Mode::Cas, b"k", 0, 0, b"b", cas),
+        s.put_v(Mode::Cas, b"k", 0, 0, b"b", cas),
         StoreOutcome::Stored
     );
     assert_eq!(
-        s.store(Mode::Cas, b"k", 0, 0, b"c", cas),
+        s.put_v(Mode::Cas, b"k", 0, 0, b"c", cas),
         StoreOutcome::Exists
     );
     assert_eq!(value(&s, b"k").unwrap(), b"b");
@@ -129,17 +203,17 @@ fn cas_disabled() {
         use_cas: false,
         ..Config::default()
     });
-    s.store(Mode::Set, b"k", 0, 0, b"a", 0);
+    s.put_v(Mode::Set, b"k", 0, 0, b"a", 0);
     match s.get(b"k", None) {
         GetOutcome::Hit(h) => assert_eq!(h.cas, 0),
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        s.store(Mode::Cas, b"k", 0, 0, b"b", 0),
+        s.put_v(Mode::Cas, b"k", 0, 0, b"b", 0),
         StoreOutcome::Exists
     );
     assert_eq!(
-        s.store(Mode::Cas, b"k", 0, 0, b"b", 1),
+        s.put_v(Mode::Cas, b"k", 0, 0, b"b", 1),
         StoreOutcome::Exists
     );
 }
@@ -147,24 +221,42 @@ fn cas_disabled() {
 #[test]
 fn incr_decr_in_place_and_growing() {
     let s = store();
-    assert_eq!(s.arith(b"n", true, 1, parse_num), DeltaOutcome::NotFound);
-    s.store(Mode::Set, b"n", 0, 0, b"100", 0);
-    assert_eq!(s.arith(b"n", false, 95, parse_num), DeltaOutcome::Value(5));
+    assert_eq!(
+        s.incr_decr(b"n", true, 1, parse_num),
+        DeltaOutcome::NotFound
+    );
+    s.put_v(Mode::Set, b"n", 0, 0, b"100", 0);
+    assert_eq!(
+        s.incr_decr(b"n", false, 95, parse_num),
+        DeltaOutcome::Value(5)
+    );
     // shorter result: written in place, padded with spaces
     assert_eq!(value(&s, b"n").unwrap(), b"5  ");
-    assert_eq!(s.arith(b"n", false, 10, parse_num), DeltaOutcome::Value(0));
     assert_eq!(
-        s.arith(b"n", true, 12345, parse_num),
+        s.incr_decr(b"n", false, 10, parse_num),
+        DeltaOutcome::Value(0)
+    );
+    assert_eq!(
+        s.incr_decr(b"n", true, 12345, parse_num),
         DeltaOutcome::Value(12345)
     );
     // longer result: a new item of the exact length
     assert_eq!(value(&s, b"n").unwrap(), b"12345");
-    s.store(Mode::Set, b"m", 0, 0, b"18446744073709551615", 0);
-    assert_eq!(s.arith(b"m", true, 2, parse_num), DeltaOutcome::Value(1));
-    s.store(Mode::Set, b"x", 0, 0, b"abc", 0);
-    assert_eq!(s.arith(b"x", true, 1, parse_num), DeltaOutcome::NonNumeric);
-    s.store(Mode::Set, b"e", 0, 0, b"", 0);
-    assert_eq!(s.arith(b"e", true, 1, parse_num), DeltaOutcome::NonNumeric);
+    s.put_v(Mode::Set, b"m", 0, 0, b"18446744073709551615", 0);
+    assert_eq!(
+        s.incr_decr(b"m", true, 2, parse_num),
+        DeltaOutcome::Value(1)
+    );
+    s.put_v(Mode::Set, b"x", 0, 0, b"abc", 0);
+    assert_eq!(
+        s.incr_decr(b"x", true, 1, parse_num),
+        DeltaOutcome::NonNumeric
+    );
+    s.put_v(Mode::Set, b"e", 0, 0, b"", 0);
+    assert_eq!(
+        s.incr_decr(b"e", true, 1, parse_num),
+        DeltaOutcome::NonNumeric
+    );
 }
 
 fn cas_of(s: &Store, k: &[u8]) -> u64 {
@@ -178,56 +270,59 @@ fn cas_of(s: &Store, k: &[u8]) -> u64 {
 #[test]
 fn cas_values_returned_and_checked() {
     let s = store();
-    let (o, c1) = s.store_cas(Mode::Set, b"k", 0, 0, b"v", 0);
+    let (o, c1) = s.put_v_cas(Mode::Set, b"k", 0, 0, b"v", 0);
     assert_eq!(o, StoreOutcome::Stored);
     assert_eq!(c1, cas_of(&s, b"k"));
     // Append/prepend: any CAS when 0, else it must match.
     assert_eq!(
-        s.store_cas(Mode::Append, b"k", 0, 0, b"w", c1 + 1),
+        s.put_v_cas(Mode::Append, b"k", 0, 0, b"w", c1 + 1),
         (StoreOutcome::Exists, 0)
     );
-    let (o, c2) = s.store_cas(Mode::Append, b"k", 0, 0, b"w", c1);
+    let (o, c2) = s.put_v_cas(Mode::Append, b"k", 0, 0, b"w", c1);
     assert_eq!(o, StoreOutcome::Stored);
     assert!(c2 > c1);
     assert_eq!(
-        s.store_cas(Mode::Prepend, b"k", 0, 0, b"p", 0).0,
+        s.put_v_cas(Mode::Prepend, b"k", 0, 0, b"p", 0).0,
         StoreOutcome::Stored
     );
     assert_eq!(value(&s, b"k").unwrap(), b"pvw");
     // incr/decr: the CAS is checked, the new one returned.
-    s.store(Mode::Set, b"n", 0, 0, b"10", 0);
+    s.put_v(Mode::Set, b"n", 0, 0, b"10", 0);
     let cn = cas_of(&s, b"n");
     assert_eq!(
-        s.arith_cas(b"n", true, 1, cn + 7, parse_num),
+        s.incr_decr_cas(b"n", true, 1, cn + 7, parse_num),
         (DeltaOutcome::Exists, 0)
     );
-    let (o, c3) = s.arith_cas(b"n", true, 1, cn, parse_num);
+    let (o, c3) = s.incr_decr_cas(b"n", true, 1, cn, parse_num);
     assert_eq!(o, DeltaOutcome::Value(11));
     assert_eq!(c3, cas_of(&s, b"n"));
     assert!(c3 > cn);
     // delete: a wrong CAS keeps the item.
-    assert_eq!(s.delete_cas(b"n", c3 + 1), StoreOutcome::Exists);
+    assert_eq!(s.delete(b"n", c3 + 1), DeleteOutcome::Exists);
     assert_eq!(value(&s, b"n").unwrap(), b"11");
-    assert_eq!(s.delete_cas(b"n", c3), StoreOutcome::Stored);
-    assert_eq!(s.delete_cas(b"n", 0), StoreOutcome::NotFound);
+    assert_eq!(s.delete(b"n", c3), DeleteOutcome::Deleted);
+    assert_eq!(s.delete(b"n", 0), DeleteOutcome::NotFound);
     // Without CAS values (-C) every item's is 0.
     let s = store_with(Config {
         use_cas: false,
         ..Config::default()
     });
     assert_eq!(
-        s.store_cas(Mode::Set, b"k", 0, 0, b"v", 0),
+        s.put_v_cas(Mode::Set, b"k", 0, 0, b"v", 0),
         (StoreOutcome::Stored, 0)
     );
-    assert_eq!(s.delete_cas(b"k", 5), StoreOutcome::Exists);
+    assert_eq!(s.delete(b"k", 5), DeleteOutcome::Exists);
 }
 
 #[test]
 fn a_held_value_is_not_changed_in_place() {
     let s = store();
-    s.store(Mode::Set, b"n", 0, 0, b"100", 0);
+    s.put_v(Mode::Set, b"n", 0, 0, b"100", 0);
     let held = pin(&s, b"n");
-    assert_eq!(s.arith(b"n", false, 1, parse_num), DeltaOutcome::Value(99));
+    assert_eq!(
+        s.incr_decr(b"n", false, 1, parse_num),
+        DeltaOutcome::Value(99)
+    );
     assert_eq!(&held[..], b"100\r\n", "a reader's bytes stay as they were");
     assert_eq!(
         value(&s, b"n").unwrap(),
@@ -236,19 +331,22 @@ fn a_held_value_is_not_changed_in_place() {
     );
     drop(held);
     // Nobody holds the new one: in place, padded.
-    assert_eq!(s.arith(b"n", false, 90, parse_num), DeltaOutcome::Value(9));
+    assert_eq!(
+        s.incr_decr(b"n", false, 90, parse_num),
+        DeltaOutcome::Value(9)
+    );
     assert_eq!(value(&s, b"n").unwrap(), b"9 ");
 }
 
 #[test]
 fn expiry_and_touch() {
     let s = store();
-    s.store(Mode::Set, b"a", 0, 2, b"v", 0);
-    s.store(Mode::Set, b"b", 0, 2, b"v", 0);
-    s.store(Mode::Set, b"never", 0, 0, b"v", 0);
-    s.store(Mode::Set, b"neg", 0, -1, b"v", 0);
+    s.put_v(Mode::Set, b"a", 0, 2, b"v", 0);
+    s.put_v(Mode::Set, b"b", 0, 2, b"v", 0);
+    s.put_v(Mode::Set, b"never", 0, 0, b"v", 0);
+    s.put_v(Mode::Set, b"neg", 0, -1, b"v", 0);
     assert!(matches!(s.get(b"neg", None), GetOutcome::Expired));
-    assert!(s.touch(b"b", 100));
+    assert!(s.touch_key(b"b", 100));
     s.clock().advance(2);
     assert!(matches!(s.get(b"a", None), GetOutcome::Expired));
     assert!(value(&s, b"b").is_some());
@@ -261,10 +359,10 @@ fn expiry_and_touch() {
 #[test]
 fn flush_now_and_later() {
     let s = store();
-    s.store(Mode::Set, b"a", 0, 0, b"v", 0);
+    s.put_v(Mode::Set, b"a", 0, 0, b"v", 0);
     s.flush_all(0);
     assert!(matches!(s.get(b"a", None), GetOutcome::Flushed));
-    s.store(Mode::Set, b"b", 0, 0, b"v", 0);
+    s.put_v(Mode::Set, b"b", 0, 0, b"v", 0);
     assert!(value(&s, b"b").is_some(), "items stored after a flush live");
     s.flush_all(2);
     assert!(value(&s, b"b").is_some(), "a delayed flush waits");
@@ -279,10 +377,10 @@ fn a_later_delayed_flush_does_not_bring_flushed_items_back() {
             use_cas,
             ..Config::default()
         });
-        s.store(Mode::Set, b"a", 0, 0, b"v", 0);
+        s.put_v(Mode::Set, b"a", 0, 0, b"v", 0);
         s.flush_all(0);
         s.clock().advance(1);
-        s.store(Mode::Set, b"b", 0, 0, b"v", 0);
+        s.put_v(Mode::Set, b"b", 0, 0, b"v", 0);
         s.flush_all(100_000);
         assert!(value(&s, b"a").is_none(), "cas {use_cas}");
         assert!(value(&s, b"b").is_some(), "cas {use_cas}");
@@ -294,21 +392,21 @@ fn too_large_and_set_drops_old_value() {
     let s = store();
     assert!(s.item_size_ok(1, 0, 1000));
     assert!(!s.item_size_ok(1, 0, 1 << 20));
-    s.store(Mode::Set, b"k", 0, 0, b"v", 0);
+    s.put_v(Mode::Set, b"k", 0, 0, b"v", 0);
     let big = vec![b'x'; 1 << 20];
     assert_eq!(
-        s.store(Mode::Set, b"k", 0, 0, &big, 0),
+        s.put_v(Mode::Set, b"k", 0, 0, &big, 0),
         StoreOutcome::TooLarge
     );
     assert!(value(&s, b"k").is_none(), "memcached drops the stale value");
     // append past -I is NOT_STORED
     let almost = vec![b'x'; (1 << 20) - 100];
     assert_eq!(
-        s.store(Mode::Set, b"k", 0, 0, &almost, 0),
+        s.put_v(Mode::Set, b"k", 0, 0, &almost, 0),
         StoreOutcome::Stored
     );
     assert_eq!(
-        s.store(Mode::Append, b"k", 0, 0, &[b'y'; 200], 0),
+        s.put_v(Mode::Append, b"k", 0, 0, &[b'y'; 200], 0),
         StoreOutcome::NotStored
     );
 }
@@ -322,7 +420,7 @@ fn memory_limit_evicts_oldest_first() {
     let v = vec![b'v'; 1000];
     for i in 0..10_000u32 {
         assert_eq!(
-            s.store(Mode::Set, format!("key{i}").as_bytes(), 0, 0, &v, 0),
+            s.put_v(Mode::Set, format!("key{i}").as_bytes(), 0, 0, &v, 0),
             StoreOutcome::Stored
         );
     }
@@ -346,7 +444,7 @@ fn no_evictions_reports_out_of_memory() {
     let v = vec![b'v'; 1000];
     let mut oom = false;
     for i in 0..5_000u32 {
-        match s.store(Mode::Set, format!("key{i}").as_bytes(), 0, 0, &v, 0) {
+        match s.put_v(Mode::Set, format!("key{i}").as_bytes(), 0, 0, &v, 0) {
             StoreOutcome::Stored => {}
             StoreOutcome::OutOfMemory => {
                 oom = true;
@@ -368,11 +466,11 @@ fn expired_items_are_reclaimed_before_live_ones_are_evicted() {
     let v = vec![b'v'; 1000];
     let per_page = s.classes().per_page(s.classes().class_for(1100).unwrap()) as usize;
     for i in 0..per_page {
-        s.store(Mode::Set, format!("old{i}").as_bytes(), 0, 1, &v, 0);
+        s.put_v(Mode::Set, format!("old{i}").as_bytes(), 0, 1, &v, 0);
     }
     s.clock().advance(2);
     for i in 0..per_page {
-        s.store(Mode::Set, format!("new{i}").as_bytes(), 0, 0, &v, 0);
+        s.put_v(Mode::Set, format!("new{i}").as_bytes(), 0, 0, &v, 0);
     }
     let st = s.stats();
     assert_eq!(st.evictions, 0);
@@ -398,13 +496,13 @@ fn model_against_a_map() {
         match (r >> 32) % 8 {
             0 | 1 => {
                 assert_eq!(
-                    s.store(Mode::Set, &key, flags, 0, &val, 0),
+                    s.put_v(Mode::Set, &key, flags, 0, &val, 0),
                     StoreOutcome::Stored
                 );
                 model.insert(key, (val, flags));
             }
             2 => {
-                let got = s.store(Mode::Add, &key, flags, 0, &val, 0);
+                let got = s.put_v(Mode::Add, &key, flags, 0, &val, 0);
                 match model.entry(key) {
                     std::collections::hash_map::Entry::Occupied(_) => {
                         assert_eq!(got, StoreOutcome::NotStored)
@@ -416,7 +514,7 @@ fn model_against_a_map() {
                 }
             }
             3 => {
-                let got = s.store(Mode::Append, &key, flags, 0, &val, 0);
+                let got = s.put_v(Mode::Append, &key, flags, 0, &val, 0);
                 match model.get_mut(&key) {
                     Some(e) => {
                         assert_eq!(got, StoreOutcome::Stored);
@@ -425,9 +523,9 @@ fn model_against_a_map() {
                     None => assert_eq!(got, StoreOutcome::NotStored),
                 }
             }
-            4 => assert_eq!(s.delete(&key), model.remove(&key).is_some()),
+            4 => assert_eq!(s.del(&key), model.remove(&key).is_some()),
             5 => {
-                let got = s.arith(&key, true, 3, parse_num);
+                let got = s.incr_decr(&key, true, 3, parse_num);
                 match model.get_mut(&key) {
                     None => assert_eq!(got, DeltaOutcome::NotFound),
                     Some(e) => match parse_num(&e.0) {
@@ -467,7 +565,7 @@ fn concurrent_writers_and_readers() {
                 for i in 0..5_000u32 {
                     let k = format!("t{t}k{}", i % 100);
                     let v = format!("{t}:{i}");
-                    s.store(Mode::Set, k.as_bytes(), t, 0, v.as_bytes(), 0);
+                    s.put_v(Mode::Set, k.as_bytes(), t, 0, v.as_bytes(), 0);
                     match s.get(k.as_bytes(), None) {
                         GetOutcome::Hit(h) => {
                             assert_eq!(h.flags, t);
@@ -488,8 +586,8 @@ fn concurrent_writers_and_readers() {
 #[test]
 fn cachedump_lists_recent_first() {
     let s = store();
-    s.store(Mode::Set, b"a", 0, 0, b"1", 0);
-    s.store(Mode::Set, b"b", 0, 0, b"22", 0);
+    s.put_v(Mode::Set, b"a", 0, 0, b"1", 0);
+    s.put_v(Mode::Set, b"b", 0, 0, b"22", 0);
     let d = s.dump(1, 0, 1 << 20);
     assert_eq!(d.len(), 2);
     assert_eq!(d[0].key, b"b");
@@ -503,7 +601,7 @@ fn cachedump_lists_recent_first() {
 fn cachedump_limit_spans_shards() {
     let s = store();
     for i in 0..50u32 {
-        s.store(Mode::Set, format!("k{i}").as_bytes(), 0, 0, b"v", 0);
+        s.put_v(Mode::Set, format!("k{i}").as_bytes(), 0, 0, b"v", 0);
     }
     let d = s.dump(1, 10, 1 << 20);
     assert_eq!(d.len(), 10);
@@ -523,13 +621,13 @@ fn small(mem_mb: u64) -> Store {
 fn header_is_32_bytes_and_small_items_fit_small_chunks() {
     let s = store();
     // key 10, value 20 + \r\n: 32 + 10 + 22 = 64 bytes, class 1 (80).
-    s.store(Mode::Set, b"0123456789", 0, 0, &[b'v'; 20], 0);
+    s.put_v(Mode::Set, b"0123456789", 0, 0, &[b'v'; 20], 0);
     let st = s.stats();
     let c = &st.classes[0];
     assert_eq!((c.id, c.chunk_size, c.used_chunks), (1, 80, 1));
     assert_eq!(c.mem_requested, 64);
     // flags take 4 bytes only when non-zero
-    s.store(Mode::Set, b"f", 7, 0, b"", 0);
+    s.put_v(Mode::Set, b"f", 7, 0, b"", 0);
     assert_eq!(s.stats().classes[0].mem_requested, 64 + 32 + 4 + 1 + 2);
 }
 
@@ -537,11 +635,11 @@ fn header_is_32_bytes_and_small_items_fit_small_chunks() {
 fn arena_pages_taken_lazily_and_within_the_limit() {
     let s = small(4);
     assert_eq!(s.pages_taken(), 0, "nothing taken at start");
-    s.store(Mode::Set, b"k", 0, 0, b"v", 0);
+    s.put_v(Mode::Set, b"k", 0, 0, b"v", 0);
     assert_eq!(s.pages_taken(), 1);
     let v = vec![b'x'; 3000];
     for i in 0..20_000u32 {
-        s.store(Mode::Set, format!("k{i}").as_bytes(), 0, 0, &v, 0);
+        s.put_v(Mode::Set, format!("k{i}").as_bytes(), 0, 0, &v, 0);
     }
     // -m 4: four pages, the first page of class 1 beyond them at most.
     assert!(s.pages_taken() <= 5, "{}", s.pages_taken());
@@ -554,7 +652,7 @@ fn chained_items_round_trip() {
     let s = small(8);
     let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     assert_eq!(
-        s.store(Mode::Set, b"big", 5, 0, &big, 0),
+        s.put_v(Mode::Set, b"big", 5, 0, &big, 0),
         StoreOutcome::Stored
     );
     let parts = s
@@ -571,11 +669,11 @@ fn chained_items_round_trip() {
     assert_eq!(value(&s, b"big").unwrap(), big);
     // append onto a chained item, then prepend
     assert_eq!(
-        s.store(Mode::Append, b"big", 0, 0, b"END", 0),
+        s.put_v(Mode::Append, b"big", 0, 0, b"END", 0),
         StoreOutcome::Stored
     );
     assert_eq!(
-        s.store(Mode::Prepend, b"big", 0, 0, b"GO", 0),
+        s.put_v(Mode::Prepend, b"big", 0, 0, b"GO", 0),
         StoreOutcome::Stored
     );
     let got = value(&s, b"big").unwrap();
@@ -583,10 +681,10 @@ fn chained_items_round_trip() {
     assert_eq!(&got[got.len() - 3..], b"END");
     assert_eq!(&got[2..got.len() - 3], &big[..]);
     assert_eq!(
-        s.arith(b"big", true, 1, parse_num),
+        s.incr_decr(b"big", true, 1, parse_num),
         DeltaOutcome::NonNumeric
     );
-    assert!(s.delete(b"big"));
+    assert!(s.del(b"big"));
     let st = s.stats();
     assert_eq!(st.classes.iter().map(|c| c.used_chunks).sum::<u32>(), 0);
 }
@@ -595,12 +693,12 @@ fn chained_items_round_trip() {
 fn a_held_item_outlives_delete_and_is_never_evicted() {
     let s = small(2);
     let v = vec![b'h'; 2000];
-    s.store(Mode::Set, b"held", 0, 0, &v, 0);
+    s.put_v(Mode::Set, b"held", 0, 0, &v, 0);
     let held = pin(&s, b"held");
-    assert!(s.delete(b"held"));
+    assert!(s.del(b"held"));
     // Churn the class far past -m: the held chunk is never reused.
     for i in 0..5_000u32 {
-        s.store(
+        s.put_v(
             Mode::Set,
             format!("k{i}").as_bytes(),
             0,
@@ -624,10 +722,10 @@ fn a_held_item_outlives_delete_and_is_never_evicted() {
 fn eviction_passes_over_items_readers_hold() {
     let s = small(1);
     let v = vec![b'q'; 5000];
-    s.store(Mode::Set, b"first", 0, 0, &v, 0);
+    s.put_v(Mode::Set, b"first", 0, 0, &v, 0);
     let held = pin(&s, b"first");
     for i in 0..2_000u32 {
-        s.store(Mode::Set, format!("k{i}").as_bytes(), 0, 0, &v, 0);
+        s.put_v(Mode::Set, format!("k{i}").as_bytes(), 0, 0, &v, 0);
     }
     assert!(value(&s, b"first").is_some(), "a held item is not evicted");
     drop(held);
@@ -639,7 +737,7 @@ fn reassign_moves_a_page_and_its_items_go() {
     let v = vec![b's'; 40];
     let mut i = 0u32;
     while s.stats().total_malloced < 3 << 20 {
-        s.store(Mode::Set, format!("s{i}").as_bytes(), 0, 0, &v, 0);
+        s.put_v(Mode::Set, format!("s{i}").as_bytes(), 0, 0, &v, 0);
         i += 1;
     }
     let small_class = s.classes().class_for(32 + 6 + 42).unwrap();
@@ -671,7 +769,7 @@ fn reassign_moves_a_page_and_its_items_go() {
     );
     // The moved page serves the new class, and survivors read back intact.
     for k in 0..100u32 {
-        s.store(
+        s.put_v(
             Mode::Set,
             format!("b{k}").as_bytes(),
             0,
@@ -699,7 +797,7 @@ fn a_move_waits_for_readers() {
     let v = vec![b's'; 40];
     let mut i = 0u32;
     while s.stats().total_malloced < 2 << 20 {
-        s.store(Mode::Set, format!("s{i}").as_bytes(), 0, 0, &v, 0);
+        s.put_v(Mode::Set, format!("s{i}").as_bytes(), 0, 0, &v, 0);
         i += 1;
     }
     let small_class = s.classes().class_for(32 + 6 + 42).unwrap();
@@ -723,7 +821,7 @@ fn automove_follows_the_evicting_class() {
     let s = small(8);
     let mut k = 0u32;
     while s.stats().total_malloced < 8 << 20 {
-        s.store(Mode::Set, format!("s{k}").as_bytes(), 0, 0, &[b's'; 50], 0);
+        s.put_v(Mode::Set, format!("s{k}").as_bytes(), 0, 0, &[b's'; 50], 0);
         k += 1;
     }
     s.clock().advance(100);
@@ -731,7 +829,7 @@ fn automove_follows_the_evicting_class() {
     let mut moved = 0;
     for round in 0..200u32 {
         for j in 0..50u32 {
-            s.store(
+            s.put_v(
                 Mode::Set,
                 format!("b{round}-{j}").as_bytes(),
                 0,
@@ -764,11 +862,11 @@ fn index_grows_under_concurrent_use() {
                 for i in 0..20_000u32 {
                     let k = format!("t{t}-{i}");
                     assert_eq!(
-                        s.store(Mode::Set, k.as_bytes(), 0, 0, k.as_bytes(), 0),
+                        s.put_v(Mode::Set, k.as_bytes(), 0, 0, k.as_bytes(), 0),
                         StoreOutcome::Stored
                     );
                     if i % 3 == 0 {
-                        assert!(s.delete(format!("t{t}-{}", i / 2).as_bytes()) || (i / 2) % 3 == 0);
+                        assert!(s.del(format!("t{t}-{}", i / 2).as_bytes()) || (i / 2) % 3 == 0);
                     }
                     let back = format!("t{t}-{}", i / 4 * 3 + 1);
                     if let Some(v) = value(&s, back.as_bytes()) {
@@ -799,7 +897,7 @@ fn pages_go_to_the_pool_and_back() {
     let s = small(4);
     let mut i = 0u32;
     while s.stats().total_malloced < 3 << 20 {
-        s.store(Mode::Set, format!("s{i}").as_bytes(), 0, 0, &[b'p'; 40], 0);
+        s.put_v(Mode::Set, format!("s{i}").as_bytes(), 0, 0, &[b'p'; 40], 0);
         i += 1;
     }
     let c = s.classes().class_for(80).unwrap() as i32;
@@ -812,7 +910,7 @@ fn pages_go_to_the_pool_and_back() {
     assert_eq!(s.reassign(-1, 99), Err(ReassignError::BadClass));
     // A class that grows takes the pooled page before a fresh one.
     let taken = s.pages_taken();
-    s.store(Mode::Set, b"big", 0, 0, &[b'b'; 100_000], 0);
+    s.put_v(Mode::Set, b"big", 0, 0, &[b'b'; 100_000], 0);
     assert_eq!(s.pages_taken(), taken);
     assert_eq!(value(&s, b"big").unwrap(), vec![b'b'; 100_000]);
 }
@@ -823,7 +921,7 @@ fn chained_items_end_in_a_small_chunk_and_lose_none() {
     let big = vec![b'L'; (1 << 20) - 70];
     for i in 0..5 {
         assert_eq!(
-            s.store(Mode::Set, format!("big{i}").as_bytes(), 1, 0, &big, 0),
+            s.put_v(Mode::Set, format!("big{i}").as_bytes(), 1, 0, &big, 0),
             StoreOutcome::Stored
         );
     }
@@ -914,7 +1012,7 @@ fn threads_under_eviction_page_moves_and_held_readers() {
                         0..=3 => {
                             let v = checkable(id, len);
                             let ttl = ((r >> 50) % 4) as i32;
-                            let got = s.store(Mode::Set, key.as_bytes(), 0, ttl, &v, 0);
+                            let got = s.put_v(Mode::Set, key.as_bytes(), 0, ttl, &v, 0);
                             assert!(matches!(
                                 got,
                                 StoreOutcome::Stored
@@ -923,10 +1021,10 @@ fn threads_under_eviction_page_moves_and_held_readers() {
                             ));
                         }
                         4 if r % 3 == 0 => {
-                            s.touch(key.as_bytes(), ((r >> 50) % 4) as i32);
+                            s.touch_key(key.as_bytes(), ((r >> 50) % 4) as i32);
                         }
                         4 => {
-                            s.delete(key.as_bytes());
+                            s.del(key.as_bytes());
                         }
                         5 => {
                             // Hold a part of the value past the lock.
@@ -995,7 +1093,7 @@ fn move_timing() {
     let s = small(64);
     let mut i = 0u32;
     while s.stats().total_malloced < 60 << 20 {
-        s.store(Mode::Set, format!("s{i}").as_bytes(), 0, 0, &[b'p'; 30], 0);
+        s.put_v(Mode::Set, format!("s{i}").as_bytes(), 0, 0, &[b'p'; 30], 0);
         i += 1;
     }
     let c = s.classes().class_for(32 + 7 + 32).unwrap() as i32;

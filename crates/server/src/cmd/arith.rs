@@ -1,0 +1,50 @@
+//! `incr`/`decr` and binary Increment/Decrement: a 64-bit counter kept as
+//! decimal text. Incr wraps at 2^64, decr stops at 0; the number is read
+//! with memcached's `strtoull` rules.
+
+use memcrab_proto::num::safe_strtoull;
+use memcrab_store::{ArithReq, ArithResult, Create, DeltaOutcome};
+
+use super::hook::{self, Event};
+use super::Ctx;
+use crate::stats::Counter;
+
+/// An incr or decr as every protocol states it.
+#[derive(Debug, Clone, Copy)]
+pub struct ArithOp<'a> {
+    pub key: &'a [u8],
+    pub incr: bool,
+    pub delta: u64,
+    /// A CAS value the item must have (0: any).
+    pub cas: u64,
+    /// Binary: on a miss, create the key with this initial value and
+    /// exptime instead (its exptime 0xffffffff means "do not create").
+    pub create: Option<Create>,
+}
+
+/// Runs an incr/decr. A miss is counted (`incr_misses`, `decr_misses`)
+/// unless it created the key, as memcached counts; the store counts hits
+/// per class.
+pub fn arith(cx: &Ctx<'_>, op: &ArithOp<'_>) -> ArithResult {
+    let r = cx.sh.store.arith(&ArithReq {
+        key: op.key,
+        incr: op.incr,
+        delta: op.delta,
+        cas: op.cas,
+        parse: safe_strtoull,
+        create: op.create,
+    });
+    if r.outcome == DeltaOutcome::NotFound {
+        cx.stats.incr(if op.incr {
+            Counter::IncrMisses
+        } else {
+            Counter::DecrMisses
+        });
+    }
+    hook::record(cx, || Event::Arith {
+        key: op.key,
+        incr: op.incr,
+        hit: matches!(r.outcome, DeltaOutcome::Value(_)),
+    });
+    r
+}

@@ -1,0 +1,53 @@
+//! The command layer: one module per memcached operation, shared by every
+//! protocol. A session decodes a request into one of these calls, the
+//! command applies memcached's rules once (`-I`, `-F`, `-C`, `-M`, CAS,
+//! create-on-miss, the counters `stats` reports) against the store, and
+//! returns a typed outcome the session encodes. A command never sees a
+//! connection, a socket or an output buffer: a lookup hands the found item
+//! to the session's closure, which encodes it while the store holds it.
+//!
+//! ```text
+//!  session::text ──┐                    ┌─► get     (get, gets, gat, gats, Get*, Gat*)
+//!  session::binary ┼─► Ctx + typed op ──┼─► touch   (touch, Touch)
+//!  (meta, next)  ──┘                    ├─► store   (set … cas, Set* … Prepend*)
+//!                                       ├─► delete  (delete, Delete*)
+//!                                       ├─► arith   (incr, decr, Increment*, Decrement*)
+//!                                       ├─► flush   (flush_all, Flush*)
+//!                                       ├─► stats   (stats <group>, Stat)
+//!                                       └─► admin   (version, verbosity, slabs, shutdown)
+//!                 each ──► memcrab_store::Store ──► outcome ──► session encodes
+//!                 each ──► hook::record (per-prefix stats and watch attach here)
+//! ```
+//!
+//! Where memcached's own rules differ by protocol (a refused text
+//! `flush_all` is counted, a refused binary Flush is not), the command
+//! reads [`Ctx::proto`] and the difference is written next to the rule.
+
+pub mod admin;
+pub mod arith;
+pub mod delete;
+pub mod flush;
+pub mod get;
+pub mod hook;
+pub mod stats;
+pub mod store;
+pub mod touch;
+
+use crate::shared::Shared;
+use crate::stats::WorkerStats;
+
+/// The protocol a command came in by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Text,
+    Binary,
+}
+
+/// What every command runs with: the server's shared state, the counters
+/// of the worker running it, and the protocol of the request.
+#[derive(Clone, Copy)]
+pub struct Ctx<'a> {
+    pub sh: &'a Shared,
+    pub stats: &'a WorkerStats,
+    pub proto: Proto,
+}

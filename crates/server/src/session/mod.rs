@@ -1,0 +1,137 @@
+//! Sessions: a protocol's framing and login state, apart from any socket.
+//! A session takes the unhandled input bytes, finds one request in them,
+//! decodes it (`memcrab_proto`), runs it (`crate::cmd`) and encodes the
+//! reply into an [`Output`]; it tells the transport how many bytes it
+//! used, how many more to swallow, and whether to hang up. It never reads
+//! or writes a socket, so the same step runs over a TCP stream, a unix
+//! socket, and (in the issues to come) a UDP datagram, a TLS stream and
+//! an io_uring loop.
+//!
+//! ```text
+//!  conn (transport) ── avail bytes ──► Session::step ──► Step
+//!                                        │ first byte picks (-B auto)
+//!                                        ├─► text::Text     line, data block, -Y token
+//!                                        └─► binary::Binary header, extras+key, value, SASL
+//!                                              decode ─► cmd::* ─► encode ─► Output
+//! ```
+
+pub mod binary;
+pub mod text;
+
+use memcrab_proto::binary::REQ_MAGIC;
+
+use crate::cmd::{Ctx, Proto};
+use crate::config::Protocol;
+use crate::output::Output;
+use crate::shared::Shared;
+use crate::stats::WorkerStats;
+
+/// What a session borrows for a step: the shared state and this worker's
+/// counters (for its commands), the connection's output, and its
+/// descriptor (only for `-vv` logs).
+pub struct Cx<'a> {
+    pub sh: &'a Shared,
+    pub stats: &'a WorkerStats,
+    pub out: &'a mut Output,
+    pub fd: i32,
+}
+
+impl<'a> Cx<'a> {
+    /// The command layer's context for a request of `proto`.
+    pub fn cmd(&self, proto: Proto) -> Ctx<'a> {
+        Ctx {
+            sh: self.sh,
+            stats: self.stats,
+            proto,
+        }
+    }
+}
+
+/// What a step did with the input.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// No whole request yet: this many bytes in all are needed before the
+    /// next step can run (0: unknown, read what comes).
+    Need(usize),
+    /// One request handled: `used` bytes consumed, `swallow` more to
+    /// discard as they arrive (a refused value), `close`: hang up once the
+    /// replies are sent.
+    Done {
+        used: usize,
+        swallow: u64,
+        close: bool,
+    },
+}
+
+impl Step {
+    /// A request handled that used `used` bytes.
+    pub fn used(used: usize) -> Step {
+        Step::Done {
+            used,
+            swallow: 0,
+            close: false,
+        }
+    }
+
+    /// Hang up after what is queued is sent (the rest of the input is
+    /// dropped).
+    pub fn close(used: usize) -> Step {
+        Step::Done {
+            used,
+            swallow: 0,
+            close: true,
+        }
+    }
+}
+
+/// A connection's protocol: chosen by `-B`, or by the first byte under
+/// `-B auto` (0x80 is binary).
+#[derive(Debug)]
+pub enum Session {
+    Undecided,
+    Text(text::Text),
+    Binary(binary::Binary),
+}
+
+impl Session {
+    pub fn new() -> Self {
+        Session::Undecided
+    }
+
+    /// A batch of steps begins (after a read).
+    pub fn begin_batch(&mut self, cx: &mut Cx<'_>) {
+        if let Session::Text(t) = self {
+            t.begin_batch(cx);
+        }
+    }
+
+    /// Takes one request from `avail` (non-empty) and runs it.
+    pub fn step(&mut self, avail: &[u8], cx: &mut Cx<'_>) -> Step {
+        match self {
+            Session::Text(t) => t.step(avail, cx),
+            Session::Binary(b) => b.step(avail, cx),
+            Session::Undecided => {
+                let binary = match cx.sh.settings.protocol {
+                    Protocol::Binary => true,
+                    Protocol::Ascii => false,
+                    Protocol::Auto => {
+                        let b = avail.first() == Some(&REQ_MAGIC);
+                        if cx.sh.verbose() > 1 {
+                            let name = if b { "binary" } else { "ascii" };
+                            eprintln!("{}: Client using the {name} protocol", cx.fd);
+                        }
+                        b
+                    }
+                };
+                *self = if binary {
+                    Session::Binary(binary::Binary::default())
+                } else {
+                    let mut t = text::Text::default();
+                    t.begin_batch(cx);
+                    Session::Text(t)
+                };
+                self.step(avail, cx)
+            }
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! The text protocol: a command line, and for store commands a data
+//! block, taken from the input; decoded by `memcrab_proto::text`, run by
+//! `crate::cmd`, answered in memcached 1.6's words.
+//!
+//! ```text
+//!  avail ─► -Y login pending? ─► auth::ascii_token ─► STORED / CLIENT_ERROR
+//!        ─► find '\n' (a line over 2048 bytes without one: only a get
+//!           may grow, to 2 MB; else hang up) ─► trim_line ─► parse
+//!        ─► Store: cmd::store::admit (-I: refused before the block is
+//!                  read, the block swallowed) ─► wait for the block
+//!                  ─► cmd::store::{store | bad_block} ─► reply line
+//!        ─► Get:   per key cmd::get ─► VALUE line + data (copied or held)
+//!        ─► the rest: cmd::* ─► one reply line
+//! ```
+//!
+//! memcached writes a get's answer out before it reads on, and culls what
+//! it has not written when a get meets a key over 250 bytes or it hangs up
+//! on an HTTP request or an over-long line: [`Output::commit`] marks what
+//! it would have written.
+
+use memcrab_proto::num::write_u64;
+use memcrab_proto::text::{
+    may_be_long_get, parse, trim_line, BAD_EXPTIME, BAD_FORMAT, MAX_LINE_WITHOUT_NEWLINE,
+};
+use memcrab_proto::{Keys, Request, StoreCommand, KEY_MAX_LENGTH};
+use memcrab_store::{DeleteOutcome, DeltaOutcome, Found, ReassignError, StoreOutcome};
+
+use super::{Cx, Step};
+use crate::auth::{self, AsciiAuth};
+use crate::cmd::{self, admin, arith, flush, stats, store, Ctx, Proto};
+use crate::output::Output;
+use crate::stats::Counter;
+
+/// The longest `get` line accepted without a newline; memcached grows its
+/// buffer without limit here, memcrab closes the connection.
+pub const MAX_GET_LINE: usize = 2 * 1024 * 1024;
+
+/// A text connection's state: its `-Y` login.
+#[derive(Debug, Default)]
+pub struct Text {
+    /// Past its ASCII auth token (`-Y`).
+    authed: bool,
+    /// An auth reply is queued in this batch: memcached writes the next
+    /// one over it (only the last is sent).
+    auth_reply_queued: bool,
+}
+
+fn reply(out: &mut Output, line: &str, noreply: bool) {
+    if !noreply {
+        out.line(line);
+    }
+}
+
+impl Text {
+    /// A new batch of input: replies to the auth attempts of the last
+    /// batch are written out by now.
+    pub fn begin_batch(&mut self, cx: &mut Cx<'_>) {
+        if cx.sh.settings.auth_file.is_some() && !self.authed {
+            cx.out.commit();
+            self.auth_reply_queued = false;
+        }
+    }
+
+    /// Takes one command from `avail` and runs it.
+    pub fn step(&mut self, avail: &[u8], cx: &mut Cx<'_>) -> Step {
+        if let (false, Some(users)) = (self.authed, cx.sh.settings.auth_file.as_deref()) {
+            return self.login(avail, users, cx);
+        }
+        let Some(nl) = memchr::memchr(b'\n', avail) else {
+            if avail.len() > MAX_LINE_WITHOUT_NEWLINE
+                && (!may_be_long_get(avail) || avail.len() > MAX_GET_LINE)
+            {
+                // memcached drops the connection and its unsent replies.
+                cx.out.discard_unsent();
+                return Step::close(avail.len());
+            }
+            return Step::Need(if avail.len() > MAX_LINE_WITHOUT_NEWLINE {
+                MAX_GET_LINE + 1
+            } else {
+                0
+            });
+        };
+        let line = trim_line(&avail[..nl]);
+        if cx.sh.verbose() > 1 {
+            eprintln!("<{} {}", cx.fd, String::from_utf8_lossy(line));
+        }
+        run(parse(line), avail, nl + 1, cx)
+    }
+
+    /// `-Y`: the first command must be a `set` whose data block is
+    /// `user password`.
+    fn login(&mut self, avail: &[u8], users: &auth::Users, cx: &mut Cx<'_>) -> Step {
+        let mut swallow = 0;
+        let (used, line) = match auth::ascii_token(avail) {
+            AsciiAuth::Need(n) => return Step::Need(n),
+            AsciiAuth::Close => return Step::close(avail.len()),
+            AsciiAuth::NotAuth { used } => (used, "CLIENT_ERROR unauthenticated"),
+            AsciiAuth::TooLong { used, swallow: s } => {
+                swallow = s;
+                cx.stats.incr(Counter::AuthCmds);
+                cx.stats.incr(Counter::AuthErrors);
+                (used, "CLIENT_ERROR authentication failure")
+            }
+            AsciiAuth::Token { used, token } => match token {
+                Ok((user, pass)) => {
+                    cx.stats.incr(Counter::AuthCmds);
+                    if users.check(user, pass) {
+                        self.authed = true;
+                        (used, "STORED")
+                    } else {
+                        cx.stats.incr(Counter::AuthErrors);
+                        (used, "CLIENT_ERROR authentication failure")
+                    }
+                }
+                Err(line) => (used, line),
+            },
+        };
+        if self.auth_reply_queued {
+            cx.out.discard_unsent();
+        }
+        self.auth_reply_queued = !self.authed;
+        cx.out.line(line);
+        if self.authed {
+            cx.out.commit();
+        }
+        Step::Done {
+            used,
+            swallow,
+            close: false,
+        }
+    }
+}
+
+/// A store command whose line is `avail[..line_len]`: refused at once if
+/// its value is too large (the block is swallowed), else run once its
+/// data block has arrived.
+fn store_command(
+    head: &StoreCommand<'_>,
+    avail: &[u8],
+    line_len: usize,
+    c: &Ctx<'_>,
+    out: &mut Output,
+) -> Step {
+    let op = store::StoreOp {
+        mode: head.mode,
+        key: head.key,
+        flags: head.flags,
+        exptime: head.exptime,
+        cas: head.cas_unique,
+    };
+    let len = head.data_len as usize;
+    if store::admit(c, &op, len).is_err() {
+        reply(out, "SERVER_ERROR object too large for cache", head.noreply);
+        return Step::Done {
+            used: line_len,
+            swallow: u64::from(head.data_len) + 2,
+            close: false,
+        };
+    }
+    let total = line_len + len + 2;
+    if avail.len() < total {
+        return Step::Need(total);
+    }
+    let (value, end) = avail[line_len..total].split_at(len);
+    let line = if end != b"\r\n" {
+        store::bad_block(c, &op, len);
+        "CLIENT_ERROR bad data chunk"
+    } else {
+        match store::store(c, &op, value).outcome {
+            StoreOutcome::Stored => "STORED",
+            StoreOutcome::NotStored => "NOT_STORED",
+            StoreOutcome::Exists => "EXISTS",
+            StoreOutcome::NotFound => "NOT_FOUND",
+            StoreOutcome::TooLarge => "SERVER_ERROR object too large for cache",
+            StoreOutcome::OutOfMemory => "SERVER_ERROR out of memory storing object",
+        }
+    };
+    reply(out, line, head.noreply);
+    Step::used(total)
+}
+
+/// Runs the command whose line is `avail[..used]`.
+fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
+    let c = cx.cmd(Proto::Text);
+    let out = &mut *cx.out;
+    match req {
+        Request::Get { keys, cas, touch } => get(&c, keys, cas, touch, out),
+        Request::Store(head) => return store_command(&head, avail, used, &c, out),
+        Request::Delete { key, noreply } => {
+            let line = match cmd::delete::delete(&c, key, 0) {
+                DeleteOutcome::Deleted => "DELETED",
+                DeleteOutcome::NotFound | DeleteOutcome::Exists => "NOT_FOUND",
+            };
+            reply(out, line, noreply);
+        }
+        Request::Arith {
+            incr,
+            key,
+            delta,
+            noreply,
+        } => {
+            let op = arith::ArithOp {
+                key,
+                incr,
+                delta,
+                cas: 0,
+                create: None,
+            };
+            let line = match arith::arith(&c, &op).outcome {
+                DeltaOutcome::Value(v) => {
+                    if !noreply {
+                        out.with_buf(|b| {
+                            write_u64(b, v);
+                            b.extend_from_slice(b"\r\n");
+                        });
+                    }
+                    return Step::used(used);
+                }
+                DeltaOutcome::NotFound => "NOT_FOUND",
+                DeltaOutcome::NonNumeric => {
+                    "CLIENT_ERROR cannot increment or decrement non-numeric value"
+                }
+                DeltaOutcome::OutOfMemory => "SERVER_ERROR out of memory",
+                // Only a CAS check (binary protocol) gives this.
+                DeltaOutcome::Exists => "EXISTS",
+            };
+            reply(out, line, noreply);
+        }
+        Request::Touch {
+            key,
+            exptime,
+            noreply,
+        } => {
+            let line = match cmd::touch::touch(&c, key, exptime) {
+                Ok(()) => "TOUCHED",
+                Err(_) => "NOT_FOUND",
+            };
+            reply(out, line, noreply);
+        }
+        Request::FlushAll { delay, noreply } => {
+            let line = match flush::flush(&c, delay) {
+                Ok(()) => "OK",
+                Err(flush::Refused::Disabled) => "CLIENT_ERROR flush_all not allowed",
+                Err(flush::Refused::BadDelay) => BAD_EXPTIME,
+            };
+            reply(out, line, noreply);
+        }
+        Request::Version => out.with_buf(|b| {
+            b.extend_from_slice(b"VERSION ");
+            b.extend_from_slice(admin::version().as_bytes());
+            b.extend_from_slice(b"\r\n");
+        }),
+        Request::Verbosity { level, noreply } => {
+            admin::verbosity(&c, level);
+            reply(out, "OK", noreply);
+        }
+        Request::SlabsReassign { src, dst } => {
+            use admin::ReassignRefused as R;
+            out.line(match admin::slabs_reassign(&c, src, dst) {
+                Ok(()) => "OK",
+                Err(R::Disabled) => "CLIENT_ERROR slab reassignment disabled",
+                Err(R::Store(ReassignError::Busy)) => "BUSY currently processing reassign request",
+                Err(R::Store(ReassignError::BadClass)) => "BADCLASS invalid src or dst class id",
+                Err(R::Store(ReassignError::NoSpare)) => "NOSPARE source class has no spare pages",
+                Err(R::Store(ReassignError::Same)) => "SAME src and dst class are identical",
+            });
+        }
+        Request::SlabsAutomove { mode, noreply } => {
+            admin::slabs_automove(&c, mode);
+            reply(out, "OK", noreply);
+        }
+        Request::Quit => return Step::close(used),
+        Request::Shutdown { graceful } => match admin::shutdown(&c, graceful) {
+            Ok(()) => return Step::close(used),
+            Err(admin::ShutdownDisabled) => out.line("ERROR: shutdown not enabled"),
+        },
+        Request::ShutdownInvalid => out.line(if admin::shutdown_enabled(&c) {
+            "CLIENT_ERROR invalid shutdown mode"
+        } else {
+            "ERROR: shutdown not enabled"
+        }),
+        Request::Stats(group) => stats_reply(stats::stats(&c, Some(group)), out),
+        Request::MetaNoop => {
+            out.line("MN");
+            out.commit();
+        }
+        Request::Error {
+            reply: line,
+            noreply,
+        } => reply(out, line, noreply),
+        Request::Close => {
+            // An HTTP request: memcached hangs up without its pending replies.
+            out.discard_unsent();
+            return Step::close(used);
+        }
+    }
+    Step::used(used)
+}
+
+/// `get`, `gets`, `gat`, `gats`: a VALUE line and data block per key
+/// found, then END.
+fn get(c: &Ctx<'_>, keys: Keys<'_>, cas: bool, touch: Option<i32>, out: &mut Output) {
+    for key in keys {
+        if key.len() > KEY_MAX_LENGTH {
+            // memcached culls every unsent response, then reports the key.
+            out.discard_unsent();
+            out.line(BAD_FORMAT);
+            return;
+        }
+        let _ = cmd::get::get(c, key, touch, |f| value(out, key, cas, f));
+    }
+    out.bytes(b"END\r\n");
+    // memcached writes a get's answer out before the next command.
+    out.commit();
+}
+
+/// `VALUE <key> <flags> <bytes> [<cas>]` and the data block. Runs under
+/// the store's lock: no I/O.
+fn value(out: &mut Output, key: &[u8], cas: bool, f: &Found<'_>) {
+    out.with_buf(|b| {
+        b.extend_from_slice(b"VALUE ");
+        b.extend_from_slice(key);
+        b.push(b' ');
+        write_u64(b, u64::from(f.flags));
+        b.push(b' ');
+        write_u64(b, f.value_len as u64);
+        if cas {
+            b.push(b' ');
+            write_u64(b, f.cas);
+        }
+        b.extend_from_slice(b"\r\n");
+    });
+    out.data_block(f);
+}
+
+/// A stats reply in text: `STAT name value` lines and END, or a line.
+fn stats_reply(r: stats::Reply, out: &mut Output) {
+    match r {
+        stats::Reply::Pairs(pairs) => out.with_buf(|b| {
+            for s in &pairs {
+                b.extend_from_slice(b"STAT ");
+                b.extend_from_slice(s.name.as_bytes());
+                b.push(b' ');
+                s.value.write(b);
+                b.extend_from_slice(b"\r\n");
+            }
+            b.extend_from_slice(b"END\r\n");
+        }),
+        stats::Reply::Reset => out.line("RESET"),
+        stats::Reply::Dump(entries) => out.with_buf(|b| {
+            for e in entries {
+                b.extend_from_slice(b"ITEM ");
+                b.extend_from_slice(&e.key);
+                b.extend_from_slice(b" [");
+                write_u64(b, e.value_len as u64);
+                b.extend_from_slice(b" b; ");
+                write_u64(b, e.exptime);
+                b.extend_from_slice(b" s]\r\n");
+            }
+            b.extend_from_slice(b"END\r\n");
+        }),
+        stats::Reply::DumpDisabled => out.line("CLIENT_ERROR stats cachedump not allowed"),
+        stats::Reply::DetailUsage => out.line("CLIENT_ERROR usage: stats detail on|off|dump"),
+        stats::Reply::DetailUnsupported => {
+            out.line("SERVER_ERROR per-prefix stats (stats detail) are not supported by memcrab")
+        }
+        // Text `stats` with an unknown group is a parse error (ERROR).
+        stats::Reply::Unknown => out.line("ERROR"),
+    }
+}

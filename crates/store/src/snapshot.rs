@@ -1,0 +1,176 @@
+//! What `stats` reports from the store: a snapshot summed over shards
+//! and classes, `stats cachedump`'s listing, and `stats reset`.
+
+use std::sync::atomic::Ordering;
+
+use crate::item;
+use crate::{ClassSnapshot, ClassStats, DumpEntry, Store, StoreStats};
+
+impl ClassStats {
+    fn add(&mut self, o: &ClassStats) {
+        self.get_hits += o.get_hits;
+        self.cmd_set += o.cmd_set;
+        self.delete_hits += o.delete_hits;
+        self.incr_hits += o.incr_hits;
+        self.decr_hits += o.decr_hits;
+        self.cas_hits += o.cas_hits;
+        self.cas_badval += o.cas_badval;
+        self.touch_hits += o.touch_hits;
+        self.evicted += o.evicted;
+        self.evicted_nonzero += o.evicted_nonzero;
+        self.evicted_time = self.evicted_time.max(o.evicted_time);
+        self.evicted_unfetched += o.evicted_unfetched;
+        self.outofmemory += o.outofmemory;
+        self.reclaimed += o.reclaimed;
+        self.expired_unfetched += o.expired_unfetched;
+        self.expired_reclaimed += o.expired_reclaimed;
+    }
+}
+
+impl Store {
+    /// `stats reset`: zeroes the counters, not the contents.
+    pub fn reset_stats(&self) {
+        self.reaper_checked.store(0, Ordering::Relaxed);
+        for s in self.shards.iter() {
+            let mut g = s.lock();
+            g.total_items = 0;
+            for c in g.classes.iter_mut() {
+                c.stats = ClassStats::default();
+            }
+        }
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let now = self.clock.now();
+        let table = &self.mem.table;
+        let nclasses = table.largest() + 1;
+        let mut s = StoreStats {
+            curr_items: 0,
+            total_items: 0,
+            bytes: 0,
+            total_malloced: 0,
+            hash_power_level: 0,
+            hash_bytes: 0,
+            hash_is_expanding: false,
+            slabs_moved: 0,
+            pool_pages: 0,
+            slab_reassign_running: false,
+            slab_reassign_evictions: 0,
+            slab_reassign_busy_items: 0,
+            evictions: 0,
+            reclaimed: 0,
+            expired_reclaimed: 0,
+            wheel_checked: self.reaper_checked.load(Ordering::Relaxed),
+            wheel_entries: 0,
+            wheel_bytes: 0,
+            expired_unfetched: 0,
+            evicted_unfetched: 0,
+            outofmemory: 0,
+            classes: Vec::new(),
+        };
+        let mut per_class = vec![(0u32, 0u64, 0u32, ClassStats::default()); nclasses];
+        let mut capacity = 0;
+        for shard in self.shards.iter() {
+            let g = shard.lock();
+            s.curr_items += g.curr_items;
+            s.total_items += g.total_items;
+            s.bytes += g.bytes;
+            capacity += g.index.capacity();
+            s.hash_bytes += g.index.bytes() as u64;
+            s.hash_is_expanding |= g.index.is_expanding();
+            s.wheel_entries += g.wheel.entries() as u64;
+            s.wheel_bytes += g.wheel.bytes() as u64;
+            for (id, c) in g.classes.iter().enumerate().skip(1) {
+                let pc = &mut per_class[id];
+                pc.0 += c.items;
+                pc.1 += c.mem_requested;
+                if c.lru.tail != item::NIL {
+                    let t = self.mem.item(c.lru.tail).time();
+                    pc.2 = pc.2.max(now.saturating_sub(t));
+                }
+                pc.3.add(&c.stats);
+            }
+        }
+        s.hash_power_level = capacity.max(1).next_power_of_two().trailing_zeros();
+        let slabs = self.mem.slabs.lock();
+        s.total_malloced = slabs.malloced;
+        s.slabs_moved = slabs.slabs_moved;
+        s.pool_pages = slabs.pool.len() as u64;
+        s.slab_reassign_running = slabs.moving.is_some();
+        s.slab_reassign_evictions = slabs.move_evictions;
+        s.slab_reassign_busy_items = slabs.move_busy;
+        for (id, (items, mem_requested, age, stats)) in per_class.into_iter().enumerate().skip(1) {
+            s.evictions += stats.evicted;
+            s.reclaimed += stats.reclaimed;
+            s.expired_reclaimed += stats.expired_reclaimed;
+            s.expired_unfetched += stats.expired_unfetched;
+            s.evicted_unfetched += stats.evicted_unfetched;
+            s.outofmemory += stats.outofmemory;
+            let c = &slabs.classes[id];
+            let end = if c.end_page == item::NIL {
+                0
+            } else {
+                table.per_page(id) - c.end_slot
+            };
+            s.classes.push(ClassSnapshot {
+                id,
+                chunk_size: table.size(id),
+                per_page: table.per_page(id),
+                pages: c.pages,
+                used_chunks: c.used,
+                free_chunks: c.free_count + end,
+                free_chunks_end: end,
+                items,
+                mem_requested,
+                age,
+                stats,
+            });
+        }
+        s
+    }
+
+    /// `stats cachedump`: up to `limit` (0 = all) items of a class, most
+    /// recently used first, within `max_bytes` of output.
+    pub fn dump(&self, class: usize, limit: usize, max_bytes: usize) -> Vec<DumpEntry> {
+        let started = self.clock.started();
+        let mut all: Vec<((u32, u64), DumpEntry)> = Vec::new();
+        if class == 0 || class > self.mem.table.largest() {
+            return Vec::new();
+        }
+        for shard in self.shards.iter() {
+            let g = shard.lock();
+            // Each shard gives at most `limit` of its most recent items;
+            // the most recent `limit` of all of them are kept below.
+            let mut i = g.classes[class].lru.head;
+            let mut taken = 0;
+            while i != item::NIL && (limit == 0 || taken < limit) {
+                taken += 1;
+                let it = self.mem.item(i);
+                all.push((
+                    (it.time(), it.cas()),
+                    DumpEntry {
+                        key: it.key().to_vec(),
+                        value_len: it.nbytes() as usize - 2,
+                        exptime: if it.exptime() == 0 {
+                            0
+                        } else {
+                            started + u64::from(it.exptime())
+                        },
+                    },
+                ));
+                i = it.next();
+            }
+        }
+        all.sort_by_key(|e| std::cmp::Reverse(e.0));
+        let mut bytes = 0;
+        let mut out = Vec::new();
+        for (_, e) in all {
+            bytes += e.key.len() + 40;
+            if bytes > max_bytes || (limit != 0 && out.len() >= limit) {
+                break;
+            }
+            out.push(e);
+        }
+        out
+    }
+}

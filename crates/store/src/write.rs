@@ -1,0 +1,170 @@
+//! The write path: a new item's chunks taken (evicting if need be), its
+//! header, flags, key, chain and data written, and the item linked in
+//! place of the one it replaces. The only place item memory is written
+//! whole; in-place incr is in `ops.rs`.
+
+use std::borrow::Cow;
+
+use crate::found::Parts;
+use crate::item::{self, fl, ChunkId, It, HDR};
+use crate::mem::Chunks;
+use crate::shard::Shard;
+use crate::{Mode, Store, StoreOutcome};
+
+/// An item about to be written: its data block in `pieces` (value and
+/// `\r\n`, in one or more pieces), replacing `old` if any.
+#[derive(Clone, Copy)]
+pub(crate) struct NewItem<'a> {
+    pub hash: u64,
+    pub key: &'a [u8],
+    pub flags: u32,
+    pub exptime: u32,
+    pub pieces: &'a [&'a [u8]],
+    pub old: Option<ChunkId>,
+    pub now: u32,
+}
+
+impl Store {
+    pub(crate) fn finish_store(
+        &self,
+        shard: &mut Shard,
+        new: &NewItem<'_>,
+        mode: Mode,
+    ) -> (StoreOutcome, u64) {
+        if let Some(cas) = self.put(shard, new) {
+            (StoreOutcome::Stored, cas)
+        } else {
+            if mode == Mode::Set {
+                if let Some(o) = new.old {
+                    shard.unlink_free(self, o, new.hash);
+                }
+            }
+            (StoreOutcome::OutOfMemory, 0)
+        }
+    }
+
+    /// An item's value without its `\r\n`: borrowed from item memory when
+    /// it is in one chunk, copied when chained.
+    pub(crate) fn value_of(&self, it: It) -> Cow<'_, [u8]> {
+        let len = it.nbytes() as usize - 2;
+        let mut parts = Parts::new(&self.mem, it);
+        if !it.has(fl::CHAINED) {
+            let p = parts.next().expect("one part");
+            return Cow::Borrowed(&p[..len]);
+        }
+        let mut v = Vec::with_capacity(len + 2);
+        for p in parts {
+            v.extend_from_slice(p);
+        }
+        v.truncate(len);
+        Cow::Owned(v)
+    }
+
+    /// Allocates, writes and links a new item, replacing `new.old`; its
+    /// CAS value, or `None` when out of memory.
+    pub(crate) fn put(&self, shard: &mut Shard, new: &NewItem<'_>) -> Option<u64> {
+        let NewItem {
+            hash,
+            key,
+            flags,
+            exptime,
+            pieces,
+            old,
+            now,
+        } = *new;
+        let nbytes: usize = pieces.iter().map(|p| p.len()).sum();
+        let size = Self::size_for(key.len(), flags, nbytes);
+        let class = self.class_for_size(size);
+        let largest = self.mem.table.largest();
+        let chunk_max = self.mem.chunk_of_class(largest);
+        let n = if size > chunk_max {
+            item::chained_chunks(chunk_max, key.len(), flags, nbytes)
+        } else {
+            1
+        };
+        let mut chunks = Chunks::new();
+        if n == 1 {
+            if !shard.alloc(self, class, 1, old, now, &mut chunks) {
+                return None;
+            }
+        } else {
+            // A chain: largest chunks, the last one from the smallest class
+            // that holds what is left (as memcached 1.6 does).
+            let fixed = HDR + if flags == 0 { 0 } else { 4 } + key.len() + 4 * (n - 1);
+            let before_last = (chunk_max - fixed) + (n - 2) * (chunk_max - HDR);
+            let last = self.class_for_size(HDR + nbytes - before_last);
+            if !shard.alloc(self, largest, n - 1, old, now, &mut chunks) {
+                return None;
+            }
+            let mut tail = Chunks::new();
+            if !shard.alloc(self, last, 1, old, now, &mut tail) {
+                self.mem.free_chunks(&chunks);
+                return None;
+            }
+            chunks.push(tail[0]);
+        }
+        let head = chunks[0];
+        let it = self.mem.item(head);
+        let cas = if self.cfg.use_cas { self.next_cas() } else { 0 };
+        it.set_cas(cas);
+        it.set_exptime(exptime);
+        it.set_time(now);
+        it.set_prev(item::NIL);
+        it.set_next(item::NIL);
+        it.set_nbytes(nbytes as u32);
+        it.set_nkey(key.len() as u8);
+        let mut iflags = 0;
+        if flags != 0 {
+            iflags |= fl::HAS_FLAGS;
+        }
+        if n > 1 {
+            iflags |= fl::CHAINED;
+        }
+        it.set_iflags(iflags);
+        // SAFETY: the chunks were just taken for this item and no one else
+        // can see them; every write stays inside them (the sizes were
+        // computed from these lengths).
+        unsafe {
+            let mut p = self.mem.value_ptr(it, HDR).cast_mut();
+            if flags != 0 {
+                p.cast::<u32>().write(flags);
+                p = p.add(4);
+            }
+            std::ptr::copy_nonoverlapping(key.as_ptr(), p, key.len());
+            p = p.add(key.len());
+            for &c in &chunks[1..] {
+                p.cast::<u32>().write_unaligned(c);
+                p = p.add(4);
+                let cont = self.mem.item(c);
+                cont.set_iflags(fl::CONT);
+                cont.clear_ref();
+                cont.set_prev(head);
+            }
+        }
+        let mut dst = Parts::new(&self.mem, it);
+        let (mut span, mut room) = dst.next_span().expect("at least one part");
+        for piece in pieces {
+            let mut src = *piece;
+            while !src.is_empty() {
+                if room == 0 {
+                    (span, room) = dst.next_span().expect("room for the data");
+                }
+                let k = room.min(src.len());
+                // SAFETY: `span` points at `room` bytes of this item's
+                // chunks, not overlapping any source piece (those are the
+                // client's buffer or another item's chunks).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(src.as_ptr(), span, k);
+                    span = span.add(k);
+                }
+                room -= k;
+                src = &src[k..];
+            }
+        }
+        if let Some(o) = old {
+            shard.unlink_free(self, o, hash);
+        }
+        shard.link(self, hash, head);
+        Some(cas)
+    }
+}
