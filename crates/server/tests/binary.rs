@@ -366,6 +366,7 @@ fn differential(seed: u64, units: usize, flags: &[&str]) {
         }
         assert_eq!(a.seen.len(), b.seen.len());
     }
+    common::same_command_counters(a.server.port, b.server.port);
     // The same stat names in binary form, as memcached's.
     for group in ["", "settings"] {
         let want = stat_names(a.server.port, group);

@@ -634,6 +634,7 @@ fn differential(seed: u64, commands: usize, flags: &[&str]) {
     }
     assert!(units > 0);
     eprintln!("seed {seed} flags {flags:?}: {sent} commands in {units} units, all identical");
+    common::same_command_counters(a.server.port, b.server.port);
     same_stats_fields(&mut a.client, &mut b.client);
 }
 

@@ -19,9 +19,11 @@
 //!                 each ──► hook::record (per-prefix stats and watch attach here)
 //! ```
 //!
-//! Where memcached's own rules differ by protocol (a refused text
-//! `flush_all` is counted, a refused binary Flush is not), the command
-//! reads [`Ctx::proto`] and the difference is written next to the rule.
+//! Where memcached's own rules differ by protocol, the command reads
+//! [`Ctx::proto`] and the difference is written next to the rule: a
+//! refused text `flush_all` is counted in `cmd_flush`, a refused binary
+//! Flush is not (`flush.rs`); text counts `store_too_large` and
+//! `store_no_memory`, binary never does (`store.rs`).
 
 pub mod admin;
 pub mod arith;

@@ -14,7 +14,7 @@ use memcrab_proto::StoreMode;
 use memcrab_store::{Mode, StoreOutcome, StoreReq};
 
 use super::hook::{self, Event};
-use super::Ctx;
+use super::{Ctx, Proto};
 use crate::stats::Counter;
 
 /// A store request as every protocol states it; the value comes apart.
@@ -45,6 +45,14 @@ pub struct Done {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooLarge;
 
+/// Counts a store refused for its size or for memory. memcached counts
+/// these (`store_too_large`, `store_no_memory`) in its text protocol only.
+fn count_refusal(cx: &Ctx<'_>, c: Counter) {
+    if cx.proto == Proto::Text {
+        cx.stats.incr(c);
+    }
+}
+
 /// memcached's `-I` check, made when the header arrives, before the
 /// value is read: a refused value is counted (`store_too_large`) and, for
 /// a `set`, the key's old value is dropped rather than left stale.
@@ -53,7 +61,7 @@ pub fn admit(cx: &Ctx<'_>, op: &StoreOp<'_>, value_len: usize) -> Result<(), Too
     if store.item_size_ok(op.key.len(), op.flags, value_len) {
         return Ok(());
     }
-    cx.stats.incr(Counter::StoreTooLarge);
+    count_refusal(cx, Counter::StoreTooLarge);
     if op.mode == StoreMode::Set {
         store.unlink_key(op.key);
     }
@@ -96,8 +104,8 @@ fn mode_and_cas(op: &StoreOp<'_>, use_cas: bool) -> (Mode, u64) {
 
 /// Runs a store whose value has arrived. Counts a compare-and-swap on a
 /// missing key (`cas_misses`), a value too large or memory too short
-/// (`store_too_large`, `store_no_memory`); the store counts the rest per
-/// class (`cmd_set`, `cas_hits`, `cas_badval`).
+/// (`store_too_large`, `store_no_memory`: text only, as memcached); the
+/// store counts the rest per class (`cmd_set`, `cas_hits`, `cas_badval`).
 pub fn store(cx: &Ctx<'_>, op: &StoreOp<'_>, value: &[u8]) -> Done {
     let (mode, cas) = mode_and_cas(op, cx.sh.settings.use_cas);
     let r = cx.sh.store.store(&StoreReq {
@@ -110,8 +118,8 @@ pub fn store(cx: &Ctx<'_>, op: &StoreOp<'_>, value: &[u8]) -> Done {
     });
     match r.outcome {
         StoreOutcome::NotFound => cx.stats.incr(Counter::CasMisses),
-        StoreOutcome::TooLarge => cx.stats.incr(Counter::StoreTooLarge),
-        StoreOutcome::OutOfMemory => cx.stats.incr(Counter::StoreNoMemory),
+        StoreOutcome::TooLarge => count_refusal(cx, Counter::StoreTooLarge),
+        StoreOutcome::OutOfMemory => count_refusal(cx, Counter::StoreNoMemory),
         StoreOutcome::Stored | StoreOutcome::NotStored | StoreOutcome::Exists => {}
     }
     hook::record(cx, || Event::Store {

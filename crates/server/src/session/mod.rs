@@ -135,3 +135,6 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -232,3 +232,62 @@ impl Rng {
         &v[self.below(v.len() as u64) as usize]
     }
 }
+
+/// The command counters of `stats` whose values memcached and memcrab
+/// must agree on after the same stream. `get_expired` and `get_flushed`
+/// are left out: which misses they split off depends on when each
+/// server's background reaping ran (their sum is in `get_misses`).
+pub const COMMAND_COUNTERS: &[&str] = &[
+    "cmd_get",
+    "cmd_set",
+    "cmd_flush",
+    "cmd_touch",
+    "get_hits",
+    "get_misses",
+    "delete_misses",
+    "delete_hits",
+    "incr_misses",
+    "incr_hits",
+    "decr_misses",
+    "decr_hits",
+    "cas_misses",
+    "cas_hits",
+    "cas_badval",
+    "touch_hits",
+    "touch_misses",
+    "store_too_large",
+    "store_no_memory",
+    "auth_cmds",
+    "auth_errors",
+];
+
+/// [`COMMAND_COUNTERS`] as a server reports them (text `stats` on a new
+/// connection).
+pub fn command_counters(port: u16) -> Vec<(String, u64)> {
+    let mut c = Client::connect(port);
+    let reply = s(&c.call(b"stats\r\n", b"END\r\n"));
+    COMMAND_COUNTERS
+        .iter()
+        .map(|name| {
+            let v = reply
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
+                .unwrap_or_else(|| panic!("no {name} in stats"));
+            (name.to_string(), v.trim().parse().unwrap())
+        })
+        .collect()
+}
+
+/// Asserts that two servers counted the same commands the same way.
+pub fn same_command_counters(memcached: u16, memcrab: u16) {
+    let want = command_counters(memcached);
+    let got = command_counters(memcrab);
+    let differ: Vec<String> = want
+        .iter()
+        .zip(&got)
+        .filter(|(w, g)| w != g)
+        .map(|((name, w), (_, g))| format!("{name}: memcached {w}, memcrab {g}"))
+        .collect();
+    assert!(differ.is_empty(), "counters differ: {differ:#?}");
+    eprintln!("{} command counters as memcached", want.len());
+}

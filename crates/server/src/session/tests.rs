@@ -1,0 +1,214 @@
+//! Sessions driven with plain bytes, no socket: what the transport does
+//! (feed bytes, follow `Step`), done by hand.
+
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+use memcrab_store::{Clock, Store};
+
+use super::{Cx, Session, Step};
+use crate::cmd::hook::{Event, Observer};
+use crate::cmd::Proto;
+use crate::config::{Args, Settings};
+use crate::output::Output;
+use crate::shared::Shared;
+use crate::stats::WorkerStats;
+
+fn shared(args: &[&str], observers: Vec<Box<dyn Observer>>) -> Shared {
+    let mut v = vec!["memcrab"];
+    v.extend_from_slice(args);
+    let settings = Settings::from_args(Args::try_parse_from(v).unwrap()).unwrap();
+    let store = Store::new(crate::store_config(&settings), Arc::new(Clock::new()));
+    let mut sh = Shared::new(settings, store, Vec::new(), Vec::new());
+    sh.observers = observers;
+    sh
+}
+
+/// Feeds `input` to a new session `chunk` bytes at a time, as a
+/// transport would (keeping what a step left unused, swallowing what it
+/// says to), and returns every reply byte.
+fn drive(sh: &Shared, input: &[u8], chunk: usize) -> Vec<u8> {
+    let stats = WorkerStats::default();
+    let mut out = Output::default();
+    let mut session = Session::new();
+    let (mut buf, mut pos, mut swallow) = (Vec::new(), 0, 0u64);
+    let mut sent = Vec::new();
+    for piece in input.chunks(chunk) {
+        buf.extend_from_slice(piece);
+        loop {
+            let k = swallow.min((buf.len() - pos) as u64);
+            pos += k as usize;
+            swallow -= k;
+            if pos == buf.len() {
+                break;
+            }
+            let mut cx = Cx {
+                sh,
+                stats: &stats,
+                out: &mut out,
+                fd: 0,
+            };
+            match session.step(&buf[pos..], &mut cx) {
+                Step::Need(_) => break,
+                Step::Done {
+                    used,
+                    swallow: s,
+                    close,
+                } => {
+                    pos += used;
+                    swallow = s;
+                    if close {
+                        out.flush(&mut sent).unwrap();
+                        return sent;
+                    }
+                }
+            }
+        }
+        out.flush(&mut sent).unwrap();
+    }
+    sent
+}
+
+/// A binary request.
+fn bin(opcode: u8, extras: &[u8], key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut b = vec![0x80, opcode];
+    b.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    b.push(extras.len() as u8);
+    b.extend_from_slice(&[0, 0, 0]);
+    b.extend_from_slice(&((extras.len() + key.len() + value.len()) as u32).to_be_bytes());
+    b.extend_from_slice(&[0; 12]);
+    b.extend_from_slice(extras);
+    b.extend_from_slice(key);
+    b.extend_from_slice(value);
+    b
+}
+
+/// The servers in these tests refuse values over 1 KB (`-I 1k`).
+const ITEM_MAX: &[&str] = &["-I", "1k", "-o", "slab_chunk_max=512"];
+
+/// A text stream: every key command, a value refused for its size (its
+/// block swallowed), an unknown command, stats, and a quit that ends it.
+fn text_stream() -> Vec<u8> {
+    let mut t = b"set a 0 0 1\r\nx\r\nget a b\r\ngat 100 a\r\ntouch a 0\r\n".to_vec();
+    t.extend_from_slice(b"set big 0 0 2000\r\n");
+    t.extend_from_slice(&[b'v'; 2000]);
+    t.extend_from_slice(
+        b"\r\nincr n 1\r\nset n 0 0 2\r\n41\r\nincr n 1\r\n\
+        delete a\r\ndelete a\r\nappend n 0 0 1\r\n7\r\nbogus\r\nstats settings\r\n\
+        gets n\r\nquit\r\nget n\r\n",
+    );
+    t
+}
+
+fn binary_stream() -> Vec<u8> {
+    let mut b = Vec::new();
+    let set = [0, 0, 0, 0, 0, 0, 0, 0];
+    let touch = 100u32.to_be_bytes();
+    let arith = [[0u8; 7].as_slice(), &[1], &[0; 8], &[0xff; 4]].concat();
+    for r in [
+        bin(0x01, &set, b"a", b"x"),
+        bin(0x0c, &[], b"a", &[]),
+        bin(0x00, &[], b"b", &[]),
+        bin(0x1d, &touch, b"a", &[]),
+        bin(0x1c, &touch, b"a", &[]),
+        bin(0x05, &arith, b"n", &[]),
+        bin(0x01, &set, b"n", b"41"),
+        bin(0x05, &arith, b"n", &[]),
+        bin(0x04, &[], b"a", &[]),
+        bin(0x04, &[], b"a", &[]),
+        bin(0x0e, &[], b"n", b"7"),
+        bin(0x10, &[], b"settings", &[]),
+        bin(0x0a, &[], &[], &[]),
+    ] {
+        b.extend_from_slice(&r);
+    }
+    b
+}
+
+#[test]
+fn a_session_answers_the_same_however_its_input_is_split() {
+    for input in [text_stream(), binary_stream()] {
+        let whole = drive(&shared(ITEM_MAX, Vec::new()), &input, input.len());
+        assert!(whole.len() > 1000, "stats settings answered");
+        for chunk in [1, 2, 3, 7, 24, 100] {
+            let split = drive(&shared(ITEM_MAX, Vec::new()), &input, chunk);
+            assert_eq!(
+                String::from_utf8_lossy(&split),
+                String::from_utf8_lossy(&whole),
+                "in pieces of {chunk}"
+            );
+        }
+    }
+    let text = drive(&shared(ITEM_MAX, Vec::new()), &text_stream(), 5);
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.starts_with("STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\nVALUE a 0 1\r\nx\r\nEND\r\nTOUCHED\r\nSERVER_ERROR object too large for cache\r\nNOT_FOUND\r\nSTORED\r\n42\r\nDELETED\r\nNOT_FOUND\r\nSTORED\r\nERROR\r\nSTAT maxbytes 67108864\r\n"), "{text}");
+    assert!(text.contains("STAT item_size_max 1024\r\n"));
+    assert!(
+        text.ends_with("END\r\nVALUE n 0 3 4\r\n427\r\nEND\r\n"),
+        "quit ends it: {text}"
+    );
+}
+
+/// What an observer saw: the protocol and the event, owned.
+type Seen = Arc<Mutex<Vec<(Proto, String)>>>;
+
+struct Recorder(Seen);
+
+impl Observer for Recorder {
+    fn observe(&self, proto: Proto, event: &Event<'_>) {
+        let e = match *event {
+            Event::Fetch { key, hit, touch } => {
+                format!(
+                    "fetch {} hit={hit} touch={touch}",
+                    String::from_utf8_lossy(key)
+                )
+            }
+            Event::Store { key, mode, stored } => {
+                format!("store {mode:?} {} {stored}", String::from_utf8_lossy(key))
+            }
+            Event::Delete { key, hit } => format!("delete {} {hit}", String::from_utf8_lossy(key)),
+            Event::Arith { key, incr, hit } => {
+                format!("arith {} incr={incr} {hit}", String::from_utf8_lossy(key))
+            }
+        };
+        self.0.lock().unwrap().push((proto, e));
+    }
+}
+
+#[test]
+fn every_protocol_passes_the_same_hook() {
+    let seen = |input: &[u8]| {
+        let log: Seen = Arc::default();
+        let sh = shared(ITEM_MAX, vec![Box::new(Recorder(Arc::clone(&log)))]);
+        drive(&sh, input, input.len());
+        let v = log.lock().unwrap().clone();
+        v
+    };
+    let text = seen(&text_stream());
+    let binary = seen(&binary_stream());
+    assert!(text.iter().all(|(p, _)| *p == Proto::Text));
+    assert!(binary.iter().all(|(p, _)| *p == Proto::Binary));
+    let events = |v: &[(Proto, String)]| v.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>();
+    let want = [
+        "store Set a true",
+        "fetch a hit=true touch=false",
+        "fetch b hit=false touch=false",
+        "fetch a hit=true touch=true",
+        "fetch a hit=true touch=true",
+    ];
+    assert_eq!(events(&text)[..5], want);
+    assert_eq!(events(&binary)[..5], want);
+    // Then text refuses a 2 MB set (binary has none), and both go on alike.
+    assert_eq!(events(&text)[5], "store Set big false");
+    let rest = [
+        "arith n incr=true false",
+        "store Set n true",
+        "arith n incr=true true",
+        "delete a true",
+        "delete a false",
+        "store Append n true",
+    ];
+    assert_eq!(events(&text)[6..12], rest);
+    assert_eq!(events(&binary)[5..], rest);
+    assert_eq!(events(&text)[12..], ["fetch n hit=true touch=false"]);
+}
