@@ -3,19 +3,28 @@
 //! ```text
 //!            ┌────────────┐   NewConn (channel + waker)   ┌──────────────┐
 //!  clients ─►│  acceptor  │──────── round robin ─────────►│ worker × -t  │
-//!            │ listen.rs  │   (-c enforced here)          │ mio Poll,    │
-//!            └────────────┘                               │ conn.rs      │
+//!            │ listen.rs  │   (-c enforced here)          │ mio Poll     │
+//!            └────────────┘                               │ worker.rs    │
 //!                                                         └──────┬───────┘
-//!      bytes ─► conn (framing) ─► proto::text::parse ─► exec ─► store
-//!        first byte 0x80 (-B auto) or -B binary:
-//!            └─► binconn ─► proto::binary::{check, decode} ─► store
-//!        -S: SASL PLAIN, -Y: ASCII auth tokens (auth.rs) before either
-//!      replies ◄─ Output (one writev per batch) ◄─────────────┘
-//!  maintainer thread: advances the store clock once a second
+//!  transport  conn.rs: read buffer, -R, swallow, Output ─writev─► socket
+//!                │ bytes                                  ▲ replies
+//!  session    session/: the protocol (first byte or -B), its framing and
+//!             login (-Y, SASL); text.rs | binary.rs: decode → cmd → encode
+//!                │ typed operation                        │ outcome
+//!  command    cmd/: get touch store delete arith flush stats admin — the
+//!             rules (-I -F -C -M, CAS, counters) once; hook.rs for observers
+//!                │ request structs                        │
+//!  store      memcrab_store::Store (its own map: crates/store/src/lib.rs)
+//!
+//!  stats.rs: per-worker counters; every stats group as (name, value) pairs
+//!  maintainer thread: advances the store clock, steps slab automove
+//!  expiry thread: frees expired and flushed items once a second
 //!  main thread: signals (SIGINT/SIGTERM, and `shutdown`) end the process
 //! ```
 //!
-//! No `unsafe` here: the few OS calls go through nix and socket2.
+//! docs/ARCHITECTURE.md traces a request through these, function by
+//! function. No `unsafe` here: the few OS calls go through nix and
+//! socket2.
 #![forbid(unsafe_code)]
 
 mod auth;
@@ -195,6 +204,7 @@ fn raise_fd_limit(maxconns: usize) {
     }
 }
 
+/// The store's settings from the command line's.
 fn store_config(s: &Settings) -> StoreConfig {
     StoreConfig {
         mem_limit: s.maxbytes,

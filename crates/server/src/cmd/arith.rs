@@ -5,7 +5,7 @@
 use memcrab_proto::num::safe_strtoull;
 use memcrab_store::{ArithReq, ArithResult, Create, DeltaOutcome};
 
-use super::hook::{self, Event};
+use super::hook::{self, Event, Op};
 use super::Ctx;
 use crate::stats::Counter;
 
@@ -41,9 +41,9 @@ pub fn arith(cx: &Ctx<'_>, op: &ArithOp<'_>) -> ArithResult {
             Counter::DecrMisses
         });
     }
-    hook::record(cx, || Event::Arith {
+    hook::record(cx, || Event {
+        op: if op.incr { Op::Incr } else { Op::Decr },
         key: op.key,
-        incr: op.incr,
         hit: matches!(r.outcome, DeltaOutcome::Value(_)),
     });
     r

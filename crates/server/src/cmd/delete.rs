@@ -2,7 +2,7 @@
 
 use memcrab_store::DeleteOutcome;
 
-use super::hook::{self, Event};
+use super::hook::{self, Event, Op};
 use super::Ctx;
 use crate::stats::Counter;
 
@@ -14,7 +14,8 @@ pub fn delete(cx: &Ctx<'_>, key: &[u8], cas: u64) -> DeleteOutcome {
     if outcome == DeleteOutcome::NotFound {
         cx.stats.incr(Counter::DeleteMisses);
     }
-    hook::record(cx, || Event::Delete {
+    hook::record(cx, || Event {
+        op: Op::Delete,
         key,
         hit: outcome == DeleteOutcome::Deleted,
     });

@@ -6,7 +6,7 @@
 
 use memcrab_store::{Found, GetOpts, Missed};
 
-use super::hook::{self, Event};
+use super::hook::{self, Event, Op};
 use super::Ctx;
 use crate::stats::Counter;
 
@@ -49,10 +49,10 @@ pub fn get<R>(
             Missed::Miss => {}
         }
     }
-    hook::record(cx, || Event::Fetch {
+    hook::record(cx, || Event {
+        op: if touch.is_some() { Op::Touch } else { Op::Get },
         key,
         hit: found.is_ok(),
-        touch: touch.is_some(),
     });
     found
 }

@@ -7,31 +7,27 @@ use memcrab_proto::StoreMode;
 
 use super::{Ctx, Proto};
 
-/// What a command did to a key.
+/// A key command, as observers see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event<'a> {
-    /// A lookup (get, gat, touch): whether it found a live item.
-    Fetch {
-        key: &'a [u8],
-        hit: bool,
-        touch: bool,
-    },
-    /// A store command, and whether it stored.
-    Store {
-        key: &'a [u8],
-        mode: StoreMode,
-        stored: bool,
-    },
-    Delete {
-        key: &'a [u8],
-        hit: bool,
-    },
-    /// incr/decr: whether the key held a number it changed (or created).
-    Arith {
-        key: &'a [u8],
-        incr: bool,
-        hit: bool,
-    },
+pub enum Op {
+    /// A plain lookup (get, gets, binary Get).
+    Get,
+    /// A lookup that sets a new exptime (gat, touch, binary Gat, Touch).
+    Touch,
+    Store(StoreMode),
+    Delete,
+    Incr,
+    Decr,
+}
+
+/// What a command did to a key: `hit` when it found a live item (a
+/// lookup, delete, incr/decr; an incr/decr that created the key counts)
+/// or stored (a store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event<'a> {
+    pub op: Op,
+    pub key: &'a [u8],
+    pub hit: bool,
 }
 
 /// Something that wants to see every key command, from every protocol.

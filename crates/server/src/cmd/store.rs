@@ -13,7 +13,7 @@
 use memcrab_proto::StoreMode;
 use memcrab_store::{Mode, StoreOutcome, StoreReq};
 
-use super::hook::{self, Event};
+use super::hook::{self, Event, Op};
 use super::{Ctx, Proto};
 use crate::stats::Counter;
 
@@ -65,10 +65,10 @@ pub fn admit(cx: &Ctx<'_>, op: &StoreOp<'_>, value_len: usize) -> Result<(), Too
     if op.mode == StoreMode::Set {
         store.unlink_key(op.key);
     }
-    hook::record(cx, || Event::Store {
+    hook::record(cx, || Event {
+        op: Op::Store(op.mode),
         key: op.key,
-        mode: op.mode,
-        stored: false,
+        hit: false,
     });
     Err(TooLarge)
 }
@@ -77,10 +77,10 @@ pub fn admit(cx: &Ctx<'_>, op: &StoreOp<'_>, value_len: usize) -> Result<(), Too
 /// the `set` in the item's class by then, and stores nothing.
 pub fn bad_block(cx: &Ctx<'_>, op: &StoreOp<'_>, value_len: usize) {
     cx.sh.store.note_set_attempt(op.key, op.flags, value_len);
-    hook::record(cx, || Event::Store {
+    hook::record(cx, || Event {
+        op: Op::Store(op.mode),
         key: op.key,
-        mode: op.mode,
-        stored: false,
+        hit: false,
     });
 }
 
@@ -122,10 +122,10 @@ pub fn store(cx: &Ctx<'_>, op: &StoreOp<'_>, value: &[u8]) -> Done {
         StoreOutcome::OutOfMemory => count_refusal(cx, Counter::StoreNoMemory),
         StoreOutcome::Stored | StoreOutcome::NotStored | StoreOutcome::Exists => {}
     }
-    hook::record(cx, || Event::Store {
+    hook::record(cx, || Event {
+        op: Op::Store(op.mode),
         key: op.key,
-        mode: op.mode,
-        stored: r.outcome == StoreOutcome::Stored,
+        hit: r.outcome == StoreOutcome::Stored,
     });
     Done {
         outcome: r.outcome,

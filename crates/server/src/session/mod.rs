@@ -105,33 +105,44 @@ impl Session {
         }
     }
 
-    /// Takes one request from `avail` (non-empty) and runs it.
+    /// Takes one request from `avail` (non-empty) and runs it. Inlined
+    /// into the transport's loop: a call per request cost about 20
+    /// instructions of a pipelined get's ~2,100 (callgrind).
+    #[inline(always)]
     pub fn step(&mut self, avail: &[u8], cx: &mut Cx<'_>) -> Step {
         match self {
             Session::Text(t) => t.step(avail, cx),
             Session::Binary(b) => b.step(avail, cx),
-            Session::Undecided => {
-                let binary = match cx.sh.settings.protocol {
-                    Protocol::Binary => true,
-                    Protocol::Ascii => false,
-                    Protocol::Auto => {
-                        let b = avail.first() == Some(&REQ_MAGIC);
-                        if cx.sh.verbose() > 1 {
-                            let name = if b { "binary" } else { "ascii" };
-                            eprintln!("{}: Client using the {name} protocol", cx.fd);
-                        }
-                        b
-                    }
-                };
-                *self = if binary {
-                    Session::Binary(binary::Binary::default())
-                } else {
-                    let mut t = text::Text::default();
-                    t.begin_batch(cx);
-                    Session::Text(t)
-                };
-                self.step(avail, cx)
+            Session::Undecided => self.choose(avail, cx),
+        }
+    }
+
+    /// The first step: picks the protocol, then takes the request.
+    #[cold]
+    fn choose(&mut self, avail: &[u8], cx: &mut Cx<'_>) -> Step {
+        let binary = match cx.sh.settings.protocol {
+            Protocol::Binary => true,
+            Protocol::Ascii => false,
+            Protocol::Auto => {
+                let b = avail.first() == Some(&REQ_MAGIC);
+                if cx.sh.verbose() > 1 {
+                    let name = if b { "binary" } else { "ascii" };
+                    eprintln!("{}: Client using the {name} protocol", cx.fd);
+                }
+                b
             }
+        };
+        if binary {
+            let mut b = binary::Binary::default();
+            let step = b.step(avail, cx);
+            *self = Session::Binary(b);
+            step
+        } else {
+            let mut t = text::Text::default();
+            t.begin_batch(cx);
+            let step = t.step(avail, cx);
+            *self = Session::Text(t);
+            step
         }
     }
 }
