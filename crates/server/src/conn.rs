@@ -9,8 +9,8 @@
 //!  Output (replies the session queued) ─writev─► socket
 //! ```
 //!
-//! A request stays in the buffer until all of it has arrived (a store
-//! command's line with its data block), then is handled in place; nothing
+//! A request stays in the buffer until all of it has arrived (a line and
+//! its data block, a header and its body), then is handled in place; nothing
 //! is copied on the way but the value into the store. Input is not read
 //! further while replies are waiting for the socket, so a client that does
 //! not read cannot make the server buffer without bound.
