@@ -221,12 +221,7 @@ pub enum Command<'a> {
     },
     /// Set/Add/Replace (with flags and exptime) and Append/Prepend (0 and
     /// 0); the value follows the key.
-    Store {
-        mode: StoreMode,
-        key: &'a [u8],
-        flags: u32,
-        exptime: u32,
-    },
+    Store(Store<'a>),
     Delete {
         key: &'a [u8],
     },
@@ -257,12 +252,21 @@ pub enum Command<'a> {
     },
 }
 
+/// A store request's extras and key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Store<'a> {
+    pub mode: StoreMode,
+    pub key: &'a [u8],
+    pub flags: u32,
+    pub exptime: u32,
+}
+
 impl Command<'_> {
     /// Whether the value after the key is part of this request (else
     /// only header, extras and key are; memcached leaves any further
     /// bytes of a Stat or Gat body in the stream).
     pub fn has_value(&self) -> bool {
-        matches!(self, Command::Store { .. } | Command::SaslAuth { .. })
+        matches!(self, Command::Store(_) | Command::SaslAuth { .. })
     }
 }
 
@@ -326,17 +330,21 @@ pub fn decode<'a>(op: Opcode, h: &Header, ext_key: &'a [u8]) -> Request<'a> {
     use Opcode::*;
     let (e, key) = ext_key.split_at(usize::from(h.extras_len));
     let key = &key[..usize::from(h.key_len)];
-    let store = |mode| Command::Store {
-        mode,
-        key,
-        flags: be32(e),
-        exptime: be32(&e[4..]),
+    let store = |mode| {
+        Command::Store(Store {
+            mode,
+            key,
+            flags: be32(e),
+            exptime: be32(&e[4..]),
+        })
     };
-    let concat = |mode| Command::Store {
-        mode,
-        key,
-        flags: 0,
-        exptime: 0,
+    let concat = |mode| {
+        Command::Store(Store {
+            mode,
+            key,
+            flags: 0,
+            exptime: 0,
+        })
     };
     let cmd = match op.loud() {
         Get => Command::Get {
@@ -695,12 +703,12 @@ mod tests {
                 let r = judge(op, &set_ext, b"key", b"val").unwrap();
                 assert_eq!(
                     r.cmd,
-                    Command::Store {
+                    Command::Store(Store {
                         mode: sop,
                         key: b"key",
                         flags: 7,
                         exptime: 300
-                    }
+                    })
                 );
                 assert!(r.cmd.has_value());
                 assert_eq!(r.quiet(), op >= 0x11);
@@ -715,12 +723,12 @@ mod tests {
         ] {
             assert_eq!(
                 cmd(op, &[], b"k", b"v"),
-                Command::Store {
+                Command::Store(Store {
                     mode: sop,
                     key: b"k",
                     flags: 0,
                     exptime: 0
-                }
+                })
             );
         }
         for op in [0x04, 0x14] {

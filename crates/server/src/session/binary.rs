@@ -15,7 +15,7 @@
 //! sent in order, as memcached's pipeline flush promises.
 
 use memcrab_proto::binary::{
-    check, decode, Command, FrameError, Header, Opcode, Refusal, Request, Response, Status,
+    self, check, decode, Command, FrameError, Header, Opcode, Refusal, Request, Response, Status,
     HEADER_LEN, MAX_SASL_MECH_LEN,
 };
 use memcrab_proto::StoreMode;
@@ -223,8 +223,8 @@ impl Binary {
         };
         let c = cx.cmd(Proto::Binary);
         // Refusals that depend on the value's length come before it is read.
-        if let Some(op) = store_op(&req) {
-            if store::admit(&c, &op, h.value_len()).is_err() {
+        if let Command::Store(sc) = req.cmd {
+            if store::admit(&c, &store_op(&sc, req.cas), h.value_len()).is_err() {
                 return refuse(cx, &h, Status::TooLarge, avail, total);
             }
         }
@@ -268,27 +268,6 @@ impl Binary {
                 respond(cx, opcode, opaque, Status::NoError, cas, &[], &[], body);
             }
         };
-        if let Some(op) = store_op(req) {
-            let done = store::store(c, &op, value);
-            let status = match done.outcome {
-                StoreOutcome::Stored => {
-                    ok(cx, done.cas, &[]);
-                    return false;
-                }
-                StoreOutcome::Exists => Status::KeyExists,
-                StoreOutcome::NotFound => Status::KeyNotFound,
-                // memcached words a failed store by the command.
-                StoreOutcome::NotStored | StoreOutcome::TooLarge | StoreOutcome::OutOfMemory => {
-                    match (done.compared, op.mode) {
-                        (false, StoreMode::Add) => Status::KeyExists,
-                        (false, StoreMode::Replace) => Status::KeyNotFound,
-                        _ => Status::NotStored,
-                    }
-                }
-            };
-            error(cx, opcode, opaque, status);
-            return false;
-        }
         match req.cmd {
             Command::Get { key, with_key } => get(req, key, None, with_key, true, c, cx),
             Command::Gat {
@@ -299,8 +278,26 @@ impl Binary {
             Command::Touch { key, exptime: t } => {
                 get(req, key, Some(exptime(t)), false, false, c, cx)
             }
-            // Run above.
-            Command::Store { .. } => {}
+            Command::Store(sc) => {
+                let done = store::store(c, &store_op(&sc, req.cas), value);
+                let status = match done.outcome {
+                    StoreOutcome::Stored => {
+                        ok(cx, done.cas, &[]);
+                        return false;
+                    }
+                    StoreOutcome::Exists => Status::KeyExists,
+                    StoreOutcome::NotFound => Status::KeyNotFound,
+                    // memcached words a failed store by the command.
+                    StoreOutcome::NotStored
+                    | StoreOutcome::TooLarge
+                    | StoreOutcome::OutOfMemory => match (done.compared, sc.mode) {
+                        (false, StoreMode::Add) => Status::KeyExists,
+                        (false, StoreMode::Replace) => Status::KeyNotFound,
+                        _ => Status::NotStored,
+                    },
+                };
+                error(cx, opcode, opaque, status);
+            }
             Command::Delete { key } => match cmd::delete::delete(c, key, req.cas) {
                 DeleteOutcome::Deleted => ok(cx, 0, &[]),
                 DeleteOutcome::Exists => error(cx, opcode, opaque, Status::KeyExists),
@@ -402,23 +399,14 @@ fn exptime(t: u32) -> i32 {
     t.min(i32::MAX as u32) as i32
 }
 
-/// A Set/Add/Replace/Append/Prepend as the command layer takes it
-/// (`None` for any other command).
-fn store_op<'a>(req: &Request<'a>) -> Option<store::StoreOp<'a>> {
-    match req.cmd {
-        Command::Store {
-            mode,
-            key,
-            flags,
-            exptime: t,
-        } => Some(store::StoreOp {
-            mode,
-            key,
-            flags,
-            exptime: exptime(t),
-            cas: req.cas,
-        }),
-        _ => None,
+/// A Set/Add/Replace/Append/Prepend as the command layer takes it.
+fn store_op<'a>(sc: &binary::Store<'a>, cas: u64) -> store::StoreOp<'a> {
+    store::StoreOp {
+        mode: sc.mode,
+        key: sc.key,
+        flags: sc.flags,
+        exptime: exptime(sc.exptime),
+        cas,
     }
 }
 
