@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod binary;
+pub mod meta;
 pub mod num;
 pub mod text;
 
@@ -34,8 +35,9 @@ pub const KEY_MAX_LENGTH: usize = 250;
 /// commands and `cas`. Text names each; binary has Set/Add/Replace (a
 /// compare-and-swap when the request carries a CAS value) and
 /// Append/Prepend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StoreMode {
+    #[default]
     Set,
     Add,
     Replace,

@@ -113,6 +113,11 @@ pub enum Request<'a> {
     },
     /// `mn`: flush marker of the meta protocol.
     MetaNoop,
+    /// A meta command (`mg ms md ma me`): `meta::parse` reads the line.
+    Meta {
+        kind: crate::meta::Kind,
+        line: &'a [u8],
+    },
     /// A line memcached answers with an error line; `noreply` suppresses it
     /// where memcached suppresses it.
     Error {
@@ -140,7 +145,8 @@ fn err(reply: &'static str) -> Request<'static> {
 /// Tokens of one line, memcached style: `n` counts the terminating empty
 /// token, and `rest` is the unsplit remainder when the line had more
 /// tokens than the tokenizer takes.
-struct Tokens<'a> {
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tokens<'a> {
     tok: [&'a [u8]; MAX_TOKENS],
     /// Number of real tokens (without the terminator).
     len: usize,
@@ -148,7 +154,7 @@ struct Tokens<'a> {
 }
 
 impl<'a> Tokens<'a> {
-    fn split(line: &'a [u8]) -> Self {
+    pub(crate) fn split(line: &'a [u8]) -> Self {
         let mut tok: [&'a [u8]; MAX_TOKENS] = [&[]; MAX_TOKENS];
         let mut len = 0;
         let mut start = 0;
@@ -179,17 +185,17 @@ impl<'a> Tokens<'a> {
     }
 
     /// memcached's `ntokens`: real tokens plus the terminator.
-    fn n(&self) -> usize {
+    pub(crate) fn n(&self) -> usize {
         self.len + 1
     }
 
-    fn get(&self, i: usize) -> &'a [u8] {
+    pub(crate) fn get(&self, i: usize) -> &'a [u8] {
         self.tok[i]
     }
 
     /// The token at `i` if it exists; `None` stands for memcached's NULL
     /// terminal token value.
-    fn value(&self, i: usize) -> Option<&'a [u8]> {
+    pub(crate) fn value(&self, i: usize) -> Option<&'a [u8]> {
         if i < self.len {
             Some(self.tok[i])
         } else if i == self.len {
@@ -250,6 +256,14 @@ pub fn parse(line: &[u8]) -> Request<'_> {
         return err(ERROR);
     }
     let cmd = t.get(0);
+    // memcached tells a meta command by its two letters before anything.
+    if cmd.len() == 2 && cmd[0] == b'm' {
+        return match (cmd[1], crate::meta::Kind::from_letter(cmd[1])) {
+            (b'n', _) => Request::MetaNoop,
+            (_, Some(kind)) => Request::Meta { kind, line },
+            (_, None) => err(ERROR),
+        };
+    }
     match cmd {
         b"get" | b"gets" | b"gat" | b"gats" => {
             if n < 3 {
@@ -405,7 +419,6 @@ pub fn parse(line: &[u8]) -> Request<'_> {
         }
         b"stats" => parse_stats(&t),
         b"slabs" => parse_slabs(&t),
-        b"mn" => Request::MetaNoop,
         _ => {
             if t.value(n - 2).is_some_and(|v| v.starts_with(b"HTTP/")) {
                 Request::Close
@@ -818,6 +831,17 @@ mod tests {
         );
         assert_eq!(p("GET / HTTP/1.1"), Request::Close);
         assert_eq!(p("mn"), Request::MetaNoop);
+        assert_eq!(p("mn whatever"), Request::MetaNoop);
+        assert_eq!(
+            p("mg k v"),
+            Request::Meta {
+                kind: crate::meta::Kind::Get,
+                line: b"mg k v"
+            }
+        );
+        assert_eq!(p("mx k"), err(ERROR));
+        assert_eq!(p("mx k HTTP/1.1"), err(ERROR), "meta letters come first");
+        assert_eq!(p("mgg k"), err(ERROR));
     }
 
     #[test]

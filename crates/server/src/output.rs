@@ -262,7 +262,7 @@ mod tests {
 
     #[test]
     fn partial_writes_keep_order() {
-        use memcrab_store::{Clock, Config, DeleteOutcome, Mode, Store, StoreReq};
+        use memcrab_store::{Clock, Config, DeleteOutcome, DeleteReq, Mode, Store, StoreReq};
         let store = Store::new(Config::default(), std::sync::Arc::new(Clock::new()));
         let big = vec![b'x'; 5000];
         store.store(&StoreReq {
@@ -272,12 +272,17 @@ mod tests {
             exptime: 0,
             value: &big,
             cas: 0,
+            ..StoreReq::default()
         });
         let mut o = Output::default();
         o.line("VALUE k 0 5000");
         store.get_with(b"k", None, |f| o.data_block(f)).unwrap();
         // The value is held, not copied: deleting the item changes nothing.
-        assert_eq!(store.delete(b"k", 0), DeleteOutcome::Deleted);
+        let del = DeleteReq {
+            key: b"k",
+            ..DeleteReq::default()
+        };
+        assert_eq!(store.delete(&del), DeleteOutcome::Deleted);
         o.line("END");
         let total = o.pending();
         let mut w = Slow::new(7, 100);

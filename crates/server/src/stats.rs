@@ -42,9 +42,10 @@ pub enum Counter {
     BytesRead,
     BytesWritten,
     ConnYields,
+    MetaCmds,
 }
 
-const COUNTERS: usize = Counter::ConnYields as usize + 1;
+const COUNTERS: usize = Counter::MetaCmds as usize + 1;
 
 /// One worker's counters, on their own cache lines.
 #[repr(align(128))]
@@ -196,7 +197,7 @@ pub fn general(sh: &Shared) -> Vec<Stat> {
     p.num("cmd_set", sum(|c| c.cmd_set));
     p.num("cmd_flush", t.get(Counter::FlushCmds));
     p.num("cmd_touch", t.get(Counter::TouchCmds));
-    p.num("cmd_meta", 0);
+    p.num("cmd_meta", t.get(Counter::MetaCmds));
     p.num("get_hits", sum(|c| c.get_hits));
     p.num("get_misses", t.get(Counter::GetMisses));
     p.num("get_expired", t.get(Counter::GetExpired));

@@ -5,18 +5,38 @@ use std::sync::Arc;
 
 use crate::item::{fl, ChunkId, It, HDR};
 use crate::mem::{ItemRef, Mem};
+use crate::shard::Shard;
+use crate::{Missed, Store};
 
-/// A live item, seen under its shard's lock by [`Store::get_with`].
+/// A live item, seen under its shard's lock by [`Store::get_with`] (and
+/// after an incr/decr by [`Store::arith_with`]). Its reader may send its
+/// value, and may change what meta commands change: its exptime, its CAS
+/// value, its recache-win mark.
 pub struct Found<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) shard: &'a mut Shard,
     pub(crate) mem: &'a Arc<Mem>,
     pub(crate) head: ChunkId,
     pub(crate) it: It,
+    pub(crate) now: u32,
     pub flags: u32,
     pub cas: u64,
     /// Value bytes, without the `\r\n`.
     pub value_len: usize,
     /// What the item was like when the lookup found it.
     pub meta: ItemMeta,
+    /// The lookup (or incr/decr) missed, for this reason, and created the
+    /// item ([`GetOpts::vivify`](crate::GetOpts::vivify),
+    /// [`ArithReq::create`](crate::ArithReq::create)).
+    pub created: Option<Missed>,
+    /// Whether the lookup marks the item used once the reader is done.
+    pub(crate) bump: bool,
+    /// The reader gave up ([`abandon`](Self::abandon)).
+    pub(crate) abandoned: bool,
+    /// An incr/decr replaced the item with a new one: memcached hands its
+    /// meta command the old one, so an exptime set now reaches only this
+    /// copy (and what the command reports), not the stored item.
+    pub(crate) detached_exptime: Option<Option<u32>>,
 }
 
 /// An item's metadata as a lookup found it, before the lookup changed
@@ -35,6 +55,19 @@ pub struct ItemMeta {
     pub size: usize,
 }
 
+impl ItemMeta {
+    pub(crate) fn of(store: &Store, it: It, now: u32) -> ItemMeta {
+        let exptime = it.exptime();
+        ItemMeta {
+            ttl: (exptime != 0).then(|| exptime.saturating_sub(now)),
+            idle: now.saturating_sub(it.time()),
+            fetched: it.has(fl::FETCHED),
+            class: store.class_of(it),
+            size: store.size_of(it),
+        }
+    }
+}
+
 impl Found<'_> {
     /// The stored data block (value and its `\r\n`) in one slice per
     /// chunk: one for every item up to `slab_chunk_max`.
@@ -47,6 +80,72 @@ impl Found<'_> {
     /// the item has too many readers already (copy instead).
     pub fn pin(&self, part: &[u8]) -> Option<ItemRef> {
         self.mem.pin(self.head, part)
+    }
+
+    pub fn key(&self) -> &[u8] {
+        self.it.key()
+    }
+
+    /// Whether the key came base64-encoded (meta `b`).
+    pub fn key_binary(&self) -> bool {
+        self.it.has(fl::KEY_BINARY)
+    }
+
+    /// Marked stale (meta `I`).
+    pub fn stale(&self) -> bool {
+        self.it.has(fl::STALE)
+    }
+
+    /// Whether a client has been told it won the right to recache it.
+    pub fn win_sent(&self) -> bool {
+        self.it.has(fl::WON)
+    }
+
+    /// Notes that a client has now been told it won.
+    pub fn mark_win_sent(&mut self) {
+        self.it.set(fl::WON);
+    }
+
+    /// The store clock's now (relative seconds).
+    pub fn now(&self) -> u32 {
+        self.now
+    }
+
+    /// Its exptime in the store clock's seconds (0: never).
+    pub fn exptime(&self) -> u32 {
+        match self.detached_exptime {
+            Some(Some(t)) => t,
+            _ => self.it.exptime(),
+        }
+    }
+
+    /// Gives it a new exptime, as a client sends one.
+    pub fn set_exptime(&mut self, exptime: i32) {
+        let t = self.store.clock.realtime(exptime);
+        match &mut self.detached_exptime {
+            Some(shadow) => *shadow = Some(t),
+            None => self.shard.set_exptime(self.store, self.head, t),
+        }
+    }
+
+    /// The request failed after the lookup: the hit is not counted, and
+    /// the item is bumped only if `still_bump` (memcached's meta get
+    /// bumps at the lookup unless a flag made it delay the bump).
+    pub fn abandon(&mut self, still_bump: bool) {
+        self.bump &= still_bump;
+        self.abandoned = true;
+    }
+
+    /// The store clock's second for an exptime as a client sends it.
+    pub fn realtime(&self, exptime: i32) -> u32 {
+        self.store.clock.realtime(exptime)
+    }
+
+    /// Gives it a new CAS value (none is kept under `-C`).
+    pub fn set_cas(&mut self, cas: u64) {
+        let cas = if self.store.cfg.use_cas { cas } else { 0 };
+        self.it.set_cas(cas);
+        self.cas = cas;
     }
 }
 

@@ -68,8 +68,10 @@ pub mod rf {
 
 /// `iflags` bits.
 pub mod fl {
-    // (1 is free: whether an item is linked is the reference word's
-    // link field, `It::is_linked`.)
+    /// Its key came base64-encoded (meta `b`): responses re-encode it.
+    /// (Whether an item is linked is the reference word's link field,
+    /// `It::is_linked`, not a flag.)
+    pub const KEY_BINARY: u8 = 1;
     /// Read by a client since it was stored.
     pub const FETCHED: u8 = 2;
     /// Client flags are stored (they are non-zero).
@@ -78,6 +80,11 @@ pub mod fl {
     pub const CHAINED: u8 = 8;
     /// A continuation chunk of a chained item.
     pub const CONT: u8 = 16;
+    /// Marked stale (meta `md I`, `ms I`): served, flagged `X`.
+    pub const STALE: u8 = 32;
+    /// A client has been told it won the right to recache it (meta `W`;
+    /// memcached's ITEM_TOKEN_SENT).
+    pub const WON: u8 = 64;
 }
 
 const O_CAS: usize = 0;

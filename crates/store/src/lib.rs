@@ -140,8 +140,9 @@ impl Default for Config {
 }
 
 /// The store commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
+    #[default]
     Set,
     Add,
     Replace,
@@ -150,14 +151,33 @@ pub enum Mode {
     Cas,
 }
 
+/// Which per-class counter a found item counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HitCount {
+    /// `get_hits`.
+    #[default]
+    Get,
+    /// `touch_hits`.
+    Touch,
+    /// Neither (meta `me`).
+    None,
+}
+
 /// What a lookup does besides finding the item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GetOpts {
-    /// A new exptime, as the client sent it (gat, touch).
+    /// A new exptime, as the client sent it (gat, touch), set before the
+    /// caller sees the item.
     pub touch: Option<i32>,
-    /// Mark the item used now: its last-access time and LRU position
-    /// (false: meta's `u` flag).
+    /// Mark the item used now: fetched, its last-access time, its LRU
+    /// position (false: meta's `u` and `me`).
     pub bump: bool,
+    pub count: HitCount,
+    /// On a miss, create an empty item (flags 0, no exptime) and hand it
+    /// over (meta `N`; its exptime is the caller's to set).
+    pub vivify: bool,
+    /// The CAS value a created item gets (meta `E`); else the next one.
+    pub vivify_cas: Option<u64>,
 }
 
 impl Default for GetOpts {
@@ -165,6 +185,9 @@ impl Default for GetOpts {
         GetOpts {
             touch: None,
             bump: true,
+            count: HitCount::Get,
+            vivify: false,
+            vivify_cas: None,
         }
     }
 }
@@ -174,13 +197,14 @@ impl GetOpts {
     pub fn touch(exptime: i32) -> Self {
         GetOpts {
             touch: Some(exptime),
+            count: HitCount::Touch,
             ..GetOpts::default()
         }
     }
 }
 
 /// A store request: `value` under `key` according to `mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StoreReq<'a> {
     pub mode: Mode,
     pub key: &'a [u8],
@@ -191,6 +215,16 @@ pub struct StoreReq<'a> {
     /// The CAS value to compare: read by `Mode::Cas`, and by append and
     /// prepend when it is not 0 (the binary protocol's check).
     pub cas: u64,
+    /// `Mode::Cas` with a CAS value older than the item's stores anyway,
+    /// keeping the item's exptime and marking it stale (meta `I`).
+    pub stale_ok: bool,
+    /// The CAS value the stored item gets (meta `E`); else the next one.
+    pub new_cas: Option<u64>,
+    /// The key came base64-encoded (meta `b`).
+    pub key_binary: bool,
+    /// Append/prepend on a miss stores the value as a new item with this
+    /// exptime (meta `N`, 1.6.45).
+    pub vivify: Option<i32>,
 }
 
 /// What a store did, and the stored item's CAS value (0 unless stored,
@@ -199,6 +233,8 @@ pub struct StoreReq<'a> {
 pub struct StoreResult {
     pub outcome: StoreOutcome,
     pub cas: u64,
+    /// The stored item's value length (after an append, the whole).
+    pub value_len: usize,
 }
 
 /// `incr`/`decr`: `parse` reads the stored number with the protocol's
@@ -208,12 +244,15 @@ pub struct ArithReq<'a> {
     pub key: &'a [u8],
     pub incr: bool,
     pub delta: u64,
-    /// Compared with the item's when not 0 (the binary protocol's check).
+    /// Compared with the item's when not 0 (binary, meta `C`).
     pub cas: u64,
     pub parse: fn(&[u8]) -> Option<u64>,
     /// On a miss, store this number instead (binary incr/decr with an
-    /// exptime other than 0xffffffff), under the same lock as the miss.
+    /// exptime other than 0xffffffff, meta `N`), under the same lock as
+    /// the miss.
     pub create: Option<Create>,
+    /// The CAS value the changed or created item gets (meta `E`).
+    pub new_cas: Option<u64>,
 }
 
 /// The item an incr/decr creates on a miss: `initial` in decimal, flags 0.
@@ -232,15 +271,43 @@ pub struct ArithResult {
     /// The key was missing and `create` stored its initial value
     /// (`outcome` is that value).
     pub created: bool,
+    /// The key was missing (created or not).
+    pub missed: bool,
+}
+
+/// A delete request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeleteReq<'a> {
+    pub key: &'a [u8],
+    /// The CAS value the item must have (`None`: any).
+    pub cas: Option<u64>,
+    /// Meta `x` (1.6.45): replace the value with an empty one (flags
+    /// `flags`, exptime `ttl` or none), keeping the item and, unless
+    /// `new_cas`, its CAS value.
+    pub remove_value: bool,
+    /// Meta `I`: instead of removing the item, mark it stale, let the
+    /// next client win its recache, give it a new CAS value and, with
+    /// `ttl`, a new exptime.
+    pub invalidate: bool,
+    /// As the client sent it.
+    pub ttl: Option<i32>,
+    pub flags: u32,
+    /// The CAS value a changed item gets (meta `E`).
+    pub new_cas: Option<u64>,
 }
 
 /// What a delete did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteOutcome {
+    /// Removed (or, with `remove_value`, emptied).
     Deleted,
+    /// Marked stale (`invalidate`).
+    Invalidated,
     NotFound,
     /// A CAS value was given and the item's differs.
     Exists,
+    /// `remove_value` found no memory for the empty item.
+    OutOfMemory,
 }
 
 /// A copy of an item found by [`Store::get`] (tests and tools; the

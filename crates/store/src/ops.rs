@@ -6,67 +6,95 @@
 use std::borrow::Cow;
 
 use crate::found::Found;
-use crate::item::fl;
-use crate::shard::Dead;
+use crate::item::{fl, ChunkId};
+use crate::shard::{Dead, Shard};
 use crate::write::NewItem;
 use crate::{
-    ArithReq, ArithResult, DeleteOutcome, DeltaOutcome, GetOpts, GetOutcome, Hit, ItemMeta, Missed,
-    Mode, Store, StoreOutcome, StoreReq, StoreResult,
+    ArithReq, ArithResult, DeleteOutcome, DeleteReq, DeltaOutcome, GetOpts, GetOutcome, Hit,
+    HitCount, ItemMeta, Missed, Mode, Store, StoreOutcome, StoreReq, StoreResult,
 };
 
 impl Store {
-    /// Looks `key` up and, when it is live, runs `f` on it under the shard
-    /// lock. The lookup marks the item fetched, bumps it in its LRU (unless
-    /// `opts.bump` is false) and, with `opts.touch`, gives it a new
-    /// exptime; `f` sees [`ItemMeta`] as the item was before.
+    /// Looks `key` up and, when it is live (or `opts.vivify` created it),
+    /// runs `f` on it under the shard lock. With `opts.touch` the item gets
+    /// that exptime first; with `opts.bump` it is marked fetched and used
+    /// now. `f` sees [`ItemMeta`] as the item was before.
     pub fn get_with<R>(
         &self,
         key: &[u8],
         opts: impl Into<GetOpts>,
-        f: impl FnOnce(&Found<'_>) -> R,
+        f: impl FnOnce(&mut Found<'_>) -> R,
     ) -> Result<R, Missed> {
         let opts = opts.into();
         let hash = self.hash(key);
         let now = self.clock.now();
         let mut g = self.shard(hash).lock();
-        let id = match g.find_live(self, hash, key, now) {
-            Ok(Some(i)) => i,
-            Ok(None) => return Err(Missed::Miss),
-            Err(Dead::Expired) => return Err(Missed::Expired),
-            Err(Dead::Flushed) => return Err(Missed::Flushed),
+        let missed = match g.find_live(self, hash, key, now) {
+            Ok(Some(i)) => Ok(i),
+            Ok(None) => Err(Missed::Miss),
+            Err(Dead::Expired) => Err(Missed::Expired),
+            Err(Dead::Flushed) => Err(Missed::Flushed),
+        };
+        let (id, created) = match missed {
+            Ok(i) => (i, None),
+            Err(m) if !opts.vivify => return Err(m),
+            Err(m) => {
+                let empty = NewItem {
+                    hash,
+                    key,
+                    flags: 0,
+                    exptime: 0,
+                    pieces: &[b"\r\n"],
+                    old: None,
+                    now,
+                    cas: opts.vivify_cas,
+                    marks: 0,
+                };
+                match self.put(&mut g, &empty) {
+                    Some(p) => (p.head, Some(m)),
+                    None => return Err(m),
+                }
+            }
         };
         let it = self.mem.item(id);
         if let Some(t) = opts.touch {
             g.set_exptime(self, id, self.clock.realtime(t));
         }
-        let exptime = it.exptime();
-        let meta = ItemMeta {
-            ttl: (exptime != 0).then(|| exptime.saturating_sub(now)),
-            idle: now.saturating_sub(it.time()),
-            fetched: it.has(fl::FETCHED),
-            class: self.class_of(it),
-            size: self.size_of(it),
-        };
-        it.set(fl::FETCHED);
-        let cs = &mut g.classes[meta.class];
-        if opts.touch.is_some() {
-            cs.stats.touch_hits += 1;
-        } else {
-            cs.stats.get_hits += 1;
-        }
-        if opts.bump {
-            g.touch_lru(self, id, meta.class, now);
-        }
-        let found = Found {
+        let meta = ItemMeta::of(self, it, now);
+        let mut found = Found {
+            store: self,
+            shard: &mut g,
             mem: &self.mem,
             head: id,
             it,
+            now,
             flags: it.flags(),
             cas: it.cas(),
             value_len: it.nbytes() as usize - 2,
             meta,
+            created,
+            bump: opts.bump,
+            abandoned: false,
+            detached_exptime: None,
         };
-        Ok(f(&found))
+        let r = f(&mut found);
+        let (bump, abandoned) = (found.bump, found.abandoned);
+        // The hit is counted and the bump done after the caller has read
+        // what it wanted as it was (memcached's delayed bump), unless the
+        // caller gave up (then memcached does neither).
+        if bump {
+            it.set(fl::FETCHED);
+            g.touch_lru(self, id, meta.class, now);
+        }
+        if !abandoned {
+            let cs = &mut g.classes[meta.class];
+            match opts.count {
+                HitCount::Get => cs.stats.get_hits += 1,
+                HitCount::Touch => cs.stats.touch_hits += 1,
+                HitCount::None => {}
+            }
+        }
+        Ok(r)
     }
 
     /// [`get_with`](Self::get_with), copying the item out (tests and
@@ -103,11 +131,16 @@ impl Store {
     /// Stores `req.value` under `req.key` according to `req.mode`: the
     /// outcome memcached would report, and the new item's CAS value.
     pub fn store(&self, req: &StoreReq<'_>) -> StoreResult {
-        let (outcome, cas) = self.store_inner(req);
-        StoreResult { outcome, cas }
+        let mut value_len = 0;
+        let (outcome, cas) = self.store_inner(req, &mut value_len);
+        StoreResult {
+            outcome,
+            cas,
+            value_len,
+        }
     }
 
-    fn store_inner(&self, req: &StoreReq<'_>) -> (StoreOutcome, u64) {
+    fn store_inner(&self, req: &StoreReq<'_>, value_len: &mut usize) -> (StoreOutcome, u64) {
         let StoreReq {
             mode,
             key,
@@ -115,6 +148,10 @@ impl Store {
             exptime,
             value,
             cas: cas_unique,
+            stale_ok,
+            new_cas,
+            key_binary,
+            vivify,
         } = *req;
         if !self.item_size_ok(key.len(), flags, value.len()) {
             if mode == Mode::Set {
@@ -136,8 +173,13 @@ impl Store {
         let fresh: [&[u8]; 2] = [value, crlf];
         let old_value: Cow<'_, [u8]>;
         let joined: [&[u8]; 3];
+        let mut marks = if key_binary { fl::KEY_BINARY } else { 0 };
         let (pieces, flags, exptime): (&[&[u8]], u32, u32) = match (mode, old) {
             (Mode::Set, _) | (Mode::Add, None) => (&fresh, flags, exptime),
+            (Mode::Append | Mode::Prepend, None) if vivify.is_some() => {
+                let t = vivify.map_or(0, |t| self.clock.realtime(t));
+                (&fresh, flags, t)
+            }
             (Mode::Add, Some(o)) => {
                 // add promotes the item it did not replace.
                 shard.touch_lru(self, o, self.class_of(self.mem.item(o)), now);
@@ -151,12 +193,19 @@ impl Store {
             (Mode::Cas, Some(o)) => {
                 let it = self.mem.item(o);
                 let class = self.class_of(it);
-                if cas_unique == 0 || cas_unique != it.cas() {
+                if cas_unique != 0 && cas_unique == it.cas() {
+                    shard.classes[class].stats.cas_hits += 1;
+                    (&fresh, flags, exptime)
+                } else if stale_ok && cas_unique != 0 && cas_unique < it.cas() {
+                    // An older writer may still store, as a stale value
+                    // keeping the exptime and the recache winner.
+                    shard.classes[class].stats.cas_hits += 1;
+                    marks |= fl::STALE | (it.iflags() & fl::WON);
+                    (&fresh, flags, it.exptime())
+                } else {
                     shard.classes[class].stats.cas_badval += 1;
                     return (StoreOutcome::Exists, 0);
                 }
-                shard.classes[class].stats.cas_hits += 1;
-                (&fresh, flags, exptime)
             }
             (Mode::Append | Mode::Prepend, Some(o)) => {
                 let it = self.mem.item(o);
@@ -170,6 +219,8 @@ impl Store {
                 old_value = self.value_of(it);
                 let v: &[u8] = &old_value;
                 let (flags, exptime) = (it.flags(), it.exptime());
+                // memcached's joined item is a new one: no marks carried.
+                marks = 0;
                 joined = if mode == Mode::Append {
                     [v, value, crlf]
                 } else {
@@ -178,6 +229,7 @@ impl Store {
                 (&joined, flags, exptime)
             }
         };
+        *value_len = pieces.iter().map(|p| p.len()).sum::<usize>() - 2;
         let new = NewItem {
             hash,
             key,
@@ -186,6 +238,8 @@ impl Store {
             pieces,
             old,
             now,
+            cas: new_cas,
+            marks,
         };
         self.finish_store(shard, &new, mode)
     }
@@ -200,41 +254,122 @@ impl Store {
         }
     }
 
-    /// Deletes `key` if its CAS value is `cas` (any, when 0; the binary
-    /// protocol's check).
-    pub fn delete(&self, key: &[u8], cas: u64) -> DeleteOutcome {
+    /// Deletes `req.key` if it is live and, with `req.cas`, has that CAS
+    /// value; or, as `req` asks, empties it or marks it stale.
+    pub fn delete(&self, req: &DeleteReq<'_>) -> DeleteOutcome {
+        let key = req.key;
         let hash = self.hash(key);
         let now = self.clock.now();
         let mut g = self.shard(hash).lock();
-        match g.find_live(self, hash, key, now) {
-            Ok(Some(i)) => {
-                let it = self.mem.item(i);
-                if cas != 0 && cas != it.cas() {
-                    return DeleteOutcome::Exists;
-                }
-                let class = self.class_of(it);
-                g.classes[class].stats.delete_hits += 1;
-                g.unlink_free(self, i, hash);
-                DeleteOutcome::Deleted
-            }
-            _ => DeleteOutcome::NotFound,
+        let Ok(Some(mut id)) = g.find_live(self, hash, key, now) else {
+            return DeleteOutcome::NotFound;
+        };
+        let old = self.mem.item(id);
+        if req.cas.is_some_and(|c| c != old.cas()) {
+            return DeleteOutcome::Exists;
         }
+        let exptime = req.ttl.map(|t| self.clock.realtime(t));
+        if req.remove_value {
+            // An empty item in its place, keeping the CAS value.
+            let empty = NewItem {
+                hash,
+                key,
+                flags: req.flags,
+                exptime: exptime.unwrap_or(0),
+                pieces: &[b"\r\n"],
+                old: Some(id),
+                now,
+                cas: Some(req.new_cas.unwrap_or(old.cas())),
+                marks: 0,
+            };
+            match self.put(&mut g, &empty) {
+                Some(p) => id = p.head,
+                None => return DeleteOutcome::OutOfMemory,
+            }
+        }
+        let it = self.mem.item(id);
+        if req.invalidate {
+            if let Some(t) = exptime {
+                g.set_exptime(self, id, t);
+            }
+            it.set(fl::STALE);
+            // The next client to look may win the recache.
+            it.clear(fl::WON);
+            let cas = match (self.cfg.use_cas, req.new_cas) {
+                (false, _) => 0,
+                (true, Some(c)) => c,
+                (true, None) => self.next_cas(),
+            };
+            it.set_cas(cas);
+            return DeleteOutcome::Invalidated;
+        }
+        let class = self.class_of(it);
+        g.classes[class].stats.delete_hits += 1;
+        if !req.remove_value {
+            g.unlink_free(self, id, hash);
+        }
+        DeleteOutcome::Deleted
     }
 
     /// `incr`/`decr`. Incr wraps at 2^64, decr stops at 0. A result no
     /// longer than the stored text is written in place, padded with
     /// spaces, as memcached does (when no reader holds the item).
     pub fn arith(&self, req: &ArithReq<'_>) -> ArithResult {
-        let mut created = false;
-        let (outcome, cas) = self.arith_inner(req, &mut created);
-        ArithResult {
-            outcome,
-            cas,
-            created,
-        }
+        self.arith_with(req, |_| ()).0
     }
 
-    fn arith_inner(&self, req: &ArithReq<'_>, created: &mut bool) -> (DeltaOutcome, u64) {
+    /// [`arith`](Self::arith), then `f` on the changed (or created) item
+    /// under the same lock (meta `ma` reports and changes its TTL there).
+    pub fn arith_with<R>(
+        &self,
+        req: &ArithReq<'_>,
+        f: impl FnOnce(&mut Found<'_>) -> R,
+    ) -> (ArithResult, Option<R>) {
+        let hash = self.hash(req.key);
+        let now = self.clock.now();
+        let mut g = self.shard(hash).lock();
+        let mut how = How::default();
+        let (outcome, cas, id) = self.arith_inner(&mut g, hash, now, req, &mut how);
+        let result = ArithResult {
+            outcome,
+            cas,
+            created: how.created,
+            missed: how.missed.is_some(),
+        };
+        let Some(id) = id else {
+            return (result, None);
+        };
+        let it = self.mem.item(id);
+        let mut found = Found {
+            store: self,
+            shard: &mut g,
+            mem: &self.mem,
+            head: id,
+            it,
+            now,
+            flags: it.flags(),
+            cas: it.cas(),
+            value_len: it.nbytes() as usize - 2,
+            meta: ItemMeta::of(self, it, now),
+            created: if how.created { how.missed } else { None },
+            bump: false,
+            abandoned: false,
+            detached_exptime: how.replaced.then_some(None),
+        };
+        let r = f(&mut found);
+        (result, Some(r))
+    }
+
+    /// The work of `arith_with`: the outcome, the new CAS value, and the
+    /// item changed or created.
+    fn arith_inner(
+        &self,
+        shard: &mut Shard,
+        hash: u64,
+        now: u32,
+        req: &ArithReq<'_>,
+        how: &mut How,
+    ) -> (DeltaOutcome, u64, Option<ChunkId>) {
         let ArithReq {
             key,
             incr,
@@ -242,14 +377,18 @@ impl Store {
             cas: cas_unique,
             parse,
             create,
+            new_cas,
         } = *req;
-        let hash = self.hash(key);
-        let now = self.clock.now();
-        let mut g = self.shard(hash).lock();
-        let shard = &mut *g;
-        let id = match (shard.find_live(self, hash, key, now), create) {
+        let found = shard.find_live(self, hash, key, now);
+        how.missed = match found {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(Missed::Miss),
+            Err(Dead::Expired) => Some(Missed::Expired),
+            Err(Dead::Flushed) => Some(Missed::Flushed),
+        };
+        let id = match (found, create) {
             (Ok(Some(i)), _) => i,
-            (_, None) => return (DeltaOutcome::NotFound, 0),
+            (_, None) => return (DeltaOutcome::NotFound, 0, None),
             (_, Some(c)) => {
                 // memcached counts neither a miss nor a set for this.
                 let mut buf = [0u8; 20];
@@ -257,31 +396,39 @@ impl Store {
                     hash,
                     key,
                     flags: 0,
-                    exptime: self.clock.realtime(c.exptime),
+                    exptime: if c.exptime == 0 {
+                        0
+                    } else {
+                        self.clock.realtime(c.exptime)
+                    },
                     pieces: &[decimal(c.initial, &mut buf), b"\r\n"],
                     old: None,
                     now,
+                    cas: new_cas,
+                    marks: 0,
                 };
                 return match self.put(shard, &new_item) {
-                    Some(cas) => {
-                        *created = true;
-                        (DeltaOutcome::Value(c.initial), cas)
+                    Some(p) => {
+                        how.created = true;
+                        (DeltaOutcome::Value(c.initial), p.cas, Some(p.head))
                     }
-                    None => (DeltaOutcome::OutOfMemory, 0),
+                    None => (DeltaOutcome::OutOfMemory, 0, None),
                 };
             }
         };
         let it = self.mem.item(id);
-        if cas_unique != 0 && cas_unique != it.cas() {
-            return (DeltaOutcome::Exists, 0);
-        }
+        // memcached's order: an empty or chained value is no number, then
+        // the CAS value is compared, then the number read.
         let len = it.nbytes() as usize - 2;
         if len == 0 || it.has(fl::CHAINED) {
-            return (DeltaOutcome::NonNumeric, 0);
+            return (DeltaOutcome::NonNumeric, 0, None);
+        }
+        if cas_unique != 0 && cas_unique != it.cas() {
+            return (DeltaOutcome::Exists, 0, None);
         }
         let value = self.value_of(it);
         let Some(cur) = parse(&value) else {
-            return (DeltaOutcome::NonNumeric, 0);
+            return (DeltaOutcome::NonNumeric, 0, None);
         };
         let new = if incr {
             cur.wrapping_add(delta)
@@ -305,10 +452,14 @@ impl Store {
             };
             v[..digits.len()].copy_from_slice(digits);
             v[digits.len()..].fill(b' ');
-            let cas = if self.cfg.use_cas { self.next_cas() } else { 0 };
+            let cas = match (self.cfg.use_cas, new_cas) {
+                (false, _) => 0,
+                (true, Some(c)) => c,
+                (true, None) => self.next_cas(),
+            };
             it.set_cas(cas);
             shard.touch_lru(self, id, class, now);
-            return (DeltaOutcome::Value(new), cas);
+            return (DeltaOutcome::Value(new), cas, Some(id));
         }
         let (flags, exptime) = (it.flags(), it.exptime());
         let new_item = NewItem {
@@ -319,20 +470,37 @@ impl Store {
             pieces: &[digits, b"\r\n"],
             old: Some(id),
             now,
+            cas: new_cas,
+            // memcached makes a fresh item: no marks carried.
+            marks: 0,
         };
         match self.put(shard, &new_item) {
-            Some(cas) => (DeltaOutcome::Value(new), cas),
-            None => (DeltaOutcome::OutOfMemory, 0),
+            Some(p) => {
+                how.replaced = true;
+                (DeltaOutcome::Value(new), p.cas, Some(p.head))
+            }
+            None => (DeltaOutcome::OutOfMemory, 0, None),
         }
     }
+}
+
+/// How an incr/decr went, beyond its outcome.
+#[derive(Default)]
+struct How {
+    /// The key was missing, and why.
+    missed: Option<Missed>,
+    /// `create` stored the initial value.
+    created: bool,
+    /// The result did not fit: a new item replaced the old.
+    replaced: bool,
 }
 
 impl From<Option<i32>> for GetOpts {
     /// A plain lookup, or one that touches (`Some(exptime)`).
     fn from(touch: Option<i32>) -> Self {
-        GetOpts {
-            touch,
-            ..GetOpts::default()
+        match touch {
+            Some(t) => GetOpts::touch(t),
+            None => GetOpts::default(),
         }
     }
 }

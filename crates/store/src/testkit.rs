@@ -2,7 +2,9 @@
 //! request structs; spelling one out in each of the tests' hundreds of
 //! calls would hide what they test).
 
-use crate::{ArithReq, DeleteOutcome, DeltaOutcome, Mode, Store, StoreOutcome, StoreReq};
+use crate::{
+    ArithReq, DeleteOutcome, DeleteReq, DeltaOutcome, Mode, Store, StoreOutcome, StoreReq,
+};
 
 impl Store {
     pub(crate) fn put_v(
@@ -33,13 +35,23 @@ impl Store {
             exptime,
             value,
             cas,
+            ..StoreReq::default()
         });
         (r.outcome, r.cas)
     }
 
     /// Deletes `key`, whatever its CAS value: whether it was there.
     pub(crate) fn del(&self, key: &[u8]) -> bool {
-        self.delete(key, 0) == DeleteOutcome::Deleted
+        self.del_cas(key, 0) == DeleteOutcome::Deleted
+    }
+
+    /// Deletes `key` if its CAS value is `cas` (any, when 0).
+    pub(crate) fn del_cas(&self, key: &[u8], cas: u64) -> DeleteOutcome {
+        self.delete(&DeleteReq {
+            key,
+            cas: (cas != 0).then_some(cas),
+            ..DeleteReq::default()
+        })
     }
 
     /// A lookup that touches: whether the item was there.
@@ -72,6 +84,7 @@ impl Store {
             cas,
             parse,
             create: None,
+            new_cas: None,
         });
         (r.outcome, r.cas)
     }

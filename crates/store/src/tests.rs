@@ -106,6 +106,7 @@ fn arith_creates_on_a_miss_under_the_same_lock() {
         cas: 0,
         parse: parse_num,
         create,
+        new_cas: None,
     };
     let r = s.arith(&req(Some(Create {
         initial: 42,
@@ -124,6 +125,146 @@ fn arith_creates_on_a_miss_under_the_same_lock() {
     assert_eq!(s.get_with(b"n", None, |f| f.meta.ttl).unwrap(), Some(10));
     assert!(s.del(b"n"));
     assert_eq!(s.arith(&req(None)).outcome, DeltaOutcome::NotFound);
+}
+
+#[test]
+fn meta_primitives_vivify_stale_and_win_marks() {
+    let clock = Arc::new(Clock::new());
+    let s = Store::new(Config::default(), Arc::clone(&clock));
+    let viv = GetOpts {
+        vivify: true,
+        vivify_cas: Some(777),
+        ..GetOpts::default()
+    };
+    // A miss creates an empty item the caller can give an exptime, and
+    // note a win on.
+    let (created, cas, len) = s
+        .get_with(b"v", viv, |f| {
+            assert!(!f.win_sent() && !f.stale());
+            f.set_exptime(30);
+            f.mark_win_sent();
+            (f.created, f.cas, f.value_len)
+        })
+        .unwrap();
+    assert_eq!((created, cas, len), (Some(Missed::Miss), 777, 0));
+    let (created, won, ttl) = s
+        .get_with(b"v", viv, |f| (f.created, f.win_sent(), f.meta.ttl))
+        .unwrap();
+    assert_eq!((created, won, ttl), (None, true, Some(30)));
+
+    // A compare-and-swap with an older CAS stores only with stale_ok,
+    // and then keeps the exptime and the win mark, and marks it stale.
+    let req = |cas, stale_ok| StoreReq {
+        mode: Mode::Cas,
+        key: b"v",
+        value: b"new",
+        exptime: 500,
+        cas,
+        stale_ok,
+        ..StoreReq::default()
+    };
+    assert_eq!(s.store(&req(5, false)).outcome, StoreOutcome::Exists);
+    assert_eq!(
+        s.store(&req(778, true)).outcome,
+        StoreOutcome::Exists,
+        "newer"
+    );
+    let r = s.store(&req(5, true));
+    assert_eq!((r.outcome, r.value_len), (StoreOutcome::Stored, 3));
+    let (stale, won, ttl) = s
+        .get_with(b"v", None, |f| (f.stale(), f.win_sent(), f.meta.ttl))
+        .unwrap();
+    assert_eq!((stale, won, ttl), (true, true, Some(30)));
+
+    // Invalidating marks stale, clears the win, gives a new CAS value
+    // (E's when given) and exptime.
+    let inv = DeleteReq {
+        key: b"v",
+        invalidate: true,
+        ttl: Some(90),
+        new_cas: Some(4242),
+        ..DeleteReq::default()
+    };
+    assert_eq!(s.delete(&inv), DeleteOutcome::Invalidated);
+    let (stale, won, ttl, cas) = s
+        .get_with(b"v", None, |f| (f.stale(), f.win_sent(), f.meta.ttl, f.cas))
+        .unwrap();
+    assert_eq!((stale, won, ttl, cas), (true, false, Some(90), 4242));
+    let wrong = DeleteReq {
+        key: b"v",
+        cas: Some(1),
+        ..DeleteReq::default()
+    };
+    assert_eq!(s.delete(&wrong), DeleteOutcome::Exists);
+
+    // Removing the value keeps the item and its CAS value.
+    let x = DeleteReq {
+        key: b"v",
+        remove_value: true,
+        flags: 9,
+        ..DeleteReq::default()
+    };
+    assert_eq!(s.delete(&x), DeleteOutcome::Deleted);
+    let (len, flags, cas, stale) = s
+        .get_with(b"v", None, |f| (f.value_len, f.flags, f.cas, f.stale()))
+        .unwrap();
+    assert_eq!((len, flags, cas, stale), (0, 9, 4242, false));
+
+    // E gives a stored item its CAS value; b marks its key; an append
+    // with vivify creates on a miss.
+    let r = s.store(&StoreReq {
+        mode: Mode::Append,
+        key: b"a",
+        value: b"xy",
+        vivify: Some(20),
+        new_cas: Some(31),
+        key_binary: true,
+        ..StoreReq::default()
+    });
+    assert_eq!((r.outcome, r.cas), (StoreOutcome::Stored, 31));
+    let (bin, ttl) = s
+        .get_with(b"a", None, |f| (f.key_binary(), f.meta.ttl))
+        .unwrap();
+    assert_eq!((bin, ttl), (true, Some(20)));
+    let plain_append = StoreReq {
+        mode: Mode::Append,
+        key: b"b",
+        value: b"xy",
+        ..StoreReq::default()
+    };
+    assert_eq!(s.store(&plain_append).outcome, StoreOutcome::NotStored);
+
+    // arith_with hands over the changed item; E sets its CAS value.
+    s.put_v(Mode::Set, b"n", 0, 0, b"10", 0);
+    let (r, ttl) = s.arith_with(
+        &ArithReq {
+            key: b"n",
+            incr: true,
+            delta: 5,
+            cas: 0,
+            parse: parse_num,
+            create: None,
+            new_cas: Some(99),
+        },
+        |f| {
+            f.set_exptime(40);
+            f.exptime() - f.now()
+        },
+    );
+    assert_eq!(
+        (r.outcome, r.cas, ttl),
+        (DeltaOutcome::Value(15), 99, Some(40))
+    );
+    // A lookup without a bump marks nothing fetched.
+    let quiet = GetOpts {
+        bump: false,
+        count: HitCount::None,
+        ..GetOpts::default()
+    };
+    s.put_v(Mode::Set, b"q", 0, 0, b"v", 0);
+    s.get_with(b"q", quiet, |_| ()).unwrap();
+    assert!(!s.get_with(b"q", None, |f| f.meta.fetched).unwrap());
+    assert!(s.get_with(b"q", None, |f| f.meta.fetched).unwrap());
 }
 
 #[test]
@@ -298,10 +439,10 @@ fn cas_values_returned_and_checked() {
     assert_eq!(c3, cas_of(&s, b"n"));
     assert!(c3 > cn);
     // delete: a wrong CAS keeps the item.
-    assert_eq!(s.delete(b"n", c3 + 1), DeleteOutcome::Exists);
+    assert_eq!(s.del_cas(b"n", c3 + 1), DeleteOutcome::Exists);
     assert_eq!(value(&s, b"n").unwrap(), b"11");
-    assert_eq!(s.delete(b"n", c3), DeleteOutcome::Deleted);
-    assert_eq!(s.delete(b"n", 0), DeleteOutcome::NotFound);
+    assert_eq!(s.del_cas(b"n", c3), DeleteOutcome::Deleted);
+    assert_eq!(s.del_cas(b"n", 0), DeleteOutcome::NotFound);
     // Without CAS values (-C) every item's is 0.
     let s = store_with(Config {
         use_cas: false,
@@ -311,7 +452,7 @@ fn cas_values_returned_and_checked() {
         s.put_v_cas(Mode::Set, b"k", 0, 0, b"v", 0),
         (StoreOutcome::Stored, 0)
     );
-    assert_eq!(s.delete(b"k", 5), DeleteOutcome::Exists);
+    assert_eq!(s.del_cas(b"k", 5), DeleteOutcome::Exists);
 }
 
 #[test]

@@ -22,6 +22,17 @@ pub(crate) struct NewItem<'a> {
     pub pieces: &'a [&'a [u8]],
     pub old: Option<ChunkId>,
     pub now: u32,
+    /// The CAS value to give it (meta `E`); else the next one.
+    pub cas: Option<u64>,
+    /// `fl::KEY_BINARY`, `fl::STALE`, `fl::WON` bits it starts with.
+    pub marks: u8,
+}
+
+/// A written and linked item: its first chunk and its CAS value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Put {
+    pub head: ChunkId,
+    pub cas: u64,
 }
 
 impl Store {
@@ -31,8 +42,8 @@ impl Store {
         new: &NewItem<'_>,
         mode: Mode,
     ) -> (StoreOutcome, u64) {
-        if let Some(cas) = self.put(shard, new) {
-            (StoreOutcome::Stored, cas)
+        if let Some(p) = self.put(shard, new) {
+            (StoreOutcome::Stored, p.cas)
         } else {
             if mode == Mode::Set {
                 if let Some(o) = new.old {
@@ -60,9 +71,9 @@ impl Store {
         Cow::Owned(v)
     }
 
-    /// Allocates, writes and links a new item, replacing `new.old`; its
-    /// CAS value, or `None` when out of memory.
-    pub(crate) fn put(&self, shard: &mut Shard, new: &NewItem<'_>) -> Option<u64> {
+    /// Allocates, writes and links a new item, replacing `new.old`;
+    /// `None` when out of memory.
+    pub(crate) fn put(&self, shard: &mut Shard, new: &NewItem<'_>) -> Option<Put> {
         let NewItem {
             hash,
             key,
@@ -71,6 +82,8 @@ impl Store {
             pieces,
             old,
             now,
+            cas,
+            marks,
         } = *new;
         let nbytes: usize = pieces.iter().map(|p| p.len()).sum();
         let size = Self::size_for(key.len(), flags, nbytes);
@@ -105,7 +118,12 @@ impl Store {
         }
         let head = chunks[0];
         let it = self.mem.item(head);
-        let cas = if self.cfg.use_cas { self.next_cas() } else { 0 };
+        // Under -C no CAS value is kept, a given one neither.
+        let cas = match (self.cfg.use_cas, cas) {
+            (false, _) => 0,
+            (true, Some(c)) => c,
+            (true, None) => self.next_cas(),
+        };
         it.set_cas(cas);
         it.set_exptime(exptime);
         it.set_time(now);
@@ -113,7 +131,7 @@ impl Store {
         it.set_next(item::NIL);
         it.set_nbytes(nbytes as u32);
         it.set_nkey(key.len() as u8);
-        let mut iflags = 0;
+        let mut iflags = marks & (fl::KEY_BINARY | fl::STALE | fl::WON);
         if flags != 0 {
             iflags |= fl::HAS_FLAGS;
         }
@@ -165,6 +183,6 @@ impl Store {
             shard.unlink_free(self, o, hash);
         }
         shard.link(self, hash, head);
-        Some(cas)
+        Some(Put { head, cas })
     }
 }

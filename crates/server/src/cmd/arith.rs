@@ -3,7 +3,7 @@
 //! with memcached's `strtoull` rules.
 
 use memcrab_proto::num::safe_strtoull;
-use memcrab_store::{ArithReq, ArithResult, Create, DeltaOutcome};
+use memcrab_store::{ArithReq, ArithResult, Create, DeltaOutcome, Found};
 
 use super::hook::{self, Event, Op};
 use super::Ctx;
@@ -17,23 +17,39 @@ pub struct ArithOp<'a> {
     pub delta: u64,
     /// A CAS value the item must have (0: any).
     pub cas: u64,
-    /// Binary: on a miss, create the key with this initial value and
-    /// exptime instead (its exptime 0xffffffff means "do not create").
+    /// Binary and meta `N`: on a miss, create the key with this initial
+    /// value and exptime instead.
     pub create: Option<Create>,
+    /// Meta `E`: the CAS value the changed item gets.
+    pub new_cas: Option<u64>,
 }
 
 /// Runs an incr/decr. A miss is counted (`incr_misses`, `decr_misses`)
 /// unless it created the key, as memcached counts; the store counts hits
 /// per class.
 pub fn arith(cx: &Ctx<'_>, op: &ArithOp<'_>) -> ArithResult {
-    let r = cx.sh.store.arith(&ArithReq {
-        key: op.key,
-        incr: op.incr,
-        delta: op.delta,
-        cas: op.cas,
-        parse: safe_strtoull,
-        create: op.create,
-    });
+    arith_with(cx, op, |_| ()).0
+}
+
+/// [`arith`], then `f` on the changed or created item under the store's
+/// lock (meta `ma` reads and sets its TTL and CAS value there).
+pub fn arith_with<R>(
+    cx: &Ctx<'_>,
+    op: &ArithOp<'_>,
+    f: impl FnOnce(&mut Found<'_>) -> R,
+) -> (ArithResult, Option<R>) {
+    let (r, out) = cx.sh.store.arith_with(
+        &ArithReq {
+            key: op.key,
+            incr: op.incr,
+            delta: op.delta,
+            cas: op.cas,
+            parse: safe_strtoull,
+            create: op.create,
+            new_cas: op.new_cas,
+        },
+        f,
+    );
     if r.outcome == DeltaOutcome::NotFound {
         cx.stats.incr(if op.incr {
             Counter::IncrMisses
@@ -46,5 +62,5 @@ pub fn arith(cx: &Ctx<'_>, op: &ArithOp<'_>) -> ArithResult {
         key: op.key,
         hit: matches!(r.outcome, DeltaOutcome::Value(_)),
     });
-    r
+    (r, out)
 }

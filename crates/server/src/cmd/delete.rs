@@ -1,23 +1,27 @@
-//! `delete <key>` and binary Delete (which may carry a CAS value).
+//! `delete <key>`, binary Delete (which may carry a CAS value) and meta
+//! `md` (CAS, invalidate, remove the value).
 
-use memcrab_store::DeleteOutcome;
+use memcrab_store::{DeleteOutcome, DeleteReq};
 
 use super::hook::{self, Event, Op};
-use super::Ctx;
+use super::{Ctx, Proto};
 use crate::stats::Counter;
 
-/// Deletes `key` if it is live and, when `cas` is not 0, its CAS value is
-/// `cas`. A miss is counted (`delete_misses`); the store counts hits per
-/// class.
-pub fn delete(cx: &Ctx<'_>, key: &[u8], cas: u64) -> DeleteOutcome {
-    let outcome = cx.sh.store.delete(key, cas);
-    if outcome == DeleteOutcome::NotFound {
-        cx.stats.incr(Counter::DeleteMisses);
+/// Runs a delete. A miss counts in `delete_misses`, and for meta a CAS
+/// value that differs does too (memcached's `md`; its binary Delete does
+/// not count it); the store counts hits per class (not for an
+/// invalidation).
+pub fn delete(cx: &Ctx<'_>, req: &DeleteReq<'_>) -> DeleteOutcome {
+    let outcome = cx.sh.store.delete(req);
+    match outcome {
+        DeleteOutcome::NotFound => cx.stats.incr(Counter::DeleteMisses),
+        DeleteOutcome::Exists if cx.proto == Proto::Meta => cx.stats.incr(Counter::DeleteMisses),
+        _ => {}
     }
     hook::record(cx, || Event {
         op: Op::Delete,
-        key,
-        hit: outcome == DeleteOutcome::Deleted,
+        key: req.key,
+        hit: matches!(outcome, DeleteOutcome::Deleted | DeleteOutcome::Invalidated),
     });
     outcome
 }

@@ -1,58 +1,113 @@
 //! A lookup: `get`, `gets`, `gat`, `gats` (per key), binary Get, GetK,
-//! Gat, GatK (and quiet forms). The found item is handed to the caller's
-//! closure under the store's lock: the session encodes it there, copying
-//! a small value or holding a large one (`Output::value`), never
-//! copying it here.
+//! Gat, GatK (and quiet forms), meta `mg` and `me`. The found item is
+//! handed to the caller's closure under the store's lock: the session
+//! encodes it there, copying a small value or holding a large one
+//! (`Output::value`), never copying it here.
 
-use memcrab_store::{Found, GetOpts, Missed};
+use std::convert::Infallible;
+
+use memcrab_store::{Found, GetOpts, HitCount, Missed};
 
 use super::hook::{self, Event, Op};
 use super::Ctx;
 use crate::stats::Counter;
 
 /// Looks `key` up (with `touch`, also giving it that exptime) and runs
-/// `hit` on it when it is live. Counts as memcached 1.6 does: a lookup
-/// with a touch in `cmd_touch` and `touch_hits`/`touch_misses`, a plain
-/// one in `cmd_get` and `get_hits`/`get_misses`; an expired or flushed
-/// miss in `get_expired`/`get_flushed` either way. (The hits are the
-/// store's per-class counters.)
+/// `hit` on it when it is live.
 #[inline]
 pub fn get<R>(
     cx: &Ctx<'_>,
     key: &[u8],
     touch: Option<i32>,
-    hit: impl FnOnce(&Found<'_>) -> R,
+    hit: impl FnOnce(&mut Found<'_>) -> R,
 ) -> Result<R, Missed> {
-    let found = cx.sh.store.get_with(
-        key,
-        GetOpts {
-            touch,
-            ..GetOpts::default()
-        },
-        hit,
-    );
-    let st = cx.stats;
-    st.incr(if touch.is_some() {
-        Counter::TouchCmds
-    } else {
-        Counter::GetCmds
+    let found = lookup(cx, key, touch.into(), |f| Ok::<R, Infallible>(hit(f)));
+    found.map(|r| match r {
+        Ok(r) => r,
+        Err(never) => match never {},
+    })
+}
+
+/// A lookup with every option the store has (`mg`: vivify, no bump,
+/// a TTL set by the caller). `f` may fail after the lookup (`mg` with an
+/// opaque too long): then it calls [`Found::abandon`], and nothing is
+/// counted here either, as in memcached.
+///
+/// Counts as memcached 1.6 does: a hit in `cmd_touch`/`touch_hits` or
+/// `cmd_get`/`get_hits` as `opts.count` says; a miss in
+/// `cmd_touch`/`touch_misses` when `opts.touch` was asked for, else in
+/// `cmd_get`/`get_misses` (an `mg` miss counts as a get even with `T`);
+/// an expired or flushed miss also in `get_expired`/`get_flushed`, also
+/// when `vivify` then created the item. (Hits are the store's per-class
+/// counters.)
+#[inline]
+pub fn lookup<R, E>(
+    cx: &Ctx<'_>,
+    key: &[u8],
+    opts: GetOpts,
+    f: impl FnOnce(&mut Found<'_>) -> Result<R, E>,
+) -> Result<Result<R, E>, Missed> {
+    let mut missed_before = None;
+    let found = cx.sh.store.get_with(key, opts, |found| {
+        let r = f(found);
+        missed_before = found.created;
+        r
     });
-    if let Err(missed) = found {
-        st.incr(if touch.is_some() {
-            Counter::TouchMisses
-        } else {
-            Counter::GetMisses
-        });
-        match missed {
-            Missed::Expired => st.incr(Counter::GetExpired),
-            Missed::Flushed => st.incr(Counter::GetFlushed),
-            Missed::Miss => {}
+    let st = cx.stats;
+    let touch_hit = opts.count == HitCount::Touch;
+    let missed = match &found {
+        Ok(Err(_)) => return found,
+        Ok(Ok(_)) => {
+            st.incr(if touch_hit {
+                Counter::TouchCmds
+            } else {
+                Counter::GetCmds
+            });
+            missed_before
         }
-    }
+        Err(m) => {
+            if opts.touch.is_some() {
+                st.incr(Counter::TouchCmds);
+                st.incr(Counter::TouchMisses);
+            } else {
+                st.incr(Counter::GetCmds);
+                st.incr(Counter::GetMisses);
+            }
+            Some(*m)
+        }
+    };
+    count_why(cx, missed);
     hook::record(cx, || Event {
-        op: if touch.is_some() { Op::Touch } else { Op::Get },
+        op: if touch_hit || opts.touch.is_some() {
+            Op::Touch
+        } else {
+            Op::Get
+        },
         key,
         hit: found.is_ok(),
     });
     found
+}
+
+/// `me`: a look at an item that changes nothing, counted in `cmd_meta`
+/// only (and an expired or flushed miss, as any lookup).
+pub fn peek<R>(cx: &Ctx<'_>, key: &[u8], f: impl FnOnce(&mut Found<'_>) -> R) -> Result<R, Missed> {
+    let opts = GetOpts {
+        bump: false,
+        count: HitCount::None,
+        ..GetOpts::default()
+    };
+    let found = cx.sh.store.get_with(key, opts, f);
+    cx.stats.incr(Counter::MetaCmds);
+    count_why(cx, found.as_ref().err().copied());
+    found
+}
+
+/// Counts why a lookup missed, when it was expired or flushed.
+fn count_why(cx: &Ctx<'_>, missed: Option<Missed>) {
+    match missed {
+        Some(Missed::Expired) => cx.stats.incr(Counter::GetExpired),
+        Some(Missed::Flushed) => cx.stats.incr(Counter::GetFlushed),
+        Some(Missed::Miss) | None => {}
+    }
 }

@@ -7,11 +7,11 @@
 //! to the session's closure, which encodes it while the store holds it.
 //!
 //! ```text
-//!  session::text ──┐                    ┌─► get     (get, gets, gat, gats, Get*, Gat*)
+//!  session::text ──┐                    ┌─► get     (get gets gat gats, Get* Gat*, mg, me)
 //!  session::binary ┼─► Ctx + typed op ──┼─► touch   (touch, Touch)
-//!  (meta, next)  ──┘                    ├─► store   (set … cas, Set* … Prepend*)
-//!                                       ├─► delete  (delete, Delete*)
-//!                                       ├─► arith   (incr, decr, Increment*, Decrement*)
+//!  session::meta ──┘                    ├─► store   (set … cas, Set* … Prepend*, ms)
+//!                                       ├─► delete  (delete, Delete*, md)
+//!                                       ├─► arith   (incr decr, Increment* Decrement*, ma)
 //!                                       ├─► flush   (flush_all, Flush*)
 //!                                       ├─► stats   (stats <group>, Stat)
 //!                                       └─► admin   (version, verbosity, slabs, shutdown)
@@ -22,8 +22,11 @@
 //! Where memcached's own rules differ by protocol, the command reads
 //! [`Ctx::proto`] and the difference is written next to the rule: a
 //! refused text `flush_all` is counted in `cmd_flush`, a refused binary
-//! Flush is not (`flush.rs`); text counts `store_too_large` and
-//! `store_no_memory`, binary never does (`store.rs`).
+//! Flush is not (`flush.rs`); text and meta count `store_too_large` and
+//! `store_no_memory`, binary never does, and a meta set too large drops
+//! the old value whatever its mode (`store.rs`); a meta delete whose CAS
+//! value differs counts a miss (`delete.rs`); binary Add with a CAS value
+//! compares it, meta's does not (`store.rs`).
 
 pub mod admin;
 pub mod arith;
@@ -43,6 +46,8 @@ use crate::stats::WorkerStats;
 pub enum Proto {
     Text,
     Binary,
+    /// The meta commands (on a text connection).
+    Meta,
 }
 
 /// What every command runs with: the server's shared state, the counters

@@ -18,17 +18,25 @@ use super::{Ctx, Proto};
 use crate::stats::Counter;
 
 /// A store request as every protocol states it; the value comes apart.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct StoreOp<'a> {
     pub mode: StoreMode,
     pub key: &'a [u8],
     pub flags: u32,
     /// As the client sent it.
     pub exptime: i32,
-    /// A CAS value to compare (0: none): text `cas` always carries one;
-    /// binary Set/Add/Replace become a compare-and-swap with one, binary
-    /// Append/Prepend check theirs.
-    pub cas: u64,
+    /// A CAS value to compare: text `cas` always carries one; binary
+    /// sends one when not 0, meta with `C` (0 too).
+    pub cas: Option<u64>,
+    /// Meta `I`: an older CAS value stores anyway, as a stale value.
+    pub stale_ok: bool,
+    /// Meta `E`: the CAS value the stored item gets.
+    pub new_cas: Option<u64>,
+    /// Meta `b`: the key came base64-encoded.
+    pub key_binary: bool,
+    /// Meta `N` (1.6.45): an append or prepend that misses creates the
+    /// item with this exptime.
+    pub vivify: Option<i32>,
 }
 
 /// What a store did.
@@ -39,6 +47,8 @@ pub struct Done {
     pub cas: u64,
     /// Whether it ran as a compare-and-swap.
     pub compared: bool,
+    /// The stored value's length (after an append, the whole value).
+    pub value_len: usize,
 }
 
 /// The value is over `-I`: refused before it is read.
@@ -46,23 +56,31 @@ pub struct Done {
 pub struct TooLarge;
 
 /// Counts a store refused for its size or for memory. memcached counts
-/// these (`store_too_large`, `store_no_memory`) in its text protocol only.
+/// these (`store_too_large`, `store_no_memory`) in its text protocol
+/// (meta included) only.
 fn count_refusal(cx: &Ctx<'_>, c: Counter) {
-    if cx.proto == Proto::Text {
+    if cx.proto != Proto::Binary {
         cx.stats.incr(c);
     }
 }
 
+/// Whether a store refused for its size or memory drops the key's old
+/// value rather than leave it stale: a `set` does; a meta set does in
+/// every mode (memcached 1.6's `ms`).
+fn drops_old(cx: &Ctx<'_>, op: &StoreOp<'_>) -> bool {
+    op.mode == StoreMode::Set || cx.proto == Proto::Meta
+}
+
 /// memcached's `-I` check, made when the header arrives, before the
-/// value is read: a refused value is counted (`store_too_large`) and, for
-/// a `set`, the key's old value is dropped rather than left stale.
+/// value is read: a refused value is counted (`store_too_large`) and the
+/// key's old value may be dropped ([`drops_old`]).
 pub fn admit(cx: &Ctx<'_>, op: &StoreOp<'_>, value_len: usize) -> Result<(), TooLarge> {
     let store = &cx.sh.store;
     if store.item_size_ok(op.key.len(), op.flags, value_len) {
         return Ok(());
     }
     count_refusal(cx, Counter::StoreTooLarge);
-    if op.mode == StoreMode::Set {
+    if drops_old(cx, op) {
         store.unlink_key(op.key);
     }
     hook::record(cx, || Event {
@@ -84,21 +102,27 @@ pub fn bad_block(cx: &Ctx<'_>, op: &StoreOp<'_>, value_len: usize) {
     });
 }
 
-/// The store mode to run, and the CAS value to compare. A Set, Add or
-/// Replace carrying a CAS value is a compare-and-swap; under `-C`
-/// memcached keeps no CAS values and ignores a store's (text `cas` still
-/// compares, and finds none equal).
-fn mode_and_cas(op: &StoreOp<'_>, use_cas: bool) -> (Mode, u64) {
+/// The store mode to run, and the CAS value to compare. A Set or Replace
+/// carrying a CAS value is a compare-and-swap, a binary Add too (a meta
+/// Add ignores its value); under `-C` memcached keeps no CAS values, and
+/// a binary store's is ignored while text `cas` and meta `C` still
+/// compare (and find none equal). Append and prepend compare theirs
+/// unless it is 0 or `-C` is on.
+fn mode_and_cas(op: &StoreOp<'_>, use_cas: bool, proto: Proto) -> (Mode, u64) {
+    let cas = op.cas.unwrap_or(0);
+    let compares = match proto {
+        Proto::Binary => use_cas && cas != 0,
+        Proto::Text | Proto::Meta => op.cas.is_some(),
+    };
     match op.mode {
-        StoreMode::Cas => (Mode::Cas, op.cas),
-        StoreMode::Set | StoreMode::Add | StoreMode::Replace if use_cas && op.cas != 0 => {
-            (Mode::Cas, op.cas)
-        }
+        StoreMode::Cas => (Mode::Cas, cas),
+        StoreMode::Set | StoreMode::Replace if compares => (Mode::Cas, cas),
+        StoreMode::Add if compares && proto == Proto::Binary => (Mode::Cas, cas),
         StoreMode::Set => (Mode::Set, 0),
         StoreMode::Add => (Mode::Add, 0),
         StoreMode::Replace => (Mode::Replace, 0),
-        StoreMode::Append => (Mode::Append, if use_cas { op.cas } else { 0 }),
-        StoreMode::Prepend => (Mode::Prepend, if use_cas { op.cas } else { 0 }),
+        StoreMode::Append => (Mode::Append, if use_cas { cas } else { 0 }),
+        StoreMode::Prepend => (Mode::Prepend, if use_cas { cas } else { 0 }),
     }
 }
 
@@ -107,7 +131,7 @@ fn mode_and_cas(op: &StoreOp<'_>, use_cas: bool) -> (Mode, u64) {
 /// (`store_too_large`, `store_no_memory`: text only, as memcached); the
 /// store counts the rest per class (`cmd_set`, `cas_hits`, `cas_badval`).
 pub fn store(cx: &Ctx<'_>, op: &StoreOp<'_>, value: &[u8]) -> Done {
-    let (mode, cas) = mode_and_cas(op, cx.sh.settings.use_cas);
+    let (mode, cas) = mode_and_cas(op, cx.sh.settings.use_cas, cx.proto);
     let r = cx.sh.store.store(&StoreReq {
         mode,
         key: op.key,
@@ -115,11 +139,20 @@ pub fn store(cx: &Ctx<'_>, op: &StoreOp<'_>, value: &[u8]) -> Done {
         exptime: op.exptime,
         value,
         cas,
+        stale_ok: op.stale_ok && mode == Mode::Cas,
+        new_cas: op.new_cas,
+        key_binary: op.key_binary,
+        vivify: op.vivify,
     });
     match r.outcome {
         StoreOutcome::NotFound => cx.stats.incr(Counter::CasMisses),
         StoreOutcome::TooLarge => count_refusal(cx, Counter::StoreTooLarge),
-        StoreOutcome::OutOfMemory => count_refusal(cx, Counter::StoreNoMemory),
+        StoreOutcome::OutOfMemory => {
+            count_refusal(cx, Counter::StoreNoMemory);
+            if drops_old(cx, op) {
+                cx.sh.store.unlink_key(op.key);
+            }
+        }
         StoreOutcome::Stored | StoreOutcome::NotStored | StoreOutcome::Exists => {}
     }
     hook::record(cx, || Event {
@@ -131,6 +164,7 @@ pub fn store(cx: &Ctx<'_>, op: &StoreOp<'_>, value: &[u8]) -> Done {
         outcome: r.outcome,
         cas: r.cas,
         compared: mode == Mode::Cas,
+        value_len: r.value_len,
     }
 }
 
@@ -138,37 +172,41 @@ pub fn store(cx: &Ctx<'_>, op: &StoreOp<'_>, value: &[u8]) -> Done {
 mod tests {
     use super::*;
 
-    fn op(mode: StoreMode, cas: u64) -> StoreOp<'static> {
+    fn op(mode: StoreMode, cas: Option<u64>) -> StoreOp<'static> {
         StoreOp {
             mode,
             key: b"k",
-            flags: 0,
-            exptime: 0,
             cas,
+            ..StoreOp::default()
         }
     }
 
     #[test]
-    fn a_cas_value_makes_a_store_compare_unless_cas_is_off() {
+    fn a_cas_value_makes_a_store_compare_as_each_protocol_says() {
+        use Proto::{Binary as B, Meta as M, Text as T};
         use StoreMode as S;
-        for (m, cas, use_cas, want) in [
-            (S::Set, 0, true, (Mode::Set, 0)),
-            (S::Set, 7, true, (Mode::Cas, 7)),
-            (S::Add, 7, true, (Mode::Cas, 7)),
-            (S::Replace, 7, true, (Mode::Cas, 7)),
-            (S::Set, 7, false, (Mode::Set, 0)),
-            (S::Add, 7, false, (Mode::Add, 0)),
-            (S::Append, 7, true, (Mode::Append, 7)),
-            (S::Prepend, 7, false, (Mode::Prepend, 0)),
-            (S::Cas, 7, true, (Mode::Cas, 7)),
-            (S::Cas, 7, false, (Mode::Cas, 7)),
-            (S::Cas, 0, true, (Mode::Cas, 0)),
+        for (m, cas, use_cas, proto, want) in [
+            (S::Set, None, true, B, (Mode::Set, 0)),
+            (S::Set, Some(7), true, B, (Mode::Cas, 7)),
+            (S::Add, Some(7), true, B, (Mode::Cas, 7)),
+            (S::Replace, Some(7), true, B, (Mode::Cas, 7)),
+            (S::Set, Some(7), false, B, (Mode::Set, 0)),
+            (S::Add, Some(7), false, B, (Mode::Add, 0)),
+            (S::Append, Some(7), true, B, (Mode::Append, 7)),
+            (S::Prepend, Some(7), false, B, (Mode::Prepend, 0)),
+            (S::Cas, Some(7), true, T, (Mode::Cas, 7)),
+            (S::Cas, Some(7), false, T, (Mode::Cas, 7)),
+            (S::Cas, Some(0), true, T, (Mode::Cas, 0)),
+            (S::Set, Some(0), true, M, (Mode::Cas, 0)),
+            (S::Set, Some(7), false, M, (Mode::Cas, 7)),
+            (S::Replace, Some(7), true, M, (Mode::Cas, 7)),
+            (S::Add, Some(7), true, M, (Mode::Add, 0)),
+            (S::Append, Some(7), true, M, (Mode::Append, 7)),
+            (S::Append, Some(7), false, M, (Mode::Append, 0)),
+            (S::Set, None, true, M, (Mode::Set, 0)),
         ] {
-            assert_eq!(
-                mode_and_cas(&op(m, cas), use_cas),
-                want,
-                "{m:?} {cas} {use_cas}"
-            );
+            let got = mode_and_cas(&op(m, cas), use_cas, proto);
+            assert_eq!(got, want, "{m:?} {cas:?} {use_cas} {proto:?}");
         }
     }
 }

@@ -19,7 +19,7 @@ use memcrab_proto::binary::{
     HEADER_LEN, MAX_SASL_MECH_LEN,
 };
 use memcrab_proto::StoreMode;
-use memcrab_store::{Create, DeleteOutcome, DeltaOutcome, StoreOutcome};
+use memcrab_store::{Create, DeleteOutcome, DeleteReq, DeltaOutcome, StoreOutcome};
 
 use super::{Cx, Step};
 use crate::auth::{self, Users};
@@ -298,10 +298,20 @@ impl Binary {
                 };
                 error(cx, opcode, opaque, status);
             }
-            Command::Delete { key } => match cmd::delete::delete(c, key, req.cas) {
+            Command::Delete { key } => match cmd::delete::delete(
+                c,
+                &DeleteReq {
+                    key,
+                    cas: (req.cas != 0).then_some(req.cas),
+                    ..DeleteReq::default()
+                },
+            ) {
                 DeleteOutcome::Deleted => ok(cx, 0, &[]),
                 DeleteOutcome::Exists => error(cx, opcode, opaque, Status::KeyExists),
                 DeleteOutcome::NotFound => error(cx, opcode, opaque, Status::KeyNotFound),
+                // Only meta asks for these.
+                DeleteOutcome::Invalidated => ok(cx, 0, &[]),
+                DeleteOutcome::OutOfMemory => error(cx, opcode, opaque, Status::OutOfMemory),
             },
             Command::Arith {
                 incr,
@@ -320,6 +330,7 @@ impl Binary {
                         initial,
                         exptime: exptime(t),
                     }),
+                    new_cas: None,
                 };
                 let r = arith::arith(c, &op);
                 let status = match r.outcome {
@@ -406,7 +417,8 @@ fn store_op<'a>(sc: &binary::Store<'a>, cas: u64) -> store::StoreOp<'a> {
         key: sc.key,
         flags: sc.flags,
         exptime: exptime(sc.exptime),
-        cas,
+        cas: (cas != 0).then_some(cas),
+        ..store::StoreOp::default()
     }
 }
 

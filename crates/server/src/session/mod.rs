@@ -16,6 +16,7 @@
 //! ```
 
 pub mod binary;
+pub mod meta;
 pub mod text;
 
 use memcrab_proto::binary::REQ_MAGIC;

@@ -22,10 +22,10 @@ use memcrab_proto::num::write_u64;
 use memcrab_proto::text::{
     may_be_long_get, parse, trim_line, BAD_EXPTIME, BAD_FORMAT, MAX_LINE_WITHOUT_NEWLINE,
 };
-use memcrab_proto::{Keys, Request, StoreCommand, KEY_MAX_LENGTH};
-use memcrab_store::{DeleteOutcome, DeltaOutcome, Found, ReassignError, StoreOutcome};
+use memcrab_proto::{Keys, Request, StoreCommand, StoreMode, KEY_MAX_LENGTH};
+use memcrab_store::{DeleteOutcome, DeleteReq, DeltaOutcome, Found, ReassignError, StoreOutcome};
 
-use super::{Cx, Step};
+use super::{meta, Cx, Step};
 use crate::auth::{self, AsciiAuth};
 use crate::cmd::{self, admin, arith, flush, stats, store, Ctx, Proto};
 use crate::output::Output;
@@ -146,7 +146,8 @@ fn store_command(
         key: head.key,
         flags: head.flags,
         exptime: head.exptime,
-        cas: head.cas_unique,
+        cas: (head.mode == StoreMode::Cas).then_some(head.cas_unique),
+        ..store::StoreOp::default()
     };
     let len = head.data_len as usize;
     if store::admit(c, &op, len).is_err() {
@@ -187,9 +188,14 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
         Request::Get { keys, cas, touch } => get(&c, keys, cas, touch, out),
         Request::Store(head) => return store_command(&head, avail, used, &c, out),
         Request::Delete { key, noreply } => {
-            let line = match cmd::delete::delete(&c, key, 0) {
-                DeleteOutcome::Deleted => "DELETED",
+            let req = DeleteReq {
+                key,
+                ..DeleteReq::default()
+            };
+            let line = match cmd::delete::delete(&c, &req) {
+                DeleteOutcome::Deleted | DeleteOutcome::Invalidated => "DELETED",
                 DeleteOutcome::NotFound | DeleteOutcome::Exists => "NOT_FOUND",
+                DeleteOutcome::OutOfMemory => "SERVER_ERROR out of memory",
             };
             reply(out, line, noreply);
         }
@@ -205,6 +211,7 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
                 delta,
                 cas: 0,
                 create: None,
+                new_cas: None,
             };
             let line = match arith::arith(&c, &op).outcome {
                 DeltaOutcome::Value(v) => {
@@ -283,6 +290,13 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
         Request::MetaNoop => {
             out.line("MN");
             out.commit();
+        }
+        Request::Meta { kind, line } => {
+            let mc = Ctx {
+                proto: Proto::Meta,
+                ..c
+            };
+            return meta::run(kind, line, avail, used, &mc, out);
         }
         Request::Error {
             reply: line,

@@ -259,6 +259,7 @@ pub const COMMAND_COUNTERS: &[&str] = &[
     "store_no_memory",
     "auth_cmds",
     "auth_errors",
+    "cmd_meta",
 ];
 
 /// [`COMMAND_COUNTERS`] as a server reports them (text `stats` on a new
