@@ -18,7 +18,7 @@
 use std::io::{self, Read};
 use std::sync::Arc;
 
-use crate::output::Output;
+use crate::output::{Output, Spare};
 use crate::session::{self, Session, Step};
 use crate::shared::{ConnInfo, ConnState, Shared};
 use crate::stats::{Counter, WorkerStats};
@@ -32,12 +32,25 @@ const READ_LIMIT: usize = 64 * 1024;
 /// Replies queued past this end the batch early so they can be sent.
 const OUT_HIGH: usize = 1024 * 1024;
 
+/// Whether queued replies must go out before the next command: past
+/// `OUT_HIGH` bytes, once they are all committed (memcached writes a get's
+/// answer before it reads on, but holds other replies, which a hang-up
+/// drops), or once the uncommitted ones alone pass it (a bound on memory
+/// whatever the client sends: about 2 × `OUT_HIGH` and one command's
+/// replies at most).
+fn must_send(out: &Output) -> bool {
+    let held = out.uncommitted();
+    out.pending() > OUT_HIGH && (held == 0 || held > OUT_HIGH)
+}
+
 /// Per-worker resources a connection borrows while it runs.
 pub struct WorkerCx<'a> {
     pub sh: &'a Shared,
     pub stats: &'a WorkerStats,
     /// Free read buffers of `READ_BUF` bytes.
     pub pool: &'a mut Vec<Vec<u8>>,
+    /// Free reply buffers (at most `KEEP_CAPACITY` bytes each).
+    pub out_pool: &'a mut Vec<Spare>,
 }
 
 const POOL_MAX: usize = 256;
@@ -225,7 +238,11 @@ impl Conn {
             self.rpos = 0;
             self.rend = 0;
         }
-        self.out.release();
+        if let Some(spare) = self.out.release() {
+            if cx.out_pool.len() < POOL_MAX {
+                cx.out_pool.push(spare);
+            }
+        }
     }
 
     /// Hands complete requests in the buffer to the session, at most
@@ -234,6 +251,9 @@ impl Conn {
         let sh = cx.sh;
         let max_reqs = sh.settings.reqs_per_event + usize::from(!self.yielded);
         let now = sh.store.clock().now();
+        if self.out.released() {
+            self.out.adopt(cx.out_pool.pop());
+        }
         let mut scx = session::Cx {
             sh,
             stats: cx.stats,
@@ -257,7 +277,7 @@ impl Conn {
                 self.yielded = false;
                 return Progress::NeedMore(0);
             }
-            if handled >= max_reqs || scx.out.pending() > OUT_HIGH {
+            if handled >= max_reqs || must_send(scx.out) {
                 self.yielded = true;
                 return Progress::Yield;
             }

@@ -13,6 +13,10 @@ const COPY_MAX: usize = 2048;
 const MAX_IOV: usize = 64;
 /// A reply buffer grown past this is released once flushed.
 const KEEP_CAPACITY: usize = 16 * 1024;
+/// A segment list grown past this is not pooled.
+const KEEP_SEGS: usize = 256;
+/// A fresh reply buffer's size: a pipelined batch of small replies fits.
+const INITIAL_CAPACITY: usize = 4 * 1024;
 
 enum Seg {
     Buf(Range<usize>),
@@ -32,6 +36,8 @@ pub struct Output {
     /// written them already (it flushes after every get), so a later
     /// `discard_unsent` keeps them.
     mark: usize,
+    /// Bytes queued since the last commit (some may be sent since).
+    since_commit: usize,
 }
 
 impl Output {
@@ -41,6 +47,12 @@ impl Output {
 
     pub fn pending(&self) -> usize {
         self.pending
+    }
+
+    /// Bytes queued since the last commit and not yet sent: the tail of
+    /// what is pending, which a hang-up would drop.
+    pub fn uncommitted(&self) -> usize {
+        self.since_commit.min(self.pending)
     }
 
     /// Appends raw bytes.
@@ -63,6 +75,7 @@ impl Output {
             return;
         }
         self.pending += end - start;
+        self.since_commit += end - start;
         if self.segs.len() > self.mark {
             if let Some(Seg::Buf(r)) = self.segs.last_mut() {
                 if r.end == start {
@@ -98,6 +111,7 @@ impl Output {
             self.bytes(part);
         } else if let Some(r) = found.pin(part) {
             self.pending += r.len();
+            self.since_commit += r.len();
             self.segs.push(Seg::Val(r));
         } else {
             self.bytes(part);
@@ -122,6 +136,7 @@ impl Output {
     /// [`discard_unsent`](Self::discard_unsent) is concerned.
     pub fn commit(&mut self) {
         self.mark = self.segs.len();
+        self.since_commit = 0;
     }
 
     /// Drops the replies queued since the last commit (memcached culls its
@@ -135,6 +150,7 @@ impl Output {
             self.head
         });
         self.segs.truncate(keep);
+        self.since_commit = 0;
         self.pending = self.segs[self.head.min(self.segs.len())..]
             .iter()
             .map(|s| match s {
@@ -207,6 +223,7 @@ impl Output {
         self.head = 0;
         self.off = 0;
         self.pending = 0;
+        self.since_commit = 0;
         if self.buf.capacity() > KEEP_CAPACITY {
             self.buf = Vec::new();
         } else {
@@ -214,13 +231,47 @@ impl Output {
         }
     }
 
-    /// Frees the buffers of an idle connection.
-    pub fn release(&mut self) {
-        if self.is_empty() {
-            self.buf = Vec::new();
-            self.segs = Vec::new();
+    /// Takes the buffers of an idle connection (nothing pending), for
+    /// the worker's pool: an idle connection holds none.
+    pub fn release(&mut self) -> Option<Spare> {
+        if !self.is_empty() || self.buf.capacity() == 0 {
+            return None;
         }
+        self.reset();
+        let mut spare = Spare {
+            buf: std::mem::take(&mut self.buf),
+            segs: std::mem::take(&mut self.segs),
+        };
+        if spare.segs.capacity() > KEEP_SEGS {
+            spare.segs = Vec::with_capacity(8);
+        }
+        (spare.buf.capacity() <= KEEP_CAPACITY).then_some(spare)
     }
+
+    /// Whether the buffers were released (a pooled pair can be adopted).
+    pub fn released(&self) -> bool {
+        self.buf.capacity() == 0
+    }
+
+    /// Takes pooled buffers (or fresh ones) in place of released ones, so
+    /// a connection that goes idle between batches does not grow its
+    /// reply buffer from nothing every batch.
+    pub fn adopt(&mut self, spare: Option<Spare>) {
+        let Spare { buf, segs } = spare.unwrap_or_else(|| Spare {
+            buf: Vec::with_capacity(INITIAL_CAPACITY),
+            segs: Vec::with_capacity(8),
+        });
+        debug_assert!(buf.is_empty() && segs.is_empty());
+        self.buf = buf;
+        self.segs = segs;
+    }
+}
+
+/// An idle connection's empty reply buffers, kept by its worker for the
+/// next connection that has replies to compose.
+pub struct Spare {
+    buf: Vec<u8>,
+    segs: Vec<Seg>,
 }
 
 #[cfg(test)]
@@ -323,5 +374,44 @@ mod tests {
         let mut w = Slow::new(100, 100);
         o.flush(&mut w).unwrap();
         assert_eq!(w.got, b"CLIENT_ERROR x\r\n");
+    }
+
+    #[test]
+    fn uncommitted_is_the_unsent_tail_since_the_last_commit() {
+        let mut o = Output::default();
+        o.line("VALUE"); // 7 bytes
+        o.commit();
+        assert_eq!(o.uncommitted(), 0);
+        o.line("STORED"); // 8 bytes
+        assert_eq!((o.pending(), o.uncommitted()), (15, 8));
+        // Sending part of the committed bytes leaves the tail held.
+        let mut w = Slow::new(100, 5);
+        o.flush(&mut w).unwrap();
+        assert_eq!((o.pending(), o.uncommitted()), (10, 8));
+        // Sending into the tail shrinks it.
+        let mut w = Slow::new(100, 6);
+        o.flush(&mut w).unwrap();
+        assert_eq!((o.pending(), o.uncommitted()), (4, 4));
+        o.commit();
+        assert_eq!(o.uncommitted(), 0);
+    }
+
+    #[test]
+    fn released_buffers_come_back_empty() {
+        let mut o = Output::default();
+        assert!(o.release().is_none(), "nothing to give back");
+        o.line("STORED");
+        assert!(o.release().is_none(), "replies are pending");
+        let mut w = Slow::new(100, 100);
+        o.flush(&mut w).unwrap();
+        let spare = o.release().expect("idle: buffers go to the pool");
+        assert!(o.released());
+        let mut p = Output::default();
+        p.adopt(Some(spare));
+        assert!(!p.released() && p.is_empty());
+        p.line("END");
+        let mut w = Slow::new(100, 100);
+        p.flush(&mut w).unwrap();
+        assert_eq!(w.got, b"END\r\n");
     }
 }

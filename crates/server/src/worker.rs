@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::conn::{Conn, Status, WorkerCx};
+use crate::output::Spare;
 use crate::shared::{ConnInfo, Shared};
 use crate::stats::WorkerStats;
 use crate::stream::Stream;
@@ -62,6 +63,7 @@ struct Worker {
     free: Vec<usize>,
     ready: VecDeque<usize>,
     pool: Vec<Vec<u8>>,
+    out_pool: Vec<Spare>,
 }
 
 impl Worker {
@@ -75,6 +77,7 @@ impl Worker {
             free: Vec::new(),
             ready: VecDeque::new(),
             pool: Vec::new(),
+            out_pool: Vec::new(),
         }
     }
 
@@ -161,6 +164,7 @@ impl Worker {
             sh: &self.sh,
             stats: &self.stats,
             pool: &mut self.pool,
+            out_pool: &mut self.out_pool,
         };
         let status = conn.run(&mut cx);
         if status != Status::Close && conn.blocked_on_write() != conn.watching_writes {
