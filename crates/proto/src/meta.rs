@@ -22,7 +22,7 @@
 //! what flags 1.6.18 already accepted mean (the server applies them).
 
 use crate::num::{safe_strtol, safe_strtoul, safe_strtoull};
-use crate::text::{Tokens, BAD_FORMAT, ERROR};
+use crate::text::{BAD_FORMAT, ERROR};
 use crate::KEY_MAX_LENGTH;
 
 /// memcached's `MFLAG_MAX_OPT_LENGTH`: `ntokens` (command, key, flags and
@@ -55,48 +55,6 @@ impl Kind {
             b'e' => Kind::Debug,
             _ => return None,
         })
-    }
-}
-
-/// A key as sent, or decoded from base64 (`b`).
-#[derive(Debug, Clone, Copy)]
-pub struct Key<'a> {
-    sent: &'a [u8],
-    decoded: [u8; KEY_MAX_LENGTH],
-    len: usize,
-    binary: bool,
-}
-
-impl<'a> Key<'a> {
-    fn new(sent: &'a [u8]) -> Self {
-        Key {
-            sent,
-            decoded: [0; KEY_MAX_LENGTH],
-            len: 0,
-            binary: false,
-        }
-    }
-
-    /// The key the store sees.
-    pub fn bytes(&self) -> &[u8] {
-        if self.binary {
-            &self.decoded[..self.len]
-        } else {
-            self.sent
-        }
-    }
-
-    /// Whether it came base64-encoded (`b`): a response shows it so.
-    pub fn binary(&self) -> bool {
-        self.binary
-    }
-
-    /// Decodes the sent key in place of itself; false when it is not
-    /// base64 by memcached's rules.
-    fn decode(&mut self) -> bool {
-        self.binary = true;
-        self.len = base64_decode(self.sent, &mut self.decoded);
-        self.len != 0
     }
 }
 
@@ -136,22 +94,66 @@ pub struct Flags {
 }
 
 /// A parsed meta command.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Meta<'a> {
     pub kind: Kind,
-    pub key: Key<'a>,
+    /// The key the store sees (decoded when it came base64, `b`).
+    pub key: &'a [u8],
+    /// Whether it came base64-encoded: a response shows it so.
+    pub key_binary: bool,
     pub flags: Flags,
     /// `ms`: the data block's length (its `\r\n` follows it).
     pub datalen: u32,
-    tokens: Tokens<'a>,
+    /// The flag tokens, as sent.
+    flags_sent: &'a [&'a [u8]],
 }
 
 impl<'a> Meta<'a> {
-    /// The tokens after the key, in the order sent (for `ms` the data
-    /// length comes first: it starts with a digit, so it names no flag).
-    pub fn flag_tokens(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
-        (2..self.tokens.n() - 1).filter_map(|i| self.tokens.value(i))
+    /// The flag tokens in the order sent.
+    pub fn flag_tokens(&self) -> impl Iterator<Item = &'a [u8]> {
+        self.flags_sent.iter().copied()
     }
+}
+
+/// What a parse writes into and the [`Meta`] it returns borrows: the
+/// line's tokens and a base64 key's decoded bytes. The caller keeps one
+/// on its stack, so a parse allocates and copies nothing.
+pub struct Scratch<'a> {
+    toks: [&'a [u8]; MAX_TOKENS],
+    key: [u8; KEY_MAX_LENGTH],
+}
+
+impl Default for Scratch<'_> {
+    fn default() -> Self {
+        Scratch {
+            toks: [&[]; MAX_TOKENS],
+            key: [0; KEY_MAX_LENGTH],
+        }
+    }
+}
+
+/// memcached's tokens (runs of bytes between spaces) into `toks`, at most
+/// as many as it holds. Returns how many there are in all, up to one more
+/// than `toks` holds (the rest is not looked at: too many is refused).
+fn tokenize<'a>(line: &'a [u8], toks: &mut [&'a [u8]; MAX_TOKENS]) -> usize {
+    let mut n = 0;
+    let mut i = 0;
+    while i < line.len() {
+        if line[i] == b' ' {
+            i += 1;
+            continue;
+        }
+        if n == MAX_TOKENS {
+            return n + 1;
+        }
+        let start = i;
+        while i < line.len() && line[i] != b' ' {
+            i += 1;
+        }
+        toks[n] = &line[start..i];
+        n += 1;
+    }
+    n
 }
 
 /// A meta command memcached refuses: its reply line (always sent, `q` or
@@ -167,46 +169,51 @@ fn refused(line: &'static str) -> Refused {
 }
 
 /// Parses a meta command line (already through `text::trim_line`) whose
-/// command is `kind`.
-pub fn parse(kind: Kind, line: &[u8]) -> Result<Meta<'_>, Refused> {
-    let t = Tokens::split(line);
-    let n = t.n();
+/// command is `kind`. The tokens, and a base64 key (`b`) decoded, go into
+/// `scratch`.
+pub fn parse<'a>(
+    kind: Kind,
+    line: &'a [u8],
+    scratch: &'a mut Scratch<'a>,
+) -> Result<Meta<'a>, Refused> {
+    let Scratch { toks, key: keybuf } = scratch;
+    // memcached's `ntokens` counts the terminator: real tokens + 1.
+    let ntokens = tokenize(line, toks) + 1;
     if kind == Kind::Debug {
-        return parse_debug(t);
+        return parse_debug(ntokens, toks, keybuf);
     }
-    if n < 3 {
+    if ntokens < 3 {
         return Err(refused(ERROR));
     }
-    let mut key = Key::new(t.get(1));
-    if key.sent.len() > KEY_MAX_LENGTH {
+    let sent = toks[1];
+    if sent.len() > KEY_MAX_LENGTH {
         return Err(refused(BAD_FORMAT));
     }
     let too_many = match kind {
         Kind::Get => "CLIENT_ERROR options flags are too long",
         _ => "CLIENT_ERROR options flags too long",
     };
+    if ntokens > MAX_TOKENS {
+        return Err(refused(too_many));
+    }
     let mut datalen = 0;
     let mut swallow = 0;
-    let start = if kind == Kind::Set {
-        if n == 3 {
+    let first_flag = if kind == Kind::Set {
+        if ntokens == 3 {
             return Err(refused(BAD_FORMAT));
         }
-        if n > MAX_TOKENS {
-            return Err(refused(too_many));
-        }
-        match safe_strtol(t.get(2)) {
+        match safe_strtol(toks[2]) {
             Some(v) if (0..=i32::MAX - 2).contains(&v) => datalen = v as u32,
             _ => return Err(refused(BAD_FORMAT)),
         }
         swallow = u64::from(datalen) + 2;
         3
     } else {
-        if n > MAX_TOKENS {
-            return Err(refused(too_many));
-        }
         2
     };
-    let flags = match preparse(&t, start, &mut key) {
+    let toks: &'a [&'a [u8]] = &toks[..ntokens - 1];
+    let flags_sent = &toks[first_flag.min(toks.len())..];
+    let (flags, binary) = match preparse(flags_sent, sent, keybuf) {
         Ok(f) => f,
         // md and ma answer every flag error alike.
         Err(_) if matches!(kind, Kind::Delete | Kind::Arith) => {
@@ -214,17 +221,15 @@ pub fn parse(kind: Kind, line: &[u8]) -> Result<Meta<'_>, Refused> {
         }
         Err(line) => return Err(Refused { line, swallow }),
     };
-    let meta = Meta {
-        kind,
-        key,
-        flags,
-        datalen,
-        tokens: t,
+    let key: &'a [u8] = match binary {
+        Some(len) => &keybuf[..len],
+        None => sent,
     };
     // What memcached checks before it touches the item (mg and ma check
     // opaque lengths only as they answer, after acting).
     let opaque_too_long = || {
-        meta.flag_tokens()
+        flags_sent
+            .iter()
             .any(|tok| tok[0] == b'O' && tok.len() > MAX_OPAQUE_LENGTH)
     };
     match kind {
@@ -248,39 +253,61 @@ pub fn parse(kind: Kind, line: &[u8]) -> Result<Meta<'_>, Refused> {
         }
         _ => {}
     }
-    Ok(meta)
+    Ok(Meta {
+        kind,
+        key,
+        key_binary: binary.is_some(),
+        flags,
+        datalen,
+        flags_sent,
+    })
 }
 
 /// `me <key> [b]`: memcached looks at the key, and at a third token only
 /// when it is exactly `b`.
-fn parse_debug(t: Tokens<'_>) -> Result<Meta<'_>, Refused> {
-    let n = t.n();
-    if n < 3 || t.get(1).len() > KEY_MAX_LENGTH {
+fn parse_debug<'a>(
+    ntokens: usize,
+    toks: &[&'a [u8]; MAX_TOKENS],
+    keybuf: &'a mut [u8; KEY_MAX_LENGTH],
+) -> Result<Meta<'a>, Refused> {
+    let sent = toks[1];
+    if ntokens < 3 || sent.len() > KEY_MAX_LENGTH {
         return Err(refused(BAD_FORMAT));
     }
-    let mut key = Key::new(t.get(1));
-    if n >= 4 && t.get(2) == b"b" && !key.decode() {
-        return Err(refused(BAD_FORMAT));
-    }
+    let binary = ntokens >= 4 && toks[2] == b"b";
+    let key: &'a [u8] = if binary {
+        match base64_decode(sent, keybuf) {
+            0 => return Err(refused(BAD_FORMAT)),
+            len => &keybuf[..len],
+        }
+    } else {
+        sent
+    };
     Ok(Meta {
         kind: Kind::Debug,
         key,
+        key_binary: binary,
         flags: Flags::default(),
         datalen: 0,
-        tokens: t,
+        flags_sent: &[],
     })
 }
 
-/// memcached's `_meta_flag_preparse`: reads the flags from token `start`.
+/// memcached's `_meta_flag_preparse`: reads the flag tokens; `b` decodes
+/// `sent_key` into `keybuf` (the decoded length comes back).
 /// A repeated or unknown letter ends it at once; other errors are noted
 /// (the last one named wins) and the rest is still read.
-fn preparse<'a>(t: &Tokens<'a>, start: usize, key: &mut Key<'a>) -> Result<Flags, &'static str> {
+fn preparse(
+    tokens: &[&[u8]],
+    sent_key: &[u8],
+    keybuf: &mut [u8; KEY_MAX_LENGTH],
+) -> Result<(Flags, Option<usize>), &'static str> {
     const BAD_TOKEN: &str = "CLIENT_ERROR bad token in command line format";
     let mut f = Flags::default();
     let mut seen = [false; 128];
     let mut error: Option<&'static str> = None;
-    for i in start..t.n() - 1 {
-        let Some(tok) = t.value(i) else { break };
+    let mut binary = None;
+    for tok in tokens {
         let o = tok[0];
         if o >= 127 || seen[usize::from(o)] {
             return Err("CLIENT_ERROR duplicate flag");
@@ -289,9 +316,11 @@ fn preparse<'a>(t: &Tokens<'a>, start: usize, key: &mut Key<'a>) -> Result<Flags
         let arg = &tok[1..];
         match o {
             b'b' => {
-                if !key.decode() {
+                let len = base64_decode(sent_key, keybuf);
+                if len == 0 {
                     error = Some("CLIENT_ERROR error decoding key");
                 }
+                binary = Some(len);
             }
             b'N' | b'T' | b'R' => match safe_strtol(arg) {
                 Some(v) => match o {
@@ -337,7 +366,7 @@ fn preparse<'a>(t: &Tokens<'a>, start: usize, key: &mut Key<'a>) -> Result<Flags
     }
     match error {
         Some(e) => Err(e),
-        None => Ok(f),
+        None => Ok((f, binary)),
     }
 }
 
@@ -413,7 +442,10 @@ mod tests {
     use super::*;
 
     fn p(kind: Kind, s: &str) -> Result<Meta<'_>, Refused> {
-        parse(kind, s.as_bytes())
+        // Each parse gets its own scratch (leaked: a test's few bytes).
+        let scratch: &'static mut Scratch<'static> = Box::leak(Box::default());
+        let line: &'static [u8] = Box::leak(s.as_bytes().to_vec().into_boxed_slice());
+        parse(kind, line, scratch)
     }
 
     fn err(kind: Kind, s: &str) -> &'static str {
@@ -429,8 +461,8 @@ mod tests {
         let m = p(Kind::Get, "mg k b c f h k l Oabc q s t u v N30 R10 T-1").unwrap_err();
         assert_eq!(m.line, "CLIENT_ERROR error decoding key", "k is not base64");
         let m = p(Kind::Get, "mg Zm9v c f h k l Oabc q s t u v N30 R10 T-1 b").unwrap();
-        assert_eq!(m.key.bytes(), b"foo");
-        assert!(m.key.binary());
+        assert_eq!(m.key, b"foo");
+        assert!(m.key_binary);
         let f = m.flags;
         assert_eq!((f.vivify, f.recache, f.ttl), (Some(30), Some(10), Some(-1)));
         assert!(f.quiet && f.no_update && f.value && !f.invalidate);
@@ -441,13 +473,13 @@ mod tests {
         assert_eq!((f.client_flags, f.cas, f.new_cas), (7, Some(99), Some(12)));
         assert_eq!((f.mode, f.ttl, f.vivify), (Some(b'A'), Some(60), Some(5)));
         assert!(f.invalidate);
-        assert_eq!(tokens(&m)[0], b"5", "ms: the data length comes first");
+        assert_eq!(tokens(&m)[0], b"F7", "ms: the flags after the length");
         let m = p(Kind::Arith, "ma n J5 D7 MD N0 T9 t c v").unwrap();
         assert_eq!((m.flags.initial, m.flags.delta), (5, Some(7)));
         assert_eq!(m.flags.mode, Some(b'D'));
         let m = p(Kind::Delete, "md k I x T30 C4 q k Oz").unwrap();
         assert!(m.flags.invalidate && m.flags.remove_value && m.flags.quiet);
-        assert_eq!(m.key.bytes(), b"k");
+        assert_eq!(m.key, b"k");
         // P and L are proxy hints: accepted, ignored.
         assert!(p(Kind::Get, "mg k Pfoo Lbar v").is_ok());
     }
@@ -549,9 +581,9 @@ mod tests {
         assert!(p(Kind::Debug, "me k").is_ok());
         assert!(p(Kind::Debug, "me k anything v v").is_ok());
         let m = p(Kind::Debug, "me Zm9v b").unwrap();
-        assert_eq!(m.key.bytes(), b"foo");
+        assert_eq!(m.key, b"foo");
         let m = p(Kind::Debug, "me Zm9v bb").unwrap();
-        assert_eq!(m.key.bytes(), b"Zm9v", "only a lone b decodes");
+        assert_eq!(m.key, b"Zm9v", "only a lone b decodes");
         assert_eq!(err(Kind::Debug, "me ! b"), BAD_FORMAT);
     }
 
@@ -610,9 +642,10 @@ mod tests {
                 line.push(c);
             }
             for kind in [Kind::Get, Kind::Set, Kind::Delete, Kind::Arith, Kind::Debug] {
-                if let Ok(m) = parse(kind, &line) {
+                let mut scratch = Scratch::default();
+                if let Ok(m) = parse(kind, &line, &mut scratch) {
                     let _ = m.flag_tokens().count();
-                    let _ = m.key.bytes();
+                    let _ = m.key;
                 }
             }
         }

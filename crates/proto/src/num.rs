@@ -130,18 +130,19 @@ pub fn safe_strtol(s: &[u8]) -> Option<i32> {
 
 /// Appends `v` in decimal to `out`.
 pub fn write_u64(out: &mut Vec<u8>, v: u64) {
+    // The digits go left-aligned into a fixed-size buffer that is copied
+    // whole (a constant-size copy compiles to a few moves, where a copy
+    // of the digits alone is a call to memcpy), then the tail is cut.
+    let digits = v.checked_ilog10().unwrap_or(0) as usize + 1;
     let mut buf = [0u8; 20];
-    let mut i = buf.len();
     let mut n = v;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
+    for d in buf[..digits].iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
         n /= 10;
-        if n == 0 {
-            break;
-        }
     }
-    out.extend_from_slice(&buf[i..]);
+    let len = out.len();
+    out.extend_from_slice(&buf);
+    out.truncate(len + digits);
 }
 
 #[cfg(test)]
@@ -210,5 +211,16 @@ mod tests {
         v.push(b' ');
         write_u64(&mut v, u64::MAX);
         assert_eq!(v, b"0 18446744073709551615");
+        for (n, s) in [
+            (9, "9"),
+            (10, "10"),
+            (99, "99"),
+            (100, "100"),
+            (1_000_001, "1000001"),
+        ] {
+            let mut v = b"x".to_vec();
+            write_u64(&mut v, n);
+            assert_eq!(v, format!("x{s}").as_bytes());
+        }
     }
 }

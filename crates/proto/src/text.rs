@@ -250,20 +250,23 @@ pub fn may_be_long_get(buf: &[u8]) -> bool {
 
 /// Parses one command line (already passed through [`trim_line`]).
 pub fn parse(line: &[u8]) -> Request<'_> {
+    // memcached tells a meta command by its two letters before anything
+    // (the meta parser splits the rest itself).
+    let start = line.iter().position(|&b| b != b' ').unwrap_or(line.len());
+    let word = &line[start..];
+    if word.len() >= 2 && word[0] == b'm' && (word.len() == 2 || word[2] == b' ') {
+        return match (word[1], crate::meta::Kind::from_letter(word[1])) {
+            (b'n', _) => Request::MetaNoop,
+            (_, Some(kind)) => Request::Meta { kind, line },
+            (_, None) => err(ERROR),
+        };
+    }
     let t = Tokens::split(line);
     let n = t.n();
     if n < 2 || t.get(0).len() < 2 {
         return err(ERROR);
     }
     let cmd = t.get(0);
-    // memcached tells a meta command by its two letters before anything.
-    if cmd.len() == 2 && cmd[0] == b'm' {
-        return match (cmd[1], crate::meta::Kind::from_letter(cmd[1])) {
-            (b'n', _) => Request::MetaNoop,
-            (_, Some(kind)) => Request::Meta { kind, line },
-            (_, None) => err(ERROR),
-        };
-    }
     match cmd {
         b"get" | b"gets" | b"gat" | b"gats" => {
             if n < 3 {

@@ -38,7 +38,8 @@ pub fn run(
     c: &Ctx<'_>,
     out: &mut Output,
 ) -> Step {
-    let m = match meta::parse(kind, line) {
+    let mut scratch = meta::Scratch::default();
+    let m = match meta::parse(kind, line, &mut scratch) {
         Ok(m) => m,
         Err(refused) => {
             out.line(refused.line);
@@ -135,7 +136,7 @@ fn get(m: &Meta<'_>, c: &Ctx<'_>, out: &mut Output) {
         || f.ttl.is_some()
         || f.recache.is_some()
         || m.flag_tokens().any(|t| matches!(t[0], b'l' | b'h'));
-    let found = cmd::get::lookup(c, m.key.bytes(), opts, |item| {
+    let found = cmd::get::lookup(c, m.key, opts, |item| {
         // 1.6.45: with C and v, the value is sent only if it changed.
         let value = f.value && f.cas != Some(item.cas);
         let mut won = false;
@@ -210,7 +211,7 @@ fn get(m: &Meta<'_>, c: &Ctx<'_>, out: &mut Output) {
                 let r = match tok[0] {
                     b'O' => opaque(&mut en, tok),
                     b'k' => {
-                        key_token(&mut en, m.key.bytes(), m.key.binary());
+                        key_token(&mut en, m.key, m.key_binary);
                         Ok(())
                     }
                     _ => Ok(()),
@@ -242,13 +243,13 @@ fn set(m: &Meta<'_>, avail: &[u8], line_len: usize, c: &Ctx<'_>, out: &mut Outpu
     let concat = matches!(mode, StoreMode::Append | StoreMode::Prepend);
     let op = store::StoreOp {
         mode,
-        key: m.key.bytes(),
+        key: m.key,
         flags: f.client_flags,
         exptime: f.ttl.unwrap_or(0),
         cas: f.cas,
         stale_ok: f.invalidate,
         new_cas: f.new_cas,
-        key_binary: m.key.binary(),
+        key_binary: m.key_binary,
         vivify: f.vivify.filter(|_| concat),
     };
     let len = m.datalen as usize;
@@ -300,7 +301,7 @@ fn set(m: &Meta<'_>, avail: &[u8], line_len: usize, c: &Ctx<'_>, out: &mut Outpu
                     b.push(b' ');
                     b.extend_from_slice(tok);
                 }
-                b'k' => key_token(b, m.key.bytes(), m.key.binary()),
+                b'k' => key_token(b, m.key, m.key_binary),
                 b'c' => number(b, b'c', done.cas),
                 // 1.6.45: the stored size (after an append, the whole).
                 b's' => number(b, b's', size as u64),
@@ -316,7 +317,7 @@ fn set(m: &Meta<'_>, avail: &[u8], line_len: usize, c: &Ctx<'_>, out: &mut Outpu
 fn delete(m: &Meta<'_>, c: &Ctx<'_>, out: &mut Output) {
     let f = &m.flags;
     let req = DeleteReq {
-        key: m.key.bytes(),
+        key: m.key,
         cas: f.cas,
         remove_value: f.remove_value,
         invalidate: f.invalidate,
@@ -343,7 +344,7 @@ fn delete(m: &Meta<'_>, c: &Ctx<'_>, out: &mut Output) {
                     b.push(b' ');
                     b.extend_from_slice(tok);
                 }
-                b'k' => key_token(b, m.key.bytes(), m.key.binary()),
+                b'k' => key_token(b, m.key, m.key_binary),
                 _ => {}
             }
         }
@@ -355,7 +356,7 @@ fn delete(m: &Meta<'_>, c: &Ctx<'_>, out: &mut Output) {
 fn arith(m: &Meta<'_>, c: &Ctx<'_>, out: &mut Output) {
     let f = &m.flags;
     let op = arith::ArithOp {
-        key: m.key.bytes(),
+        key: m.key,
         incr: !matches!(f.mode, Some(b'D' | b'-')),
         delta: f.delta.unwrap_or(1),
         cas: f.cas.unwrap_or(0),
@@ -383,7 +384,7 @@ fn arith(m: &Meta<'_>, c: &Ctx<'_>, out: &mut Output) {
                 b'T' => item.set_exptime(f.ttl.unwrap_or(0)),
                 b'N' if item.created.is_some() => item.set_exptime(f.vivify.unwrap_or(0)),
                 b'O' => opaque(&mut line, tok)?,
-                b'k' => key_token(&mut line, m.key.bytes(), m.key.binary()),
+                b'k' => key_token(&mut line, m.key, m.key_binary),
                 _ => {}
             }
         }
@@ -431,7 +432,7 @@ fn arith(m: &Meta<'_>, c: &Ctx<'_>, out: &mut Output) {
         let r = match tok[0] {
             b'O' => opaque(&mut b, tok),
             b'k' => {
-                key_token(&mut b, m.key.bytes(), m.key.binary());
+                key_token(&mut b, m.key, m.key_binary);
                 Ok(())
             }
             _ => Ok(()),
@@ -458,7 +459,7 @@ fn number_of(item: &Found<'_>) -> Vec<u8> {
 
 /// `me`: `ME <key> exp=… la=… cas=… fetch=… cls=… size=…`, or `EN`.
 fn debug(m: &Meta<'_>, c: &Ctx<'_>, out: &mut Output) {
-    let found = cmd::get::peek(c, m.key.bytes(), |item| {
+    let found = cmd::get::peek(c, m.key, |item| {
         out.with_buf(|b| {
             b.extend_from_slice(b"ME ");
             if item.key_binary() {
