@@ -4,8 +4,9 @@ usage: request-stream.py PORT N DEPTH MODE
 
 Prefills k0..k999 with 100-byte values (text, noreply, then `mn`), then
 sends N requests in batches of DEPTH and reads every reply. MODE: text-get,
-text-set (half gets, half sets), bin-get (binary GetK on a new connection,
-each batch closed by a NoOp). Seeded: the same stream every time.
+text-set (half gets, half sets), meta-get (`mg <key> v f t c`), bin-get
+(binary GetK on a new connection, each batch closed by a NoOp). Seeded:
+the same stream every time.
 """
 import random
 import socket
@@ -49,6 +50,9 @@ while sent < n:
         if mode == "bin-get":
             header = bytes([0x80, 0x0C]) + len(key).to_bytes(2, "big") + bytes(4)
             reqs.append(header + len(key).to_bytes(4, "big") + bytes(12) + key)
+        elif mode == "meta-get":
+            reqs.append(b"mg %s v f t c\r\n" % key)
+            gets += 1
         elif mode == "text-get" or rng.random() < 0.5:
             reqs.append(b"get %s\r\n" % key)
             gets += 1
@@ -59,6 +63,9 @@ while sent < n:
         reqs.append(bytes([0x80, 0x0A]) + bytes(22))
         s.sendall(b"".join(reqs))
         read_until(s, lambda b: b.endswith(noop_reply))
+    elif mode == "meta-get":
+        s.sendall(b"".join(reqs))
+        read_until(s, lambda b: b.count(b"VA ") >= gets and b.endswith(b"\r\n"))
     else:
         s.sendall(b"".join(reqs))
         read_until(s, lambda b: b.count(b"END\r\n") >= gets and b.count(b"STORED\r\n") >= sets)
