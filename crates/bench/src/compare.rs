@@ -99,6 +99,7 @@ pub const ALL: &[&str] = &[
     "set-heavy",
     "get-heavy-binary",
     "set-heavy-binary",
+    "get-heavy-meta",
     "latency",
     "memory-small",
     "memory-medium",
@@ -520,6 +521,14 @@ fn scenario(ctx: &mut Ctx, name: &str) -> Result<ScenarioResult, String> {
                 },
                 true,
             ),
+        )?,
+        "get-heavy-meta" => alternate(
+            ctx,
+            name,
+            "as get-heavy over the meta protocol (mg <key> v f t c / ms)",
+            vec![],
+            runs,
+            &timed(|c| Config { meta: true, ..c }, true),
         )?,
         "latency" => {
             let rate = match ctx.b_max_get_rate {

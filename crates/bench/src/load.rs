@@ -69,6 +69,9 @@ pub struct Config {
     /// Also keep a latency histogram per unix second of intended send
     /// (`Outcome::by_second`).
     pub latency_by_second: bool,
+    /// Speak the meta protocol: a get is `mg <key> v f t c` (a multiget:
+    /// `mg <key> v f t c k q` per key, then `mn`), a set `ms`.
+    pub meta: bool,
     /// Speak the binary protocol: a get is GetKQ for all keys but the
     /// last and GetK for the last; a set is Set (SetQ with `noreply`).
     pub binary: bool,
@@ -113,6 +116,7 @@ impl Default for Config {
             track_expiry: false,
             latency_by_second: false,
             binary: false,
+            meta: false,
         }
     }
 }
@@ -481,6 +485,23 @@ impl Worker {
                 binary_request(&mut req, op, &[], &self.key_buf, &[]);
                 keys.push(k);
             }
+        } else if is_get && cfg.meta {
+            let n = cfg.multiget.max(1);
+            for _ in 0..n {
+                let k = cfg.popularity.pick(&mut c.rng, cfg.keys);
+                dist::key(k, cfg.key_size, &mut self.key_buf);
+                req.extend_from_slice(b"mg ");
+                req.extend_from_slice(&self.key_buf);
+                req.extend_from_slice(if n > 1 {
+                    b" v f t c k q\r\n"
+                } else {
+                    b" v f t c\r\n"
+                });
+                keys.push(k);
+            }
+            if n > 1 {
+                req.extend_from_slice(b"mn\r\n");
+            }
         } else if is_get {
             req.extend_from_slice(b"get");
             for _ in 0..cfg.multiget.max(1) {
@@ -514,7 +535,14 @@ impl Worker {
                     .unwrap_or(0);
                 *self.out.expiries.entry(now + ttl as u64).or_default() += 1;
             }
-            if cfg.binary {
+            if cfg.meta {
+                req.extend_from_slice(b"ms ");
+                req.extend_from_slice(&self.key_buf);
+                let q = if cfg.noreply { " q" } else { "" };
+                req.extend_from_slice(format!(" {} T{ttl}{q}\r\n", self.val_buf.len()).as_bytes());
+                req.extend_from_slice(&self.val_buf);
+                req.extend_from_slice(b"\r\n");
+            } else if cfg.binary {
                 let mut extras = [0u8; 8];
                 extras[4..].copy_from_slice(&(ttl as u32).to_be_bytes());
                 let op = if cfg.noreply { 0x11 } else { 0x01 };
@@ -560,10 +588,14 @@ impl Worker {
             return;
         }
         c.inflight.push_back(Pending {
-            expect: match (cfg.binary, is_get) {
-                (true, _) => Expect::Binary,
-                (false, true) => Expect::Values,
-                (false, false) => Expect::Line,
+            expect: match (cfg.binary, cfg.meta, is_get) {
+                (true, _, _) => Expect::Binary,
+                (_, true, true) => Expect::Meta {
+                    until_mn: cfg.multiget > 1,
+                },
+                (_, true, false) => Expect::Meta { until_mn: false },
+                (false, false, true) => Expect::Values,
+                (false, false, false) => Expect::Line,
             },
             keys,
             is_get,
@@ -757,9 +789,13 @@ impl Worker {
                 o.misses += (p.keys.len() - values.len().min(p.keys.len())) as u64;
                 if self.cfg.verify {
                     for (key, data) in values {
-                        let Some(&k) = p.keys.iter().find(|&&k| {
-                            dist::key(k, self.cfg.key_size, &mut self.key_buf);
-                            self.key_buf == key
+                        // A meta get of one key echoes none.
+                        let only = (key.is_empty() && p.keys.len() == 1).then_some(&p.keys[0]);
+                        let Some(&k) = only.or_else(|| {
+                            p.keys.iter().find(|&&k| {
+                                dist::key(k, self.cfg.key_size, &mut self.key_buf);
+                                self.key_buf == key
+                            })
                         }) else {
                             o.verify_failures += 1;
                             continue;

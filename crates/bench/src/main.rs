@@ -94,6 +94,9 @@ pub struct LoadArgs {
     /// Speak the binary protocol (TCP only).
     #[arg(long)]
     binary: bool,
+    /// Speak the meta protocol: mg <key> v f t c, ms (TCP only).
+    #[arg(long, conflicts_with = "binary")]
+    meta: bool,
     /// Set every key once before the run.
     #[arg(long)]
     prefill: bool,
@@ -129,8 +132,8 @@ impl LoadArgs {
         if self.keys == 0 || self.connections == 0 {
             return Err("--keys and --connections must be positive".into());
         }
-        if transport == Transport::Udp && self.binary {
-            return Err("--binary is for TCP".into());
+        if transport == Transport::Udp && (self.binary || self.meta) {
+            return Err("--binary and --meta are for TCP".into());
         }
         if transport == Transport::Udp && self.get_ratio < 1.0 {
             return Err("UDP load sends gets only: use --get-ratio 1".into());
@@ -153,6 +156,7 @@ impl LoadArgs {
             rate: self.rate,
             verify: self.verify,
             binary: self.binary,
+            meta: self.meta,
             max_set_bytes: None,
             noreply: false,
             client_cpus: self.client_cpus.clone(),

@@ -22,6 +22,9 @@ pub enum Expect {
     /// Binary protocol responses: GetKQ hits up to the closing GetK's
     /// answer (a get), or one response (anything else).
     Binary,
+    /// Meta replies: one (`VA` with its data, `EN`, `HD`), or with
+    /// `until_mn` the `VA`s of quiet gets up to `MN`.
+    Meta { until_mn: bool },
 }
 
 /// One binary response: opcode, status, key, value, bytes taken.
@@ -104,12 +107,65 @@ fn is_error(line: &[u8]) -> bool {
         || line.starts_with(b"SERVER_ERROR")
 }
 
+/// The key a meta reply echoes (`k<key>`).
+fn meta_key(flags: &[u8]) -> Vec<u8> {
+    flags
+        .split(|&b| b == b' ')
+        .find_map(|t| t.strip_prefix(b"k"))
+        .unwrap_or_default()
+        .to_vec()
+}
+
+fn parse_meta(buf: &[u8], until_mn: bool, keep_data: bool) -> Option<(Reply, usize)> {
+    let mut pos = 0;
+    let mut values = Vec::new();
+    loop {
+        let end = line_end(buf, pos)?;
+        let line = &buf[pos..end];
+        if is_error(line) {
+            return Some((Reply::Error(line.to_vec()), end + 2));
+        }
+        if let Some(rest) = line.strip_prefix(b"VA ") {
+            let sp = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+            let len: usize = std::str::from_utf8(&rest[..sp])
+                .ok()
+                .and_then(|l| l.parse().ok())?;
+            let data_start = end + 2;
+            if buf.len() < data_start + len + 2 {
+                return None;
+            }
+            let data = if keep_data {
+                buf[data_start..data_start + len].to_vec()
+            } else {
+                Vec::new()
+            };
+            values.push((meta_key(&rest[sp..]), data));
+            pos = data_start + len + 2;
+            if !until_mn {
+                return Some((Reply::Values(values), pos));
+            }
+            continue;
+        }
+        pos = end + 2;
+        match line {
+            b"MN" if until_mn => return Some((Reply::Values(values), pos)),
+            b"EN" if !until_mn => return Some((Reply::Values(values), pos)),
+            // A set's nominal answer.
+            _ if line.starts_with(b"HD") && !until_mn => {
+                return Some((Reply::Line(b"STORED".to_vec()), pos))
+            }
+            _ => return Some((Reply::Error(line.to_vec()), pos)),
+        }
+    }
+}
+
 /// Parses one reply from the start of `buf`. Returns the reply and the
 /// bytes it took, or None when more bytes are needed. `keep_data` copies
 /// values out (for verification); otherwise only keys are kept.
 pub fn parse(buf: &[u8], expect: Expect, keep_data: bool) -> Option<(Reply, usize)> {
     match expect {
         Expect::Binary => parse_binary(buf, keep_data),
+        Expect::Meta { until_mn } => parse_meta(buf, until_mn, keep_data),
         Expect::Line => {
             let end = line_end(buf, 0)?;
             let line = buf[..end].to_vec();
@@ -240,6 +296,35 @@ mod tests {
             parse(&e, Expect::Binary, false).unwrap().0,
             Reply::Error(b"Too large.".to_vec())
         );
+    }
+
+    #[test]
+    fn meta_gets_sets_and_quiet_multigets() {
+        let one = Expect::Meta { until_mn: false };
+        let buf = b"VA 3 f0 t-1 c9\r\nabc\r\nEN\r\nHD\r\n";
+        let (r, n) = parse(buf, one, true).unwrap();
+        assert_eq!(r, Reply::Values(vec![(Vec::new(), b"abc".to_vec())]));
+        let (r, m) = parse(&buf[n..], one, true).unwrap();
+        assert_eq!(r, Reply::Values(vec![]));
+        let (r, _) = parse(&buf[n + m..], one, true).unwrap();
+        assert_eq!(r, Reply::Line(b"STORED".to_vec()));
+        let multi = b"VA 1 f0 t-1 c1 ka\r\nx\r\nVA 2 f0 t-1 c2 kb\r\nyz\r\nMN\r\n";
+        let (r, n) = parse(multi, Expect::Meta { until_mn: true }, true).unwrap();
+        assert_eq!(
+            r,
+            Reply::Values(vec![
+                (b"a".to_vec(), b"x".to_vec()),
+                (b"b".to_vec(), b"yz".to_vec())
+            ])
+        );
+        assert_eq!(n, multi.len());
+        for cut in 0..n {
+            assert!(parse(&multi[..cut], Expect::Meta { until_mn: true }, true).is_none());
+        }
+        let e = parse(b"CLIENT_ERROR bad data chunk\r\n", one, false)
+            .unwrap()
+            .0;
+        assert_eq!(e, Reply::Error(b"CLIENT_ERROR bad data chunk".to_vec()));
     }
 
     #[test]
