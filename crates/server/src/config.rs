@@ -23,19 +23,18 @@ pub const MEMCACHED_VERSION: &str = "1.6.18";
     version = concat!(env!("CARGO_PKG_VERSION"), " (memcached 1.6.18 compatible)"),
     about = "memcrab: a memcached 1.6 compatible cache server",
     disable_version_flag = true,
-    disable_help_flag = true
+    disable_help_flag = true,
+    // memcached (getopt) takes a repeated flag's last value.
+    args_override_self = true
 )]
 pub struct Args {
     /// TCP port to listen on (default: 11211; 0 turns TCP off, -1 picks a
     /// free port, reported through MEMCACHED_PORT_FILENAME)
-    #[arg(
-        short = 'p',
-        long = "port",
-        default_value = "11211",
-        allow_hyphen_values = true
-    )]
-    pub port: String,
-    /// UDP port to listen on (default: 0, off)
+    #[arg(short = 'p', long = "port", allow_hyphen_values = true)]
+    pub port: Option<String>,
+    /// UDP port to listen on (default: 0, off: an open UDP port can be used
+    /// to amplify attacks; -1 picks a free port). Without -p, also the TCP
+    /// port, as in memcached
     #[arg(
         short = 'U',
         long = "udp-port",
@@ -169,7 +168,8 @@ impl fmt::Display for Protocol {
 pub struct Settings {
     /// memcached's meaning: 0 = no TCP, -1 = an ephemeral port.
     pub port: i32,
-    pub udp_port: u16,
+    /// The same for UDP; 0 (off) unless `-U` asks.
+    pub udp_port: i32,
     pub unix_socket: Option<PathBuf>,
     pub unix_mask: u32,
     pub listen: Vec<String>,
@@ -367,9 +367,6 @@ impl Settings {
         if a.license {
             return Err(Early::Print(LICENSE.into()));
         }
-        if atoi(&a.udp_port) != 0 {
-            return Err(not_yet("-U/--udp-port", "UDP"));
-        }
         if a.ssl {
             return Err(not_yet("-Z/--enable-ssl", "TLS"));
         }
@@ -389,9 +386,21 @@ impl Settings {
                 )))
             }
         };
-        let port = atoi(&a.port);
+        let udp_port = atoi(&a.udp_port);
+        if !(-1..=65535).contains(&udp_port) {
+            return Err(usage(format!("Invalid UDP port: {}", a.udp_port)));
+        }
+        // memcached: `-U` without `-p` moves the TCP port too.
+        let port = match &a.port {
+            Some(p) => atoi(p),
+            None if udp_port != 0 => udp_port,
+            None => 11211,
+        };
         if !(-1..=65535).contains(&port) {
-            return Err(usage(format!("Invalid TCP port: {}", a.port)));
+            return Err(usage(format!(
+                "Invalid TCP port: {}",
+                a.port.as_deref().unwrap_or_default()
+            )));
         }
         let threads = atoi(&a.threads);
         if threads <= 0 {
@@ -457,6 +466,12 @@ impl Settings {
                 ));
             }
             protocol = Protocol::Binary;
+            // A datagram has no session to log in.
+            if udp_port != 0 {
+                return Err(usage(
+                    "ERROR: Cannot enable UDP while using binary SASL authentication.",
+                ));
+            }
             Some(Arc::new(
                 auth::sasl_users(ext.sasl_file.as_deref()).map_err(usage)?,
             ))
@@ -471,6 +486,11 @@ impl Settings {
                     ));
                 }
                 protocol = Protocol::Ascii;
+                if udp_port != 0 {
+                    return Err(usage(
+                        "Cannot use UDP with ascii authentication enabled (-U 0 to disable)",
+                    ));
+                }
                 Some(Arc::new(Users::load(path).map_err(usage)?))
             }
             None => None,
@@ -493,7 +513,7 @@ impl Settings {
         }
         Ok(Settings {
             port: port as i32,
-            udp_port: 0,
+            udp_port: udp_port as i32,
             unix_socket: a.unix_socket,
             unix_mask,
             listen: a
@@ -752,7 +772,6 @@ mod tests {
     #[test]
     fn later_features_are_refused_by_name() {
         for (args, flag) in [
-            (&["-U", "11211"][..], "-U"),
             (&["-Z"][..], "-Z"),
             (&["-o", "ext_path=/tmp/x"][..], "ext_path"),
         ] {

@@ -1,6 +1,8 @@
 //! Listening sockets (socket2 for the options memcached sets) and the
 //! acceptor thread that enforces `-c` and spreads connections over the
-//! workers round-robin.
+//! workers round-robin; and the UDP sockets, one per worker per address,
+//! bound together with SO_REUSEPORT (the kernel spreads the datagrams by
+//! their source, each worker answers through its own socket).
 
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -96,60 +98,152 @@ fn resolve(spec: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
         .map_err(|e| format!("getaddrinfo(): {e}"))
 }
 
-/// Binds every listener the settings ask for.
-pub fn bind_all(s: &Settings) -> Result<Vec<Listener>, String> {
+/// What `bind_all` opened.
+pub struct Bound {
+    pub listeners: Vec<Listener>,
+    /// `-U`: for each worker, its socket on each address.
+    pub udp: Vec<Vec<std::net::UdpSocket>>,
+}
+
+/// Binds every listener the settings ask for, and the UDP sockets for
+/// `workers` workers.
+pub fn bind_all(s: &Settings, workers: usize) -> Result<Bound, String> {
     if let Some(path) = &s.unix_socket {
-        return Ok(vec![bind_unix(path, s.unix_mask, s.backlog)?]);
+        return Ok(Bound {
+            listeners: vec![bind_unix(path, s.unix_mask, s.backlog)?],
+            udp: Vec::new(),
+        });
     }
     let mut out = Vec::new();
-    let want = match s.port {
-        0 => return Ok(out),
-        -1 => 0,
-        p => p as u16,
-    };
-    if s.listen.is_empty() {
-        let any4 = SocketAddr::from(([0, 0, 0, 0], want));
-        let l = bind_tcp(any4, s.backlog)
-            .map_err(|e| format!("failed to listen on TCP port {}: {e}", s.port))?;
-        let port = l.local_addr().map(|a| a.port()).unwrap_or(want);
-        out.push(Listener::Tcp(
-            l,
-            tcp_name(SocketAddr::from(([0, 0, 0, 0], port))),
-        ));
-        // IPv6 as well where the host has it, as memcached does.
-        let any6 = SocketAddr::from(([0u16; 8], port));
-        if let Ok(l) = bind_tcp(any6, s.backlog) {
-            out.push(Listener::Tcp(l, tcp_name(any6)));
+    if let Some(want) = port_wanted(s.port) {
+        let mut picked = want;
+        for (spec, mut addr) in addresses(s, want)? {
+            // Without -l, the IPv6 listener takes the port the IPv4 one got.
+            if spec.is_none() {
+                addr.set_port(picked);
+            }
+            let l = match bind_tcp(addr, s.backlog) {
+                Ok(l) => l,
+                // Without -l, IPv6 as well only where the host has it, as
+                // memcached does.
+                Err(_) if spec.is_none() && addr.is_ipv6() => continue,
+                Err(e) => return Err(format!("failed to listen on TCP port {}: {e}", s.port)),
+            };
+            let bound = l.local_addr().unwrap_or(addr);
+            picked = bound.port();
+            out.push(Listener::Tcp(l, tcp_name(bound)));
         }
-    } else {
-        for spec in &s.listen {
-            for addr in resolve(spec, want)? {
-                let l = bind_tcp(addr, s.backlog)
-                    .map_err(|e| format!("failed to listen on TCP port {}: {e}", addr.port()))?;
-                let name = l
-                    .local_addr()
-                    .map(tcp_name)
-                    .unwrap_or_else(|_| tcp_name(addr));
-                out.push(Listener::Tcp(l, name));
+    }
+    let mut udp: Vec<Vec<std::net::UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
+    if let Some(want) = port_wanted(s.udp_port) {
+        let mut picked = want;
+        for (spec, mut addr) in addresses(s, want)? {
+            if spec.is_none() {
+                addr.set_port(picked);
+            }
+            let group = match bind_udp_group(addr, workers) {
+                Ok(g) => g,
+                Err(_) if spec.is_none() && addr.is_ipv6() => continue,
+                Err(e) => return Err(format!("failed to listen on UDP port {}: {e}", s.udp_port)),
+            };
+            for (w, sock) in group.into_iter().enumerate() {
+                if let Ok(a) = sock.local_addr() {
+                    picked = a.port();
+                }
+                udp[w].push(sock);
             }
         }
     }
     if let Ok(file) = std::env::var("MEMCACHED_PORT_FILENAME") {
-        write_port_file(&file, &out);
+        write_port_file(&file, &out, udp.first().map_or(&[][..], |v| &v[..]));
+    }
+    Ok(Bound {
+        listeners: out,
+        udp,
+    })
+}
+
+/// memcached's port numbers: 0 is off, -1 an ephemeral port.
+fn port_wanted(p: i32) -> Option<u16> {
+    match p {
+        0 => None,
+        -1 => Some(0),
+        p => Some(p as u16),
+    }
+}
+
+/// The addresses to bind, each with the `-l` spec it came from (none:
+/// memcached's default of every IPv4 and IPv6 address). An ephemeral
+/// port is picked by the first bind; `fix_port` keeps the rest on it.
+fn addresses(s: &Settings, port: u16) -> Result<Vec<(Option<String>, SocketAddr)>, String> {
+    if s.listen.is_empty() {
+        return Ok(vec![
+            (None, SocketAddr::from(([0, 0, 0, 0], port))),
+            (None, SocketAddr::from(([0u16; 8], port))),
+        ]);
+    }
+    let mut out = Vec::new();
+    for spec in &s.listen {
+        for addr in resolve(spec, port)? {
+            out.push((Some(spec.clone()), addr));
+        }
     }
     Ok(out)
 }
 
+/// One UDP socket per worker on `addr`, all with SO_REUSEPORT. The port
+/// is first bound alone, without it, so that a port some other process
+/// holds is refused rather than silently shared.
+fn bind_udp_group(mut addr: SocketAddr, workers: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+    let probe = udp_socket(addr, false)?;
+    if addr.port() == 0 {
+        if let Some(a) = probe.local_addr()?.as_socket() {
+            addr.set_port(a.port());
+        }
+    }
+    drop(probe);
+    (0..workers)
+        .map(|_| udp_socket(addr, true).map(std::net::UdpSocket::from))
+        .collect()
+}
+
+fn udp_socket(addr: SocketAddr, shared: bool) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    if shared {
+        sock.set_reuse_address(true)?;
+        sock.set_reuse_port(true)?;
+        // memcached raises the send buffer as far as the kernel lets it
+        // (a multiget's reply leaves in one burst of datagrams); the kernel
+        // caps the request at net.core.wmem_max.
+        let _ = sock.set_send_buffer_size(256 * 1024 * 1024);
+        sock.set_nonblocking(true)?;
+    }
+    sock.bind(&addr.into())?;
+    Ok(sock)
+}
+
 /// memcached's MEMCACHED_PORT_FILENAME: the ports actually bound (useful
-/// with `-p 0`), one `TCP INET: port` line per listener.
-fn write_port_file(file: &str, ls: &[Listener]) {
+/// with `-p -1`), a `TCP INET: port` line per listener, then a `UDP ...`
+/// line per UDP address.
+fn write_port_file(file: &str, ls: &[Listener], udp: &[std::net::UdpSocket]) {
     let mut text = String::new();
+    let mut line = |proto: &str, a: SocketAddr| {
+        let fam = if a.is_ipv6() { "INET6" } else { "INET" };
+        text.push_str(&format!("{proto} {fam}: {}\n", a.port()));
+    };
     for l in ls {
         if let Listener::Tcp(l, _) = l {
             if let Ok(a) = l.local_addr() {
-                let fam = if a.is_ipv6() { "INET6" } else { "INET" };
-                text.push_str(&format!("TCP {fam}: {}\n", a.port()));
+                line("TCP", a);
             }
+        }
+    }
+    for u in udp {
+        if let Ok(a) = u.local_addr() {
+            line("UDP", a);
         }
     }
     let tmp = format!("{file}.lck");

@@ -7,6 +7,8 @@
 //!            └────────────┘                               │ worker.rs    │
 //!                                                         └──────┬───────┘
 //!  transport  conn.rs: read buffer, -R, swallow, Output ─writev─► socket
+//!             udp.rs: a socket per worker (-U), 8-byte frames, replies
+//!             cut into datagrams; recvmmsg/sendmmsg (sys.rs)
 //!                │ bytes                                  ▲ replies
 //!  session    session/: the protocol (first byte or -B), its framing and
 //!             login (-Y, SASL); text.rs | binary.rs: decode → cmd → encode
@@ -23,9 +25,9 @@
 //! ```
 //!
 //! docs/ARCHITECTURE.md traces a request through these, function by
-//! function. No `unsafe` here: the few OS calls go through nix and
-//! socket2.
-#![forbid(unsafe_code)]
+//! function. `unsafe` only in sys.rs (batched datagram calls); the other
+//! OS calls go through nix and socket2.
+#![deny(unsafe_code)]
 
 mod auth;
 mod cmd;
@@ -38,8 +40,12 @@ mod shared;
 mod shutdown;
 mod stats;
 mod stream;
+#[allow(unsafe_code)]
+mod sys;
+mod udp;
 mod worker;
 
+use std::os::fd::AsRawFd;
 use std::process::exit;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,7 +54,7 @@ use clap::Parser;
 use memcrab_store::{Clock, Config as StoreConfig, Store};
 
 use config::{Args, Early, Settings, EX_USAGE};
-use shared::Shared;
+use shared::{Shared, UdpInfo};
 use stats::WorkerStats;
 
 /// sysexits' EX_OSERR, memcached's status when it cannot listen.
@@ -92,7 +98,8 @@ fn serve(settings: Settings) -> Result<(), String> {
         }
     }
     raise_fd_limit(settings.maxconns);
-    let listeners = listen::bind_all(&settings)?;
+    let bound = listen::bind_all(&settings, settings.threads)?;
+    let listeners = bound.listeners;
     drop_privileges(&settings)?;
     if settings.daemon {
         nix::unistd::daemon(false, settings.verbose > 0)
@@ -136,13 +143,53 @@ fn serve(settings: Settings) -> Result<(), String> {
     let worker_stats: Vec<Arc<WorkerStats>> = (0..settings.threads)
         .map(|_| Arc::new(WorkerStats::default()))
         .collect();
-    let infos = listeners.iter().map(listen::Listener::info).collect();
-    let sh = Arc::new(Shared::new(settings, store, worker_stats.clone(), infos));
+    let infos: Vec<_> = listeners.iter().map(listen::Listener::info).collect();
+    let now = store.clock().now();
+    let udp: Vec<Vec<(std::net::UdpSocket, Arc<UdpInfo>)>> = bound
+        .udp
+        .into_iter()
+        .map(|socks| {
+            socks
+                .into_iter()
+                .map(|s| {
+                    let name = s
+                        .local_addr()
+                        .map(stats::udp_name)
+                        .unwrap_or_else(|_| "udp:?".into());
+                    let info = Arc::new(UdpInfo::new(s.as_raw_fd(), name, now));
+                    (s, info)
+                })
+                .collect()
+        })
+        .collect();
+    let mut udp_infos: Vec<Arc<UdpInfo>> =
+        udp.iter().flatten().map(|(_, i)| Arc::clone(i)).collect();
+    udp_infos.sort_by_key(|i| i.fd);
+    if settings.verbose > 1 {
+        let proto = match settings.protocol {
+            config::Protocol::Auto => "auto-negotiate",
+            config::Protocol::Ascii => "ascii",
+            config::Protocol::Binary => "binary",
+        };
+        for l in &infos {
+            eprintln!("<{} server listening ({proto})", l.fd);
+        }
+        for u in &udp_infos {
+            eprintln!("<{} server listening (udp)", u.fd);
+        }
+    }
+    let sh = Arc::new(Shared::new(
+        settings,
+        store,
+        worker_stats.clone(),
+        infos,
+        udp_infos,
+    ));
 
     let mut handles = Vec::new();
-    for (i, ws) in worker_stats.into_iter().enumerate() {
-        let (h, _thread) =
-            worker::spawn(i, Arc::clone(&sh), ws).map_err(|e| format!("worker thread: {e}"))?;
+    for ((i, ws), udp) in worker_stats.into_iter().enumerate().zip(udp) {
+        let (h, _thread) = worker::spawn(i, Arc::clone(&sh), ws, udp)
+            .map_err(|e| format!("worker thread: {e}"))?;
         handles.push(h);
     }
     listen::spawn_acceptor(listeners, handles, Arc::clone(&sh))

@@ -38,9 +38,48 @@ pub struct Output {
     mark: usize,
     /// Bytes queued since the last commit (some may be sent since).
     since_commit: usize,
+    /// Over UDP: where memcached's response objects begin and end.
+    track: Option<Box<Track>>,
+}
+
+/// What a UDP transport needs to frame replies as memcached does, which
+/// sends each response object (a command's reply; each key of a multiget)
+/// as its own sequence of datagrams. Offsets are `pending()` values.
+#[derive(Default, Debug)]
+pub struct Track {
+    /// Where a new response object began (within a multiget).
+    pub breaks: Vec<usize>,
+    /// Set by `discard_unsent`: what was left pending.
+    pub discarded: Option<usize>,
+    /// `commit` calls: memcached wrote out its responses there.
+    pub commits: u32,
 }
 
 impl Output {
+    /// An output that records response boundaries (for UDP).
+    pub fn tracking() -> Self {
+        Output {
+            track: Some(Box::default()),
+            ..Output::default()
+        }
+    }
+
+    /// The boundaries recorded since the last call (tracking outputs).
+    pub fn take_track(&mut self) -> Track {
+        self.track
+            .as_mut()
+            .map(|t| std::mem::take(&mut **t))
+            .unwrap_or_default()
+    }
+
+    /// memcached starts a new response object here (before each key of a
+    /// multiget but the first). Only a UDP reply shows the difference.
+    pub fn resp_break(&mut self) {
+        if let Some(t) = &mut self.track {
+            t.breaks.push(self.pending);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.pending == 0
     }
@@ -137,6 +176,9 @@ impl Output {
     pub fn commit(&mut self) {
         self.mark = self.segs.len();
         self.since_commit = 0;
+        if let Some(t) = &mut self.track {
+            t.commits += 1;
+        }
     }
 
     /// Drops the replies queued since the last commit (memcached culls its
@@ -162,6 +204,35 @@ impl Output {
         if self.pending == 0 {
             self.reset();
         }
+        if let Some(t) = &mut self.track {
+            t.breaks.clear();
+            t.discarded = Some(self.pending);
+        }
+    }
+
+    /// Moves the next `n` pending bytes (at most) to the end of `dst`, as
+    /// if sent. Returns how many.
+    pub fn copy_out(&mut self, dst: &mut Vec<u8>, n: usize) -> usize {
+        let mut left = n.min(self.pending);
+        let mut i = self.head;
+        let mut off = self.off;
+        while left > 0 {
+            let s = match &self.segs[i] {
+                Seg::Buf(r) => &self.buf[r.clone()],
+                Seg::Val(r) => &r[..],
+            };
+            let k = (s.len() - off).min(left);
+            dst.extend_from_slice(&s[off..off + k]);
+            left -= k;
+            i += 1;
+            off = 0;
+        }
+        let done = n.min(self.pending);
+        self.advance(done);
+        if self.pending == 0 {
+            self.reset();
+        }
+        done
     }
 
     /// Writes as much as the socket takes. Returns the bytes written;

@@ -5,6 +5,7 @@
 //! the store's lock, and the store is never called while holding it).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -19,6 +20,47 @@ use crate::stats::WorkerStats;
 pub struct ListenerInfo {
     pub fd: i32,
     pub addr: String,
+}
+
+/// A worker's UDP socket, for `stats conns` (memcached lists each as a
+/// connection in `conn_read` while it waits for a datagram).
+pub struct UdpInfo {
+    pub fd: i32,
+    /// The socket's own address, `udp:ip:port`.
+    pub addr: String,
+    last_cmd: AtomicU32,
+    /// Whom the datagram being handled came from; none while idle.
+    peer: Mutex<Option<SocketAddr>>,
+}
+
+impl UdpInfo {
+    pub fn new(fd: i32, addr: String, now: u32) -> Self {
+        UdpInfo {
+            fd,
+            addr,
+            last_cmd: AtomicU32::new(now),
+            peer: Mutex::new(None),
+        }
+    }
+
+    pub fn last_cmd(&self) -> u32 {
+        self.last_cmd.load(Ordering::Relaxed)
+    }
+
+    pub fn touch(&self, now: u32) {
+        if self.last_cmd.load(Ordering::Relaxed) != now {
+            self.last_cmd.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// A datagram from `peer` is being handled (None: done).
+    pub fn set_peer(&self, peer: Option<SocketAddr>) {
+        *self.peer.lock() = peer;
+    }
+
+    pub fn peer(&self) -> Option<SocketAddr> {
+        *self.peer.lock()
+    }
 }
 
 /// What memcached calls a connection's state, as `stats conns` shows it.
@@ -77,11 +119,14 @@ impl ConnInfo {
     }
 }
 
-/// Counts of connections, memcached style (listeners included).
+/// Counts of connections, memcached style: listeners and UDP sockets are
+/// connections too, and `current` leaves one out (memcached reports its
+/// count less one).
 pub struct ConnCounts {
     pub current: u64,
     pub total: u64,
     pub rejected: u64,
+    pub structures: u64,
 }
 
 #[derive(Default)]
@@ -91,12 +136,16 @@ pub struct ConnRegistry {
     total: AtomicU64,
     rejected: AtomicU64,
     listeners: AtomicUsize,
+    /// The most connections open at once, listeners included (memcached's
+    /// `connection_structures`: it keeps a structure per descriptor used).
+    peak: AtomicUsize,
 }
 
 impl ConnRegistry {
     pub fn set_listeners(&self, n: usize) {
         self.listeners.store(n, Ordering::Relaxed);
         self.total.store(n as u64, Ordering::Relaxed);
+        self.peak.fetch_max(n, Ordering::Relaxed);
     }
 
     /// Claims a connection slot unless `max` clients are already open.
@@ -115,6 +164,10 @@ impl ConnRegistry {
             ) {
                 Ok(_) => {
                     self.total.fetch_add(1, Ordering::Relaxed);
+                    self.peak.fetch_max(
+                        cur + 1 + self.listeners.load(Ordering::Relaxed),
+                        Ordering::Relaxed,
+                    );
                     return true;
                 }
                 Err(c) => cur = c,
@@ -143,11 +196,12 @@ impl ConnRegistry {
     }
 
     pub fn snapshot_counts(&self) -> ConnCounts {
+        let open = self.clients.load(Ordering::Relaxed) + self.listeners.load(Ordering::Relaxed);
         ConnCounts {
-            current: (self.clients.load(Ordering::Relaxed) + self.listeners.load(Ordering::Relaxed))
-                as u64,
+            current: open.saturating_sub(1) as u64,
             total: self.total.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
+            structures: self.peak.load(Ordering::Relaxed).max(open) as u64,
         }
     }
 
@@ -163,6 +217,10 @@ pub struct Shared {
     pub worker_stats: Vec<Arc<WorkerStats>>,
     pub conns: ConnRegistry,
     pub listeners: Vec<ListenerInfo>,
+    /// Every worker's UDP sockets.
+    pub udp: Vec<Arc<UdpInfo>>,
+    /// When the server started (the store clock's seconds).
+    pub started: u32,
     /// What sees every key command (`cmd::hook`); fixed at start.
     pub observers: Vec<Box<dyn Observer>>,
     verbose: AtomicU8,
@@ -176,17 +234,21 @@ impl Shared {
         store: Store,
         worker_stats: Vec<Arc<WorkerStats>>,
         listeners: Vec<ListenerInfo>,
+        udp: Vec<Arc<UdpInfo>>,
     ) -> Self {
         let verbose = AtomicU8::new(settings.verbose);
         let automove = AtomicU32::new(settings.ext.slab_automove);
         let conns = ConnRegistry::default();
-        conns.set_listeners(listeners.len());
+        conns.set_listeners(listeners.len() + udp.len());
+        let started = store.clock().now();
         Shared {
             settings,
             store,
             worker_stats,
             conns,
             listeners,
+            udp,
+            started,
             observers: Vec::new(),
             verbose,
             automove,

@@ -180,7 +180,7 @@ pub fn general(sh: &Shared) -> Vec<Stat> {
     p.num("curr_connections", conns.current);
     p.num("total_connections", conns.total);
     p.num("rejected_connections", conns.rejected);
-    p.num("connection_structures", conns.current);
+    p.num("connection_structures", conns.structures);
     for name in [
         "response_obj_oom",
         "response_obj_count",
@@ -314,7 +314,7 @@ pub fn settings(sh: &Shared) -> Vec<Stat> {
             s.port.to_string()
         },
     );
-    p.num("udpport", u64::from(s.udp_port));
+    p.text("udpport", s.udp_port.to_string());
     p.text(
         "inter",
         null_or((!s.listen.is_empty()).then(|| s.listen.join(","))),
@@ -489,25 +489,67 @@ pub fn sizes() -> Vec<Stat> {
     p.0
 }
 
-/// `stats conns`: listeners, then client connections, by descriptor.
+/// `stats conns`: listeners, UDP sockets and client connections, by
+/// descriptor, as memcached lists them.
 pub fn conns(sh: &Shared) -> Vec<Stat> {
     let now = sh.store.clock().now();
     let mut p = Pairs::default();
-    for l in &sh.listeners {
-        p.text(format!("{}:addr", l.fd), l.addr.clone());
-        p.text(format!("{}:state", l.fd), "conn_listening");
-        p.num(format!("{}:secs_since_last_cmd", l.fd), 0);
-    }
-    for c in sh.conns.list() {
-        p.text(format!("{}:addr", c.fd), c.addr.clone());
-        if let Some(l) = &c.listen_addr {
-            p.text(format!("{}:listen_addr", c.fd), l.clone());
+    let mut fds: Vec<(i32, Entry)> = sh
+        .listeners
+        .iter()
+        .map(|l| (l.fd, Entry::Listener(l)))
+        .chain(sh.udp.iter().map(|u| (u.fd, Entry::Udp(u))))
+        .collect();
+    let clients = sh.conns.list();
+    fds.extend(clients.iter().map(|c| (c.fd, Entry::Client(c))));
+    fds.sort_by_key(|(fd, _)| *fd);
+    for (fd, e) in fds {
+        let secs = |last: u32| u64::from(now.saturating_sub(last));
+        match e {
+            Entry::Listener(l) => {
+                p.text(format!("{fd}:addr"), l.addr.clone());
+                p.text(format!("{fd}:state"), "conn_listening");
+                p.num(format!("{fd}:secs_since_last_cmd"), secs(sh.started));
+            }
+            Entry::Udp(u) => {
+                p.text(format!("{fd}:UDP"), "UDP");
+                // Busy, it shows whom it is answering, as memcached does.
+                match u.peer() {
+                    Some(peer) => {
+                        p.text(format!("{fd}:addr"), udp_name(peer));
+                        p.text(format!("{fd}:listen_addr"), u.addr.clone());
+                        p.text(format!("{fd}:state"), "conn_parse_cmd");
+                    }
+                    None => {
+                        p.text(format!("{fd}:addr"), u.addr.clone());
+                        p.text(format!("{fd}:state"), "conn_read");
+                    }
+                }
+                p.num(format!("{fd}:secs_since_last_cmd"), secs(u.last_cmd()));
+            }
+            Entry::Client(c) => {
+                p.text(format!("{fd}:addr"), c.addr.clone());
+                if let Some(l) = &c.listen_addr {
+                    p.text(format!("{fd}:listen_addr"), l.clone());
+                }
+                p.text(format!("{fd}:state"), c.state());
+                p.num(format!("{fd}:secs_since_last_cmd"), secs(c.last_cmd()));
+            }
         }
-        p.text(format!("{}:state", c.fd), c.state());
-        p.num(
-            format!("{}:secs_since_last_cmd", c.fd),
-            u64::from(now.saturating_sub(c.last_cmd())),
-        );
     }
     p.0
+}
+
+enum Entry<'a> {
+    Listener(&'a crate::shared::ListenerInfo),
+    Udp(&'a crate::shared::UdpInfo),
+    Client(&'a crate::shared::ConnInfo),
+}
+
+/// memcached's name for a UDP address: `udp:ip:port`, `udp6:[ip]:port`.
+pub fn udp_name(a: std::net::SocketAddr) -> String {
+    match a {
+        std::net::SocketAddr::V4(a) => format!("udp:{a}"),
+        std::net::SocketAddr::V6(a) => format!("udp6:{a}"),
+    }
 }

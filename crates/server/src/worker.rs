@@ -1,5 +1,6 @@
-//! Worker threads: each owns a mio `Poll` and the connections handed to
-//! it by the acceptor, and runs them until they close.
+//! Worker threads: each owns a mio `Poll`, the connections handed to it
+//! by the acceptor (run until they close) and its own UDP socket on each
+//! `-U` address.
 
 use std::collections::VecDeque;
 use std::io;
@@ -12,11 +13,14 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::conn::{Conn, Status, WorkerCx};
 use crate::output::Spare;
-use crate::shared::{ConnInfo, Shared};
+use crate::shared::{ConnInfo, Shared, UdpInfo};
 use crate::stats::WorkerStats;
 use crate::stream::Stream;
+use crate::udp::{self, UdpPort};
 
 const WAKER: Token = Token(usize::MAX);
+/// Tokens from here on name the worker's UDP sockets.
+const UDP_TOKENS: usize = usize::MAX / 2;
 /// A poll that returns within this found its events already waiting.
 const BUSY_POLL: Duration = Duration::from_micros(30);
 
@@ -44,13 +48,29 @@ pub fn spawn(
     id: usize,
     sh: Arc<Shared>,
     stats: Arc<WorkerStats>,
+    udp: Vec<(std::net::UdpSocket, Arc<UdpInfo>)>,
 ) -> io::Result<(WorkerHandle, JoinHandle<()>)> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::Builder::new()
         .name(format!("worker-{id}"))
-        .spawn(move || Worker::new(poll, rx, sh, stats).run())?;
+        .spawn(move || {
+            let mut w = Worker::new(poll, rx, sh, stats);
+            for (k, (sock, info)) in udp.into_iter().enumerate() {
+                let mut port = UdpPort::new(sock, info);
+                if let Err(e) = w.poll.registry().register(
+                    &mut port.sock,
+                    Token(UDP_TOKENS + k),
+                    Interest::READABLE,
+                ) {
+                    eprintln!("memcrab: cannot watch a UDP socket: {e}");
+                    continue;
+                }
+                w.udp.push(port);
+            }
+            w.run()
+        })?;
     Ok((WorkerHandle { tx, waker }, thread))
 }
 
@@ -64,6 +84,9 @@ struct Worker {
     ready: VecDeque<usize>,
     pool: Vec<Vec<u8>>,
     out_pool: Vec<Spare>,
+    udp: Vec<UdpPort>,
+    /// UDP sockets that stopped with datagrams possibly left.
+    udp_ready: Vec<usize>,
 }
 
 impl Worker {
@@ -78,6 +101,8 @@ impl Worker {
             ready: VecDeque::new(),
             pool: Vec::new(),
             out_pool: Vec::new(),
+            udp: Vec::new(),
+            udp_ready: Vec::new(),
         }
     }
 
@@ -85,7 +110,7 @@ impl Worker {
         let mut events = Events::with_capacity(512);
         let mut last_sweep = self.sh.store.clock().now();
         loop {
-            let timeout = if self.ready.is_empty() {
+            let timeout = if self.ready.is_empty() && self.udp_ready.is_empty() {
                 Duration::from_millis(1000)
             } else {
                 Duration::ZERO
@@ -103,6 +128,7 @@ impl Worker {
             for ev in events.iter() {
                 match ev.token() {
                     WAKER => self.take_new(),
+                    Token(i) if i >= UDP_TOKENS => self.drive_udp(i - UDP_TOKENS),
                     Token(i) => self.drive(i),
                 }
             }
@@ -110,6 +136,9 @@ impl Worker {
                 if let Some(i) = self.ready.pop_front() {
                     self.drive(i);
                 }
+            }
+            for k in std::mem::take(&mut self.udp_ready) {
+                self.drive_udp(k);
             }
             // A loop that finds events ready every time it polls never
             // sleeps, and with more workers than cores it then keeps its
@@ -192,6 +221,32 @@ impl Worker {
             Status::Wait => {}
             Status::Yield => self.ready.push_back(i),
             Status::Close => self.close(i),
+        }
+    }
+
+    fn drive_udp(&mut self, k: usize) {
+        let Some(port) = self.udp.get_mut(k) else {
+            return;
+        };
+        let status = port.run(&self.sh, &self.stats);
+        let want = status == udp::Status::Blocked;
+        if want != port.watching_writes {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .reregister(&mut port.sock, Token(UDP_TOKENS + k), interest)
+            {
+                eprintln!("memcrab: cannot watch a UDP socket: {e}");
+            }
+            port.watching_writes = want;
+        }
+        if status == udp::Status::Yield && !self.udp_ready.contains(&k) {
+            self.udp_ready.push(k);
         }
     }
 

@@ -314,7 +314,12 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
 /// `get`, `gets`, `gat`, `gats`: a VALUE line and data block per key
 /// found, then END.
 fn get(c: &Ctx<'_>, keys: Keys<'_>, cas: bool, touch: Option<i32>, out: &mut Output) {
-    for key in keys {
+    for (i, key) in keys.enumerate() {
+        if i > 0 {
+            // memcached answers each key in a response object of its own
+            // (a UDP reply shows it: a datagram sequence per key).
+            out.resp_break();
+        }
         if key.len() > KEY_MAX_LENGTH {
             // memcached culls every unsent response, then reports the key.
             out.discard_unsent();
