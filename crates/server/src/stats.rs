@@ -65,6 +65,14 @@ impl WorkerStats {
         self.add(c, 1);
     }
 
+    /// Takes back what `add` counted too soon (never below zero: a
+    /// `stats reset` may have come between).
+    pub fn sub(&self, c: Counter, n: u64) {
+        let _ = self.c[c as usize].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(n))
+        });
+    }
+
     pub fn reset(&self) {
         for c in &self.c {
             c.store(0, Ordering::Relaxed);

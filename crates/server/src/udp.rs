@@ -12,6 +12,9 @@
 //!      ─sendmmsg─► socket
 //! ```
 //!
+//! memcached reads every request in a datagram as text, or every one as
+//! binary, by the datagram's first byte (0x80: binary).
+//!
 //! memcached sends each response object as its own datagram sequence
 //! (numbered from 0, with its own count): a command's reply, and each key
 //! of a multiget (END rides on the last key's). A response object with
@@ -136,19 +139,20 @@ impl Replies {
         let now = sh.store.clock().now();
         let mut pos = 0;
         let mut left = sh.settings.reqs_per_event + 1;
+        // memcached picks the protocol by the datagram's first byte, for
+        // every request in it, whatever -B says.
+        let binary = payload.first() == Some(&REQ_MAGIC);
         while pos < payload.len() {
             if left == 0 {
                 // memcached writes out after -R + 1 commands, then -R.
                 self.out.commit();
+                self.out.take_track();
                 self.write_point();
                 cx.stats.incr(Counter::ConnYields);
                 left = sh.settings.reqs_per_event;
             }
             let avail = &payload[pos..];
             let before = self.out.pending();
-            // memcached picks the protocol by the first byte of each
-            // request over UDP, whatever -B says.
-            let binary = avail[0] == REQ_MAGIC;
             let mut scx = session::Cx {
                 sh,
                 stats: cx.stats,
@@ -192,9 +196,10 @@ impl Replies {
             cx.info.touch(now);
             let end = self.out.pending();
             if track.breaks.is_empty() && end == start {
-                // A reply that is no reply (noreply, quiet) sends nothing;
-                // text `quit`'s empty response object does.
-                if close && !binary && track.discarded.is_none() {
+                // Text noreply and meta q mark their response object to be
+                // skipped; binary quiet commands leave theirs empty, as
+                // does text `quit` (an empty one can still be sent).
+                if (binary || close) && track.discarded.is_none() {
                     self.push(0, id, peer);
                 }
             } else {
@@ -367,6 +372,9 @@ impl UdpPort {
                 if self.tx_dgrams.is_empty() {
                     return true;
                 }
+                // Counted before they leave, so that a client that has its
+                // answer also finds it in `stats` (memcached counts after).
+                stats.add(Counter::BytesWritten, self.tx.len() as u64);
             }
             let mut batch: [(&[u8], SocketAddr); SEND_BATCH] =
                 [(&[][..], SocketAddr::from(([0, 0, 0, 0], 0))); SEND_BATCH];
@@ -375,16 +383,16 @@ impl UdpPort {
                 *slot = (&self.tx[s..e], peer);
             }
             match sys::send_batch(fd, &mut self.hdrs, &batch[..pending.len()]) {
-                Ok(k) => {
-                    let bytes: usize = pending[..k].iter().map(|(s, e, _)| e - s).sum();
-                    stats.add(Counter::BytesWritten, bytes as u64);
-                    self.tx_sent += k;
-                }
+                Ok(k) => self.tx_sent += k,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // memcached drops a reply the kernel refuses (an address it
                 // cannot reach) and goes on.
-                Err(_) => self.tx_sent += 1,
+                Err(_) => {
+                    let (s, e, _) = self.tx_dgrams[self.tx_sent];
+                    stats.sub(Counter::BytesWritten, (e - s) as u64);
+                    self.tx_sent += 1;
+                }
             }
         }
     }

@@ -42,6 +42,8 @@ pub fn without_memcrab_only(mut names: Vec<String>) -> Vec<String> {
 pub struct Server {
     child: Child,
     pub port: u16,
+    /// The UDP port, when started with `-U -1`.
+    pub udp_port: Option<u16>,
     port_file: PathBuf,
 }
 
@@ -96,14 +98,16 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(text) = std::fs::read_to_string(&port_file) {
-                if let Some(port) = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("TCP INET: "))
-                    .and_then(|p| p.trim().parse().ok())
-                {
+                let find = |prefix: &str| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(prefix))
+                        .and_then(|p| p.trim().parse().ok())
+                };
+                if let Some(port) = find("TCP INET: ") {
                     return Server {
                         child,
                         port,
+                        udp_port: find("UDP INET: "),
                         port_file,
                     };
                 }
