@@ -638,7 +638,12 @@ fn scenario(ctx: &mut Ctx, name: &str) -> Result<ScenarioResult, String> {
                         &|c| Config { transport: Transport::Udp, get_ratio: 1.0, ..c },
                         true,
                     )?
-                    .map(|(f, o)| (f, Some(o))))
+                    .map(|(mut f, o)| {
+                        // Requests whose reply did not come within 250 ms
+                        // (UDP drops; not retried).
+                        f.push(fig("lost replies", "replies", Better::Lower, o.lost as f64));
+                        (f, Some(o))
+                    }))
                 },
             )?
         }

@@ -111,7 +111,7 @@ pub fn bind_all(s: &Settings, workers: usize) -> Result<Bound, String> {
     if let Some(path) = &s.unix_socket {
         return Ok(Bound {
             listeners: vec![bind_unix(path, s.unix_mask, s.backlog)?],
-            udp: Vec::new(),
+            udp: (0..workers).map(|_| Vec::new()).collect(),
         });
     }
     let mut out = Vec::new();

@@ -187,7 +187,9 @@ fn serve(settings: Settings) -> Result<(), String> {
     ));
 
     let mut handles = Vec::new();
-    for ((i, ws), udp) in worker_stats.into_iter().enumerate().zip(udp) {
+    let mut udp = udp.into_iter();
+    for (i, ws) in worker_stats.into_iter().enumerate() {
+        let udp = udp.next().unwrap_or_default();
         let (h, _thread) = worker::spawn(i, Arc::clone(&sh), ws, udp)
             .map_err(|e| format!("worker thread: {e}"))?;
         handles.push(h);
