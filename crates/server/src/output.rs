@@ -64,12 +64,16 @@ impl Output {
         }
     }
 
-    /// The boundaries recorded since the last call (tracking outputs).
-    pub fn take_track(&mut self) -> Track {
-        self.track
-            .as_mut()
-            .map(|t| std::mem::take(&mut **t))
-            .unwrap_or_default()
+    /// Moves the boundaries recorded since the last call into `into`
+    /// (cleared first) and starts afresh. The two buffers trade places,
+    /// so neither is reallocated.
+    pub fn take_track(&mut self, into: &mut Track) {
+        into.breaks.clear();
+        into.discarded = None;
+        into.commits = 0;
+        if let Some(t) = &mut self.track {
+            std::mem::swap(&mut **t, into);
+        }
     }
 
     /// memcached starts a new response object here (before each key of a

@@ -56,6 +56,24 @@ impl MmsgHeaders {
     }
 }
 
+/// Points a header at one address buffer and one iovec (no control data).
+fn point(
+    hdr: &mut libc::mmsghdr,
+    name: *mut libc::c_void,
+    namelen: libc::socklen_t,
+    iov: &mut libc::iovec,
+) {
+    let m = &mut hdr.msg_hdr;
+    m.msg_name = name;
+    m.msg_namelen = namelen;
+    m.msg_iov = iov;
+    m.msg_iovlen = 1;
+    m.msg_control = std::ptr::null_mut();
+    m.msg_controllen = 0;
+    m.msg_flags = 0;
+    hdr.msg_len = 0;
+}
+
 /// Reads at most `h.capacity()` datagrams, the i-th into `slots[i * slot..(i + 1) * slot]`, without
 /// blocking. `Err(WouldBlock)` when none waits.
 pub fn recv_batch(
@@ -75,15 +93,12 @@ pub fn recv_batch(
             iov_base: slots[i * slot..].as_mut_ptr().cast(),
             iov_len: slot,
         };
-        let m = &mut h.hdrs[i].msg_hdr;
-        m.msg_name = (&mut h.names[i] as *mut libc::sockaddr_storage).cast();
-        m.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        m.msg_iov = &mut h.iovs[i];
-        m.msg_iovlen = 1;
-        m.msg_control = std::ptr::null_mut();
-        m.msg_controllen = 0;
-        m.msg_flags = 0;
-        h.hdrs[i].msg_len = 0;
+        point(
+            &mut h.hdrs[i],
+            (&mut h.names[i] as *mut libc::sockaddr_storage).cast(),
+            std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+            &mut h.iovs[i],
+        );
     }
     // SAFETY: the first `n` headers point at `n` iovecs, each at its own
     // `slot` bytes of `slots`, and at `n` address buffers whose size is in
@@ -135,14 +150,12 @@ pub fn send_batch(
             iov_base: bytes.as_ptr().cast_mut().cast(),
             iov_len: bytes.len(),
         };
-        let m = &mut h.hdrs[i].msg_hdr;
-        m.msg_name = h.send_names[i].as_ptr().cast_mut().cast();
-        m.msg_namelen = h.send_names[i].len();
-        m.msg_iov = &mut h.iovs[i];
-        m.msg_iovlen = 1;
-        m.msg_control = std::ptr::null_mut();
-        m.msg_controllen = 0;
-        m.msg_flags = 0;
+        point(
+            &mut h.hdrs[i],
+            h.send_names[i].as_ptr().cast_mut().cast(),
+            h.send_names[i].len(),
+            &mut h.iovs[i],
+        );
     }
     // SAFETY: the first `n` headers point at iovecs over the borrowed
     // `dgrams` bytes and at addresses in `send_names`, all alive for the

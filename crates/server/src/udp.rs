@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use memcrab_proto::binary::{HEADER_LEN, REQ_MAGIC};
 
-use crate::output::Output;
+use crate::output::{Output, Track};
 use crate::session::{self, binary::Binary, text::Text, Step};
 use crate::shared::{Shared, UdpInfo};
 use crate::stats::{Counter, WorkerStats};
@@ -94,6 +94,8 @@ pub struct Replies {
     seq: u16,
     text: Text,
     binary: Binary,
+    /// What the output recorded about the request just run.
+    track: Track,
 }
 
 impl Default for Replies {
@@ -108,6 +110,7 @@ impl Default for Replies {
             seq: 0,
             text: Text::default(),
             binary: Binary::default(),
+            track: Track::default(),
         }
     }
 }
@@ -146,7 +149,7 @@ impl Replies {
             if left == 0 {
                 // memcached writes out after -R + 1 commands, then -R.
                 self.out.commit();
-                self.out.take_track();
+                self.out.take_track(&mut self.track);
                 self.write_point();
                 cx.stats.incr(Counter::ConnYields);
                 left = sh.settings.reqs_per_event;
@@ -164,8 +167,8 @@ impl Replies {
             } else {
                 self.text.step(avail, &mut scx)
             };
-            let track = self.out.take_track();
-            let start = match track.discarded {
+            self.out.take_track(&mut self.track);
+            let start = match self.track.discarded {
                 Some(base) => {
                     self.discarded();
                     base
@@ -195,21 +198,22 @@ impl Replies {
             };
             cx.info.touch(now);
             let end = self.out.pending();
-            if track.breaks.is_empty() && end == start {
+            if self.track.breaks.is_empty() && end == start {
                 // Text noreply and meta q mark their response object to be
                 // skipped; binary quiet commands leave theirs empty, as
                 // does text `quit` (an empty one can still be sent).
-                if (binary || close) && track.discarded.is_none() {
+                if (binary || close) && self.track.discarded.is_none() {
                     self.push(0, id, peer);
                 }
             } else {
                 let mut prev = start;
-                for b in track.breaks.iter().copied().chain(std::iter::once(end)) {
+                for i in 0..=self.track.breaks.len() {
+                    let b = self.track.breaks.get(i).copied().unwrap_or(end);
                     self.push(b - prev, id, peer);
                     prev = b;
                 }
             }
-            if track.commits > 0 {
+            if self.track.commits > 0 {
                 self.write_point();
             }
             pos += used;
@@ -227,13 +231,13 @@ impl Replies {
             left -= 1;
         }
         self.out.commit();
-        self.out.take_track();
+        self.out.take_track(&mut self.track);
         self.write_point();
     }
 
     fn drop_unwritten(&mut self) {
         self.out.discard_unsent();
-        self.out.take_track();
+        self.out.take_track(&mut self.track);
         self.discarded();
     }
 

@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{require_memcached, Rng, Server, MEMCRAB};
+use common::{require_memcached, rss_kb, Rng, Server, MEMCRAB};
 
 const MARK: u32 = 0xfeed_face;
 
@@ -975,14 +975,6 @@ fn protocol_flag_forces_one_protocol() {
             assert_eq!(got, want, "-B {flag} {case:02x?}");
         }
     }
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 /// Headers that claim huge lengths get their answer before any body is

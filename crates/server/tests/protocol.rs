@@ -446,14 +446,7 @@ fn idle_connections_hold_no_read_buffers() {
     let n = 1000.min((soft / 2).saturating_sub(50)) as usize;
     assert!(n >= 200, "descriptor limit {soft} too low for this test");
     let srv = Server::memcrab(&["-c", "4096"]);
-    let rss = |pid: u32| -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-            .unwrap()
-    };
+    let rss = common::rss_kb;
     let mut warm = srv.connect();
     warm.roundtrip(b"version\r\n");
     let before = rss(srv.pid());

@@ -13,7 +13,7 @@ use std::net::UdpSocket;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{require_memcached, s, same_command_counters, Client, Rng, Server, MEMCRAB};
+use common::{require_memcached, rss_kb, s, same_command_counters, Client, Rng, Server, MEMCRAB};
 
 const SYNC_ID: u16 = 0xffff;
 
@@ -608,15 +608,6 @@ fn stats_count_udp_as_memcached_does() {
     assert!(own.contains(":state conn_parse_cmd\r\n"), "{own}");
     let me = u.sock.local_addr().unwrap();
     assert!(own.contains(&format!(":addr udp:{me}\r\n")), "{own}");
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 /// 100,000 random datagrams (random frames, random bytes after frames

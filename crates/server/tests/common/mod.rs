@@ -296,3 +296,13 @@ pub fn same_command_counters(memcached: u16, memcrab: u16) {
     assert!(differ.is_empty(), "counters differ: {differ:#?}");
     eprintln!("{} command counters as memcached", want.len());
 }
+
+/// A process's resident memory (VmRSS), in kB.
+pub fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
