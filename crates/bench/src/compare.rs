@@ -93,6 +93,8 @@ impl ScenarioResult {
 
 pub const ALL: &[&str] = &[
     "get-heavy",
+    "get-heavy-t1",
+    "get-heavy-t2",
     "get-heavy-pipelined",
     "multiget-10",
     "multiget-100",
@@ -142,6 +144,9 @@ pub fn run(args: CompareArgs) -> Result<(), String> {
         }
     }
     raise_fd_limit();
+    if !crate::perf::available() {
+        eprintln!("note: perf stat cannot count raw_syscalls:sys_enter here (Debian package linux-perf, run as root): no system call or context switch figures");
+    }
     let ncpu = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -343,12 +348,42 @@ fn load_run(
             None => return Ok(Err(format!("{} reported no UDP port", side.name))),
         }
     }
+    let watch = crate::perf::Watch::start(srv.pid());
     let cpu0 = srv.cpu_seconds();
     let o = load::run(&cfg).map_err(|e| format!("{}: {e}", side.name))?;
     let cpu = srv.cpu_seconds() - cpu0;
+    let counts = watch.and_then(crate::perf::Watch::stop);
     check(&o, ctx.args.max_error_rate, &side.name)?;
     let (hwm, rss) = srv.rss();
-    Ok(Ok((throughput_figures(&o, cpu, hwm, rss), o)))
+    let mut figures = throughput_figures(&o, cpu, hwm, rss);
+    if let Some(c) = counts {
+        // perf counts a little before and after the load (its start-up
+        // wait and the stop): a few idle wake-ups, not requests.
+        let per = |n: u64| n as f64 / o.ops.max(1) as f64;
+        let at = figures
+            .iter()
+            .position(|f| f.0 == "server CPU per million requests")
+            .map_or(figures.len(), |p| p + 1);
+        figures.insert(
+            at,
+            fig(
+                "context switches per request",
+                "",
+                Better::Lower,
+                per(c.context_switches),
+            ),
+        );
+        figures.insert(
+            at,
+            fig(
+                "system calls per request",
+                "",
+                Better::Lower,
+                per(c.syscalls),
+            ),
+        );
+    }
+    Ok(Ok((figures, o)))
 }
 
 /// Runs `one` for A and B alternately, `runs` times each.
@@ -446,6 +481,21 @@ fn scenario(ctx: &mut Ctx, name: &str) -> Result<ScenarioResult, String> {
                 .and_then(|m| crate::hist::Spread::of(&m.b))
                 .map(|s| s.median);
             r
+        }
+        "get-heavy-t1" | "get-heavy-t2" => {
+            let t = if name == "get-heavy-t1" { "1" } else { "2" };
+            let flags = s(&["-t", t]);
+            let f2 = flags.clone();
+            alternate(
+                ctx,
+                name,
+                &format!("as get-heavy with -t {t}: 50 connections, one request in flight each (what most clients do), 90% get / 10% set, 100 B values"),
+                flags,
+                runs,
+                &move |ctx: &Ctx, side: &ServerSpec| {
+                    Ok(load_run(ctx, side, &f2, &|c| c, true)?.map(|(f, o)| (f, Some(o))))
+                },
+            )?
         }
         "get-heavy-pipelined" => alternate(
             ctx,

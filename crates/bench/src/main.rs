@@ -16,6 +16,7 @@ mod dist;
 mod expiry;
 mod hist;
 mod load;
+mod perf;
 mod reply;
 mod report;
 mod servers;

@@ -130,6 +130,12 @@ pub fn markdown(ctx: &Ctx, results: &[ScenarioResult], cmd: &str, elapsed: Durat
         "- runs: {} of each server per scenario, alternating A B A B; timed runs {} s; a fresh server for every run",
         ctx.args.runs, ctx.args.duration
     );
+    if !crate::perf::available() {
+        let _ = writeln!(
+            m,
+            "- system calls and context switches per request: not measured (`perf stat` cannot count raw_syscalls:sys_enter here; Debian package linux-perf, run as root)"
+        );
+    }
     let _ = writeln!(m, "- total time: {:.0} s\n", elapsed.as_secs_f64());
     let _ = writeln!(
         m,

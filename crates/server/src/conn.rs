@@ -92,6 +92,14 @@ pub struct Conn {
     /// Set when a batch stopped at `-R`; memcached handles `-R`+1 commands
     /// in the first batch after a read and `-R` in each later one.
     yielded: bool,
+    /// Whether the socket may hold unread bytes. A read that returns less
+    /// than it asked for drained it; the next readable edge (the worker's
+    /// poll is edge-triggered) says more came. Reading again before then
+    /// would only return EAGAIN: a system call per request for nothing.
+    may_read: bool,
+    /// The peer shut its side (EPOLLRDHUP came): read on to end-of-file
+    /// instead of stopping at a short read, so the close is seen at once.
+    peer_closed: bool,
 }
 
 impl Conn {
@@ -109,7 +117,16 @@ impl Conn {
             eof: false,
             session: Session::new(),
             yielded: false,
+            may_read: true,
+            peer_closed: false,
         }
+    }
+
+    /// The poll reported the socket readable (`closed`: with read-hangup
+    /// or an error, which a read to the end surfaces).
+    pub fn readable(&mut self, closed: bool) {
+        self.may_read = true;
+        self.peer_closed |= closed;
     }
 
     /// Whether replies are waiting for room in the socket.
@@ -177,8 +194,12 @@ impl Conn {
     }
 
     /// Reads until the socket is empty or `limit` unparsed bytes are held.
-    /// Returns whether the socket was drained.
+    /// Returns whether the socket was drained. A short read counts as
+    /// draining it, unless the peer has shut its side.
     fn fill(&mut self, cx: &mut WorkerCx<'_>, limit: usize) -> io::Result<bool> {
+        if !self.may_read {
+            return Ok(true);
+        }
         if self.rbuf.is_empty() {
             self.rbuf = cx.pool.pop().unwrap_or_else(|| vec![0; READ_BUF]);
         }
@@ -196,16 +217,25 @@ impl Conn {
                 self.rbuf.resize(grown.max(self.rend + 1), 0);
             }
             let cap = self.rbuf.len().min(limit);
+            let asked = cap - self.rend;
             match self.stream.read(&mut self.rbuf[self.rend..cap]) {
                 Ok(0) => {
                     self.eof = true;
+                    self.may_read = false;
                     return Ok(true);
                 }
                 Ok(n) => {
                     self.rend += n;
                     cx.stats.add(Counter::BytesRead, n as u64);
+                    if n < asked && !self.peer_closed {
+                        self.may_read = false;
+                        return Ok(true);
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.may_read = false;
+                    return Ok(true);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }

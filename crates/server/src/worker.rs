@@ -109,6 +109,8 @@ impl Worker {
     fn run(mut self) {
         let mut events = Events::with_capacity(512);
         let mut last_sweep = self.sh.store.clock().now();
+        // Rechecked each second: an operator may pin the process later.
+        let mut crowded = self.crowded();
         loop {
             let timeout = if self.ready.is_empty() && self.udp_ready.is_empty() {
                 Duration::from_millis(1000)
@@ -129,7 +131,14 @@ impl Worker {
                 match ev.token() {
                     WAKER => self.take_new(),
                     Token(i) if i >= UDP_TOKENS => self.drive_udp(i - UDP_TOKENS),
-                    Token(i) => self.drive(i),
+                    Token(i) => {
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            if let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) {
+                                c.readable(ev.is_read_closed() || ev.is_error());
+                            }
+                        }
+                        self.drive(i)
+                    }
                 }
             }
             for _ in 0..self.ready.len() {
@@ -145,15 +154,34 @@ impl Worker {
             // core for a whole time slice while the other workers' clients
             // wait (p99 went from 0.4 ms to 8 ms with -t 4 on one core).
             // Giving the core up after such a busy round lets them in.
-            if busy && !events.is_empty() {
+            // Yielding only after 50, 100 or 250 us of busy rounds cut the
+            // context switches per request at -t 4 on one core from 0.082
+            // to 0.076, 0.039 and 0.023 but raised p99 from 0.38 ms to
+            // 1.8, 1.3 and 1.7 ms (BENCHMARKS.md, issue 15).
+            // With no more workers than CPUs to run them there is no one
+            // to let in, and the yield is a system call for nothing.
+            if busy && !events.is_empty() && crowded {
                 std::thread::yield_now();
             }
             let now = self.sh.store.clock().now();
             if now != last_sweep {
                 last_sweep = now;
                 self.close_idle(now);
+                crowded = self.crowded();
             }
         }
+    }
+
+    /// Whether the workers outnumber the CPUs this thread may run on.
+    fn crowded(&self) -> bool {
+        let cpus = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+            .map(|set| {
+                (0..nix::sched::CpuSet::count())
+                    .filter(|&c| set.is_set(c).unwrap_or(false))
+                    .count()
+            })
+            .unwrap_or(1);
+        self.sh.settings.threads > cpus.max(1)
     }
 
     fn take_new(&mut self) {

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{s, Server};
+use std::time::Duration;
 
 #[test]
 fn many_clients_read_back_their_own_writes() {
@@ -171,4 +172,71 @@ fn binary_clients_in_parallel() {
     c.send(&bin(0x00, &[], b"bshared", &[]));
     let r = bin_responses(&mut c, 0x00);
     assert_eq!(r[0].3, b"1600");
+}
+
+fn curr_connections(c: &mut common::Client) -> u64 {
+    let st = s(&c.call(b"stats\r\n", b"END\r\n"));
+    st.lines()
+        .find_map(|l| l.strip_prefix("STAT curr_connections "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("curr_connections")
+}
+
+/// A worker stops reading at a short read and waits for the next readable
+/// edge; a close that arrives with the request, or just after it, must
+/// still be seen at once (EPOLLRDHUP), on every worker.
+#[test]
+fn clients_that_close_at_once_leave_no_connection() {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
+    let srv = Server::memcrab(&["-t", "4"]);
+    let port = srv.port;
+    let mut admin = srv.connect();
+    assert_eq!(admin.roundtrip(b"set k 0 0 1\r\nv\r\n"), b"STORED\r\n");
+    let before = curr_connections(&mut admin);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for i in 0..500u32 {
+                    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    match (t + i) % 3 {
+                        // Request and hang-up at once, the reply unread.
+                        0 => c.write_all(b"get k\r\n").unwrap(),
+                        // Half of a request, then hang-up.
+                        1 => c.write_all(b"set x 0 0 5\r\nab").unwrap(),
+                        // Request and shutdown of the sending side: the
+                        // answer still comes, then the server closes.
+                        _ => {
+                            c.write_all(b"get k\r\n").unwrap();
+                            c.shutdown(Shutdown::Write).unwrap();
+                            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                            let mut got = Vec::new();
+                            c.read_to_end(&mut got).unwrap();
+                            assert_eq!(got, b"VALUE k 0 1\r\nv\r\nEND\r\n");
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // Every hang-up was seen: nothing is left but the admin connection.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let now = curr_connections(&mut admin);
+        if now == before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{now} connections open, {before} before the hang-ups"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        admin.roundtrip(b"get k\r\n"),
+        b"VALUE k 0 1\r\nv\r\nEND\r\n"
+    );
 }
