@@ -368,7 +368,7 @@ fn load_run(
             at,
             fig(
                 "context switches per request",
-                "",
+                "switches",
                 Better::Lower,
                 per(c.context_switches),
             ),
