@@ -353,6 +353,19 @@ It implements the protocol of memcached (Copyright (c) 2003, Danga Interactive, 
 BSD licensed); it contains no memcached code.\n";
 
 impl Settings {
+    /// The connection input budget (`ConnBudget`): `-o
+    /// read_buf_mem_limit` when set; else the largest of 64 MB, a quarter
+    /// of `-m` and two values of `-I`.
+    pub fn conn_budget(&self) -> usize {
+        let set = self.ext.read_buf_mem_limit as usize;
+        if set > 0 {
+            return set;
+        }
+        (64usize << 20)
+            .max((self.maxbytes / 4) as usize)
+            .max(2 * self.item_size_max as usize)
+    }
+
     /// Turns parsed flags into settings, applying memcached's checks.
     pub fn from_args(a: Args) -> Result<Settings, Early> {
         if a.help {

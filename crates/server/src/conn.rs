@@ -15,6 +15,7 @@
 //! further while replies are waiting for the socket, so a client that does
 //! not read cannot make the server buffer without bound.
 
+use std::cell::Cell;
 use std::io::{self, Read};
 use std::sync::Arc;
 
@@ -28,7 +29,7 @@ use crate::stream::Stream;
 pub const READ_BUF: usize = 16 * 1024;
 /// Unparsed input beyond this is not read until some of it is handled
 /// (unless one command needs more: a data block or a long multiget).
-const READ_LIMIT: usize = 64 * 1024;
+pub const READ_LIMIT: usize = 64 * 1024;
 /// Replies queued past this end the batch early so they can be sent.
 const OUT_HIGH: usize = 1024 * 1024;
 
@@ -54,6 +55,9 @@ pub struct WorkerCx<'a> {
 }
 
 const POOL_MAX: usize = 256;
+/// Unparsed bytes at most that an idle connection keeps in a buffer of
+/// their own size, giving its pooled buffer back.
+const KEEP_PARTIAL: usize = 2048;
 
 /// What the worker does with the connection next.
 #[derive(Debug, PartialEq, Eq)]
@@ -100,6 +104,9 @@ pub struct Conn {
     /// The peer shut its side (EPOLLRDHUP came): read on to end-of-file
     /// instead of stopping at a short read, so the close is seen at once.
     peer_closed: bool,
+    /// Bytes of `Shared::budget` this connection holds: its read buffer
+    /// past `READ_BUF`, or the room reserved for a value on its way.
+    held: Cell<usize>,
 }
 
 impl Conn {
@@ -119,7 +126,14 @@ impl Conn {
             yielded: false,
             may_read: true,
             peer_closed: false,
+            held: Cell::new(0),
         }
+    }
+
+    /// Gives back what the connection holds of the input budget (it is
+    /// closing).
+    pub fn release(&mut self, sh: &Shared) {
+        sh.budget.release(&self.held, 0);
     }
 
     /// The poll reported the socket readable (`closed`: with read-hangup
@@ -151,7 +165,7 @@ impl Conn {
             if self.close_after_flush {
                 return Status::Close;
             }
-            let drained = match self.fill(cx, need.max(READ_LIMIT)) {
+            let drained = match self.fill(cx, need) {
                 Ok(d) => d,
                 Err(_) => return Status::Close,
             };
@@ -196,12 +210,30 @@ impl Conn {
     /// Reads until the socket is empty or `limit` unparsed bytes are held.
     /// Returns whether the socket was drained. A short read counts as
     /// draining it, unless the peer has shut its side.
-    fn fill(&mut self, cx: &mut WorkerCx<'_>, limit: usize) -> io::Result<bool> {
+    fn fill(&mut self, cx: &mut WorkerCx<'_>, need: usize) -> io::Result<bool> {
         if !self.may_read {
             return Ok(true);
         }
-        if self.rbuf.is_empty() {
-            self.rbuf = cx.pool.pop().unwrap_or_else(|| vec![0; READ_BUF]);
+        let limit = need.max(READ_LIMIT);
+        if self.rbuf.len() < READ_BUF {
+            // None, or the few bytes an idle connection kept: a pooled
+            // buffer again.
+            let mut buf = cx.pool.pop().unwrap_or_else(|| vec![0; READ_BUF]);
+            let kept = self.rend - self.rpos;
+            buf[..kept].copy_from_slice(&self.rbuf[self.rpos..self.rend]);
+            self.rbuf = buf;
+            self.rpos = 0;
+            self.rend = kept;
+        }
+        if self.rbuf.len() > READ_BUF && need <= READ_BUF && self.rend - self.rpos <= READ_BUF {
+            // The large request is done: back to a pooled buffer, and the
+            // budget back to the others.
+            let mut small = cx.pool.pop().unwrap_or_else(|| vec![0; READ_BUF]);
+            small[..self.rend - self.rpos].copy_from_slice(&self.rbuf[self.rpos..self.rend]);
+            self.rend -= self.rpos;
+            self.rpos = 0;
+            self.rbuf = small;
+            cx.sh.budget.release(&self.held, 0);
         }
         if self.rpos > 0 {
             self.rbuf.copy_within(self.rpos..self.rend, 0);
@@ -213,8 +245,20 @@ impl Conn {
                 return Ok(false);
             }
             if self.rend == self.rbuf.len() {
-                let grown = (self.rbuf.len() * 2).min(limit.max(READ_BUF));
-                self.rbuf.resize(grown.max(self.rend + 1), 0);
+                let grown = (self.rbuf.len() * 2)
+                    .min(limit.max(READ_BUF))
+                    .max(self.rend + 1);
+                if !cx.sh.budget.hold(&self.held, grown - READ_BUF) {
+                    if need > self.rend {
+                        // The next request cannot be held: memcached
+                        // closes a connection it has no read buffer for.
+                        cx.stats.incr(Counter::ReadBufOom);
+                        return Err(io::ErrorKind::OutOfMemory.into());
+                    }
+                    // Only read-ahead: handle what is here first.
+                    return Ok(false);
+                }
+                self.rbuf.resize(grown, 0);
             }
             let cap = self.rbuf.len().min(limit);
             let asked = cap - self.rend;
@@ -267,6 +311,18 @@ impl Conn {
             }
             self.rpos = 0;
             self.rend = 0;
+            cx.sh.budget.release(&self.held, 0);
+        } else if self.rbuf.len() == READ_BUF && self.rend - self.rpos <= KEEP_PARTIAL {
+            // A connection waiting for the rest of a short request (a
+            // slow client, or one that stalls on purpose) keeps only its
+            // bytes, not a whole buffer.
+            let kept = self.rbuf[self.rpos..self.rend].to_vec();
+            let buf = std::mem::replace(&mut self.rbuf, kept);
+            if cx.pool.len() < POOL_MAX {
+                cx.pool.push(buf);
+            }
+            self.rend -= self.rpos;
+            self.rpos = 0;
         }
         if let Some(spare) = self.out.release() {
             if cx.out_pool.len() < POOL_MAX {
@@ -289,6 +345,7 @@ impl Conn {
             stats: cx.stats,
             out: &mut self.out,
             fd: self.info.fd,
+            held: Some(&self.held),
         };
         self.session.begin_batch(&mut scx);
         let mut handled = 0;

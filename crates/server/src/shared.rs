@@ -4,6 +4,7 @@
 //! Lock order: `ConnRegistry::map` is taken alone (never while holding
 //! the store's lock, and the store is never called while holding it).
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -211,8 +212,61 @@ impl ConnRegistry {
     }
 }
 
+/// The bytes connections may hold in input buffers beyond their pooled
+/// `READ_BUF` each (a value on its way in, a long multiget line): one
+/// limit for the process, so that what clients send or hold back cannot
+/// take memory past `-m` + the index + this. A store whose value does not
+/// fit is refused as memcached refuses one when item memory is full
+/// (`SERVER_ERROR out of memory storing object`, the value swallowed);
+/// other growth past it closes the connection and counts `read_buf_oom`,
+/// as memcached does when its read buffers run out.
+pub struct ConnBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl ConnBudget {
+    pub fn new(limit: usize) -> Self {
+        ConnBudget {
+            limit,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// Raises what a connection holds (`held`) to `want` bytes; false, and
+    /// nothing taken, when the budget cannot give the difference.
+    pub fn hold(&self, held: &Cell<usize>, want: usize) -> bool {
+        let have = held.get();
+        if want <= have {
+            return true;
+        }
+        let more = want - have;
+        let ok = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |u| {
+                (u + more <= self.limit).then_some(u + more)
+            })
+            .is_ok();
+        if ok {
+            held.set(want);
+        }
+        ok
+    }
+
+    /// Lowers what a connection holds to `keep` bytes.
+    pub fn release(&self, held: &Cell<usize>, keep: usize) {
+        let have = held.get();
+        if keep < have {
+            self.used.fetch_sub(have - keep, Ordering::AcqRel);
+            held.set(keep);
+        }
+    }
+}
+
 pub struct Shared {
     pub settings: Settings,
+    /// Input buffer memory past each connection's pooled buffer.
+    pub budget: ConnBudget,
     pub store: Store,
     pub worker_stats: Vec<Arc<WorkerStats>>,
     pub conns: ConnRegistry,
@@ -241,7 +295,9 @@ impl Shared {
         let conns = ConnRegistry::default();
         conns.set_listeners(listeners.len() + udp.len());
         let started = store.clock().now();
+        let budget = ConnBudget::new(settings.conn_budget());
         Shared {
+            budget,
             settings,
             store,
             worker_stats,

@@ -42,6 +42,7 @@ pub enum Counter {
     BytesRead,
     BytesWritten,
     ConnYields,
+    ReadBufOom,
     MetaCmds,
 }
 
@@ -196,11 +197,11 @@ pub fn general(sh: &Shared) -> Vec<Stat> {
         "read_buf_count",
         "read_buf_bytes",
         "read_buf_bytes_free",
-        "read_buf_oom",
-        "reserved_fds",
     ] {
         p.num(name, 0);
     }
+    p.num("read_buf_oom", t.get(Counter::ReadBufOom));
+    p.num("reserved_fds", 0);
     p.num("cmd_get", t.get(Counter::GetCmds));
     p.num("cmd_set", sum(|c| c.cmd_set));
     p.num("cmd_flush", t.get(Counter::FlushCmds));

@@ -157,6 +157,7 @@ impl Replies {
             let avail = &payload[pos..];
             let before = self.out.pending();
             let mut scx = session::Cx {
+                held: None,
                 sh,
                 stats: cx.stats,
                 out: &mut self.out,

@@ -281,6 +281,7 @@ impl Worker {
     fn close(&mut self, i: usize) {
         if let Some(mut conn) = self.conns[i].take() {
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            conn.release(&self.sh);
             // Forget the descriptor before closing it: the acceptor may
             // reuse the number at once.
             self.sh.conns.remove(conn.info.fd);

@@ -57,4 +57,7 @@ pub struct Ctx<'a> {
     pub sh: &'a Shared,
     pub stats: &'a WorkerStats,
     pub proto: Proto,
+    /// The connection's hold on `Shared::budget`, where its input can grow
+    /// past one pooled buffer (TCP; a datagram never does).
+    pub held: Option<&'a std::cell::Cell<usize>>,
 }

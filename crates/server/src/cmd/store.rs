@@ -51,9 +51,19 @@ pub struct Done {
     pub value_len: usize,
 }
 
-/// The value is over `-I`: refused before it is read.
+/// Why a store was refused before its value was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TooLarge;
+pub enum Refused {
+    /// Over `-I`.
+    TooLarge,
+    /// The connection input budget cannot hold the value while it
+    /// arrives (memcached: no item memory for it).
+    OutOfMemory,
+}
+
+/// Bytes a request line or binary header may take beside its value, for
+/// the budget's reservation.
+const HEAD_ROOM: usize = 4096;
 
 /// Counts a store refused for its size or for memory. memcached counts
 /// these (`store_too_large`, `store_no_memory`) in its text protocol
@@ -72,14 +82,22 @@ fn drops_old(cx: &Ctx<'_>, op: &StoreOp<'_>) -> bool {
 }
 
 /// memcached's `-I` check, made when the header arrives, before the
-/// value is read: a refused value is counted (`store_too_large`) and the
-/// key's old value may be dropped ([`drops_old`]).
-pub fn admit(cx: &Ctx<'_>, op: &StoreOp<'_>, value_len: usize) -> Result<(), TooLarge> {
+/// value is read, then the connection input budget's (memcached takes the
+/// item's memory at this point; memcrab holds the value in the
+/// connection's buffer until it is whole): a refused value is counted
+/// (`store_too_large`, `store_no_memory`) and the key's old value may be
+/// dropped ([`drops_old`]).
+pub fn admit(cx: &Ctx<'_>, op: &StoreOp<'_>, value_len: usize) -> Result<(), Refused> {
     let store = &cx.sh.store;
-    if store.item_size_ok(op.key.len(), op.flags, value_len) {
+    let refused = if !store.item_size_ok(op.key.len(), op.flags, value_len) {
+        count_refusal(cx, Counter::StoreTooLarge);
+        Refused::TooLarge
+    } else if !holds(cx, value_len) {
+        count_refusal(cx, Counter::StoreNoMemory);
+        Refused::OutOfMemory
+    } else {
         return Ok(());
-    }
-    count_refusal(cx, Counter::StoreTooLarge);
+    };
     if drops_old(cx, op) {
         store.unlink_key(op.key);
     }
@@ -88,7 +106,23 @@ pub fn admit(cx: &Ctx<'_>, op: &StoreOp<'_>, value_len: usize) -> Result<(), Too
         key: op.key,
         hit: false,
     });
-    Err(TooLarge)
+    Err(refused)
+}
+
+/// Reserves, in the connection input budget, room for a request with a
+/// value of `value_len` bytes past the connection's pooled buffer (and
+/// the read-ahead it may grow to anyway). Taken once per request: asking
+/// again while its value arrives takes nothing more.
+fn holds(cx: &Ctx<'_>, value_len: usize) -> bool {
+    use crate::conn::{READ_BUF, READ_LIMIT};
+    let Some(held) = cx.held else {
+        return true;
+    };
+    let total = value_len.saturating_add(2 + HEAD_ROOM);
+    if total <= READ_BUF {
+        return true;
+    }
+    cx.sh.budget.hold(held, total.max(READ_LIMIT) - READ_BUF)
 }
 
 /// A text data block that did not end in `\r\n`: memcached has counted

@@ -224,8 +224,14 @@ impl Binary {
         let c = cx.cmd(Proto::Binary);
         // Refusals that depend on the value's length come before it is read.
         if let Command::Store(sc) = req.cmd {
-            if store::admit(&c, &store_op(&sc, req.cas), h.value_len()).is_err() {
-                return refuse(cx, &h, Status::TooLarge, avail, total);
+            match store::admit(&c, &store_op(&sc, req.cas), h.value_len()) {
+                Ok(()) => {}
+                Err(store::Refused::TooLarge) => {
+                    return refuse(cx, &h, Status::TooLarge, avail, total)
+                }
+                Err(store::Refused::OutOfMemory) => {
+                    return refuse(cx, &h, Status::OutOfMemory, avail, total)
+                }
             }
         }
         match req.cmd {

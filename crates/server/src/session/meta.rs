@@ -253,8 +253,8 @@ fn set(m: &Meta<'_>, avail: &[u8], line_len: usize, c: &Ctx<'_>, out: &mut Outpu
         vivify: f.vivify.filter(|_| concat),
     };
     let len = m.datalen as usize;
-    if store::admit(c, &op, len).is_err() {
-        out.line("SERVER_ERROR object too large for cache");
+    if let Err(why) = store::admit(c, &op, len) {
+        out.line(super::text::refusal_line(why));
         return Step::Done {
             used: line_len,
             swallow: u64::from(m.datalen) + 2,

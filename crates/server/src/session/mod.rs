@@ -35,6 +35,8 @@ pub struct Cx<'a> {
     pub stats: &'a WorkerStats,
     pub out: &'a mut Output,
     pub fd: i32,
+    /// The connection's hold on the input budget (`None` over UDP).
+    pub held: Option<&'a std::cell::Cell<usize>>,
 }
 
 impl<'a> Cx<'a> {
@@ -44,6 +46,7 @@ impl<'a> Cx<'a> {
             sh: self.sh,
             stats: self.stats,
             proto,
+            held: self.held,
         }
     }
 }

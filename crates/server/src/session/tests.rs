@@ -32,6 +32,7 @@ fn drive(sh: &Shared, input: &[u8], chunk: usize) -> Vec<u8> {
     let mut out = Output::default();
     let mut session = Session::new();
     let (mut buf, mut pos, mut swallow) = (Vec::new(), 0, 0u64);
+    let held = std::cell::Cell::new(0);
     let mut sent = Vec::new();
     for piece in input.chunks(chunk) {
         buf.extend_from_slice(piece);
@@ -47,6 +48,7 @@ fn drive(sh: &Shared, input: &[u8], chunk: usize) -> Vec<u8> {
                 stats: &stats,
                 out: &mut out,
                 fd: 0,
+                held: Some(&held),
             };
             match session.step(&buf[pos..], &mut cx) {
                 Step::Need(_) => break,

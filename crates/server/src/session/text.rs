@@ -150,8 +150,8 @@ fn store_command(
         ..store::StoreOp::default()
     };
     let len = head.data_len as usize;
-    if store::admit(c, &op, len).is_err() {
-        reply(out, "SERVER_ERROR object too large for cache", head.noreply);
+    if let Err(why) = store::admit(c, &op, len) {
+        reply(out, refusal_line(why), head.noreply);
         return Step::Done {
             used: line_len,
             swallow: u64::from(head.data_len) + 2,
@@ -385,5 +385,13 @@ fn stats_reply(r: stats::Reply, out: &mut Output) {
         }
         // Text `stats` with an unknown group is a parse error (ERROR).
         stats::Reply::Unknown => out.line("ERROR"),
+    }
+}
+
+/// The line memcached answers a store refused before its value is read.
+pub(crate) fn refusal_line(why: store::Refused) -> &'static str {
+    match why {
+        store::Refused::TooLarge => "SERVER_ERROR object too large for cache",
+        store::Refused::OutOfMemory => "SERVER_ERROR out of memory storing object",
     }
 }

@@ -1,0 +1,141 @@
+//! The connection input budget: what clients send but do not finish, or
+//! hold back, cannot take memory past `-m` + the index + the budget
+//! (`-o read_buf_mem_limit`). memcached takes a value's item memory when
+//! its header arrives and answers `SERVER_ERROR out of memory storing
+//! object` when there is none; memcrab holds the value in the
+//! connection's buffer, charged to the budget, and answers the same.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{s, Server};
+
+fn stat(c: &mut common::Client, name: &str) -> u64 {
+    let st = s(&c.call(b"stats\r\n", b"END\r\n"));
+    st.lines()
+        .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {st}"))
+}
+
+/// A connection that sent the head of a `size`-byte value and `sent`
+/// bytes of it, then stalls.
+fn stalled(port: u16, head: &[u8], sent: usize) -> TcpStream {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(head).unwrap();
+    c.write_all(&vec![b'x'; sent]).unwrap();
+    c
+}
+
+/// What a connection has been answered within `wait` (empty: nothing).
+fn answered(c: &mut TcpStream, wait: Duration) -> Vec<u8> {
+    c.set_read_timeout(Some(wait)).unwrap();
+    let mut got = vec![0u8; 256];
+    match c.read(&mut got) {
+        Ok(n) => got[..n].to_vec(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn stalled_values_are_charged_to_the_budget() {
+    // 4 MB of budget: four 1 MB values at a time, whatever -m is.
+    let srv = Server::memcrab(&["-m", "64", "-o", "read_buf_mem_limit=4"]);
+    let port = srv.port;
+    let mut admin = srv.connect();
+    assert_eq!(admin.roundtrip(b"set old 0 0 3\r\nabc\r\n"), b"STORED\r\n");
+    let before = common::rss_kb(srv.pid());
+    let mut conns: Vec<TcpStream> = (0..40)
+        .map(|i| {
+            stalled(
+                port,
+                format!("set k{i} 0 0 1000000\r\n").as_bytes(),
+                600_000,
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut refused = 0;
+    for c in &mut conns {
+        let got = answered(c, Duration::from_millis(100));
+        if !got.is_empty() {
+            assert_eq!(s(&got), "SERVER_ERROR out of memory storing object\r\n");
+            refused += 1;
+        }
+    }
+    assert!((35..40).contains(&refused), "{refused} of 40 refused");
+    assert_eq!(stat(&mut admin, "store_no_memory"), refused);
+    // 40 x 600 KB were sent; what is held is the budget's worth.
+    let grown = common::rss_kb(srv.pid()).saturating_sub(before);
+    assert!(grown < 12 * 1024, "RSS grew {grown} kB");
+    // A refused set drops the old value, as memcached's does.
+    let mut c = stalled(port, b"set old 0 0 1000000\r\n", 10);
+    assert_eq!(
+        s(&answered(&mut c, Duration::from_secs(2))),
+        "SERVER_ERROR out of memory storing object\r\n"
+    );
+    assert_eq!(admin.roundtrip(b"get old\r\n"), b"END\r\n");
+    // The swallowed value is not read as commands, and small requests
+    // go on being served.
+    c.write_all(&vec![b'x'; 1_000_000 - 10]).unwrap();
+    c.write_all(b"\r\nset after 0 0 1\r\nz\r\n").unwrap();
+    assert_eq!(s(&answered(&mut c, Duration::from_secs(2))), "STORED\r\n");
+    // Meta and binary refuse with their own words.
+    let mut m = stalled(port, b"ms mk 1000000 T0\r\n", 10);
+    assert_eq!(
+        s(&answered(&mut m, Duration::from_secs(2))),
+        "SERVER_ERROR out of memory storing object\r\n"
+    );
+    let mut b = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut req = vec![0x80, 0x01, 0, 2, 8, 0, 0, 0];
+    req.extend_from_slice(&(8u32 + 2 + 1_000_000).to_be_bytes());
+    req.extend_from_slice(&[0; 12]);
+    req.extend_from_slice(&[0; 8]);
+    req.extend_from_slice(b"bk");
+    b.write_all(&req).unwrap();
+    let r = answered(&mut b, Duration::from_secs(2));
+    assert!(r.len() >= 24, "{r:?}");
+    assert_eq!(u16::from_be_bytes([r[6], r[7]]), 0x82, "{r:?}");
+    // The budget comes back when the stalled clients go.
+    drop(conns);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut big = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut req = b"set big 0 0 1000000\r\n".to_vec();
+    req.extend(std::iter::repeat_n(b'y', 1_000_000));
+    req.extend_from_slice(b"\r\n");
+    big.write_all(&req).unwrap();
+    assert_eq!(s(&answered(&mut big, Duration::from_secs(5))), "STORED\r\n");
+    let got = admin.call(b"get big\r\n", b"END\r\n");
+    assert_eq!(got.len(), "VALUE big 0 1000000\r\n".len() + 1_000_002 + 5);
+}
+
+/// A request that cannot be held (a multiget line longer than one buffer)
+/// with the budget spent: the connection is closed and `read_buf_oom`
+/// counted, as memcached does when it has no read buffer.
+#[test]
+fn a_long_line_without_budget_closes_the_connection() {
+    let srv = Server::memcrab(&["-o", "read_buf_mem_limit=1"]);
+    let port = srv.port;
+    let mut admin = srv.connect();
+    let _held = stalled(port, b"set k 0 0 990000\r\n", 100_000);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut line = b"get".to_vec();
+    while line.len() < 200_000 {
+        line.extend_from_slice(b" somekey");
+    }
+    line.extend_from_slice(b"\r\n");
+    let _ = c.write_all(&line);
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut b = [0u8; 16];
+    assert!(matches!(c.read(&mut b), Ok(0) | Err(_)), "not closed");
+    assert_eq!(stat(&mut admin, "read_buf_oom"), 1);
+    // With the budget free, the same line is answered.
+    drop(_held);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = srv.connect();
+    assert_eq!(c.call(&line, b"END\r\n"), b"END\r\n");
+}
