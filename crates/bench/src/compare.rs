@@ -114,6 +114,10 @@ pub const ALL: &[&str] = &[
     "expiry-cost",
     "expiry-latency",
     "udp",
+    "hostile-partial-values",
+    "hostile-large-values",
+    "slowloris",
+    "unread-replies",
 ];
 
 pub struct Ctx {
@@ -671,6 +675,7 @@ fn scenario(ctx: &mut Ctx, name: &str) -> Result<ScenarioResult, String> {
             )?
         }
         "expiry" | "expiry-cost" | "expiry-latency" => crate::expiry::scenario(ctx, name, runs)?,
+        n if crate::hostile::NAMES.contains(&n) => crate::hostile::scenario(ctx, name, runs)?,
         "udp" => {
             let flags = s(&["-U", "-1"]);
             let f2 = flags.clone();

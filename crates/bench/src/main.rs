@@ -15,6 +15,7 @@ mod compare;
 mod dist;
 mod expiry;
 mod hist;
+mod hostile;
 mod load;
 mod perf;
 mod reply;

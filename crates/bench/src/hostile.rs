@@ -1,0 +1,241 @@
+//! The memory-bound scenarios of `compare`: clients that send part of a
+//! request and stall, or never read, as a hostile or broken client would.
+//! Each reports the server's resident memory before, at its peak, while
+//! the clients hold on and after they leave, and the latency another
+//! client sees meanwhile.
+//!
+//! - `hostile-partial-values`: `-m 64`; 2,000 connections each send the
+//!   head of a 1,000,000-byte `set` and half its value, then stall.
+//! - `hostile-large-values`: `-m 256 -I 128m`; 20 connections each
+//!   declare a 100 MB value and send 30 MB of it.
+//! - `slowloris`: `-m 64`; 5,000 connections send a `get` a byte at a
+//!   time (every 0.3 s), then read their reply.
+//! - `unread-replies`: `-m 64 -c 12000`; 8,000 connections each ask for
+//!   100 keys of 1 KB and do not read.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::compare::{alternate, fig, s, start_side, Better, Ctx, RunResult, ScenarioResult};
+use crate::servers::{Running, ServerSpec};
+
+pub(crate) const NAMES: &[&str] = &[
+    "hostile-partial-values",
+    "hostile-large-values",
+    "slowloris",
+    "unread-replies",
+];
+
+pub(crate) fn scenario(ctx: &Ctx, name: &str, runs: usize) -> Result<ScenarioResult, String> {
+    let (flags, what): (Vec<String>, &str) = match name {
+        "hostile-partial-values" => (
+            s(&["-m", "64", "-c", "2100"]),
+            "2,000 connections each send the head of a 1,000,000-byte set and 500,000 bytes of its value, then stall",
+        ),
+        "hostile-large-values" => (
+            s(&["-m", "256", "-I", "128m"]),
+            "20 connections each declare a 100,000,000-byte value and send 30,000,000 bytes of it, then stall",
+        ),
+        "slowloris" => (
+            s(&["-m", "64", "-c", "5100"]),
+            "5,000 connections each send `get slowloriskey` one byte every 0.3 s, then read the reply",
+        ),
+        "unread-replies" => (
+            s(&["-m", "64", "-c", "12000"]),
+            "100 keys of 1 KB set; 8,000 connections each send one get of all 100 keys and never read",
+        ),
+        other => return Err(format!("unknown scenario {other}")),
+    };
+    let f2 = flags.clone();
+    let name2 = name.to_string();
+    alternate(
+        ctx,
+        name,
+        &format!("{what}; RSS before, at peak, while they hold on, and 2 s after they close; another client's get round trips meanwhile"),
+        flags,
+        runs,
+        &move |ctx: &Ctx, side: &ServerSpec| run(ctx, side, &f2, &name2),
+    )
+}
+
+fn rss_mb(srv: &Running) -> (f64, f64) {
+    let (hwm, rss) = srv.rss();
+    (hwm as f64 / 1048576.0, rss as f64 / 1048576.0)
+}
+
+/// Another client's get round trips (median and worst, ms) over `n`.
+fn probe(addr: SocketAddr, n: usize) -> Result<(f64, f64), String> {
+    let mut c = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    c.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let mut times = Vec::with_capacity(n);
+    let mut buf = [0u8; 256];
+    for _ in 0..n {
+        let t = Instant::now();
+        c.write_all(b"get probe\r\n").map_err(|e| e.to_string())?;
+        let mut got = Vec::new();
+        while !got.ends_with(b"END\r\n") {
+            let k = c.read(&mut buf).map_err(|e| format!("probe: {e}"))?;
+            if k == 0 {
+                return Err("probe: connection closed".into());
+            }
+            got.extend_from_slice(&buf[..k]);
+        }
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], times[times.len() - 1]))
+}
+
+fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
+    let c = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    c.set_nodelay(true).map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
+/// Sends `head` and `sent` bytes of value on `n` connections, in
+/// `threads` threads (a refused value is swallowed, a held one read, so
+/// every send completes unless the server stops reading).
+fn stall_values(
+    addr: SocketAddr,
+    n: usize,
+    size: usize,
+    sent: usize,
+    threads: usize,
+) -> Result<Vec<TcpStream>, String> {
+    let per = n.div_ceil(threads);
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            std::thread::spawn(move || -> Result<Vec<TcpStream>, String> {
+                let body = vec![b'x'; sent];
+                let mut out = Vec::new();
+                for i in t * per..((t + 1) * per).min(n) {
+                    let mut c = connect(addr)?;
+                    c.set_write_timeout(Some(Duration::from_secs(30)))
+                        .map_err(|e| e.to_string())?;
+                    c.write_all(format!("set hostile{i} 0 0 {size}\r\n").as_bytes())
+                        .map_err(|e| e.to_string())?;
+                    // A server that stops reading (memcached's item memory
+                    // full) leaves the rest in the socket: not an error.
+                    let _ = c.write_all(&body);
+                    out.push(c);
+                }
+                Ok(out)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.join().map_err(|_| "sender panicked".to_string())??);
+    }
+    Ok(all)
+}
+
+fn run(ctx: &Ctx, side: &ServerSpec, flags: &[String], name: &str) -> RunResult {
+    let srv = match start_side(ctx, side, flags)? {
+        Ok(s) => s,
+        Err(why) => return Ok(Err(why)),
+    };
+    let addr = srv.addr;
+    {
+        let mut c = connect(addr)?;
+        c.write_all(b"set probe 0 0 5\r\nhello\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut b = [0u8; 16];
+        let _ = c.read(&mut b);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let before = rss_mb(&srv).1;
+    let held: Vec<TcpStream> = match name {
+        "hostile-partial-values" => stall_values(addr, 2000, 1_000_000, 500_000, 4)?,
+        "hostile-large-values" => stall_values(addr, 20, 100_000_000, 30_000_000, 20)?,
+        "slowloris" => {
+            let mut conns = Vec::new();
+            for _ in 0..5000 {
+                conns.push(connect(addr)?);
+            }
+            let msg = b"get slowloriskey\r\n";
+            for i in 0..msg.len() - 2 {
+                for c in &mut conns {
+                    c.write_all(&msg[i..i + 1]).map_err(|e| e.to_string())?;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            conns
+        }
+        _ => {
+            let mut c = connect(addr)?;
+            let value = vec![b'v'; 1024];
+            for k in 0..100 {
+                c.write_all(format!("set unread{k} 0 0 1024 noreply\r\n").as_bytes())
+                    .map_err(|e| e.to_string())?;
+                c.write_all(&value).map_err(|e| e.to_string())?;
+                c.write_all(b"\r\n").map_err(|e| e.to_string())?;
+            }
+            let mut get = b"get".to_vec();
+            for k in 0..100 {
+                get.extend_from_slice(format!(" unread{k}").as_bytes());
+            }
+            get.extend_from_slice(b"\r\n");
+            let mut conns = Vec::new();
+            for _ in 0..8000 {
+                let mut c = connect(addr)?;
+                c.write_all(&get).map_err(|e| e.to_string())?;
+                conns.push(c);
+            }
+            conns
+        }
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let holding = rss_mb(&srv).1;
+    let (p50, worst) = probe(addr, 200)?;
+    if name == "slowloris" {
+        let mut conns = held;
+        for c in &mut conns {
+            c.write_all(b"\r\n").map_err(|e| e.to_string())?;
+        }
+        for c in &mut conns {
+            c.set_read_timeout(Some(Duration::from_secs(10)))
+                .map_err(|e| e.to_string())?;
+            let mut b = [0u8; 16];
+            let k = c
+                .read(&mut b)
+                .map_err(|e| format!("slowloris reply: {e}"))?;
+            if &b[..k] != b"END\r\n" {
+                return Err(format!("slowloris reply {:?}", &b[..k]));
+            }
+        }
+    } else {
+        drop(held);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let (peak, after) = rss_mb(&srv);
+    Ok(Ok((
+        vec![
+            fig("server RSS before", "MB", Better::Lower, before),
+            fig("server peak RSS", "MB", Better::Lower, peak),
+            fig(
+                "server RSS while the clients hold on",
+                "MB",
+                Better::Lower,
+                holding,
+            ),
+            fig(
+                "server RSS 2 s after they leave",
+                "MB",
+                Better::Lower,
+                after,
+            ),
+            fig("another client's get, median", "ms", Better::Lower, p50),
+            fig("another client's get, worst", "ms", Better::Lower, worst),
+            fig(
+                "stores refused for memory (store_no_memory)",
+                "stores",
+                Better::Lower,
+                srv.stat_u64("store_no_memory").unwrap_or(0) as f64,
+            ),
+        ],
+        None,
+    )))
+}
