@@ -141,7 +141,9 @@ pub struct Args {
     /// enable TLS/SSL
     #[arg(short = 'Z', long = "enable-ssl")]
     pub ssl: bool,
-    /// comma separated list of extended options
+    /// comma separated list of extended options; among them
+    /// read_buf_mem_limit=MB: the connection input budget (values on their
+    /// way in; 0, the default: max(64 MB, -m/4, 2 x -I))
     #[arg(short = 'o', long = "extended", action = ArgAction::Append)]
     pub extended: Vec<String>,
 }
