@@ -233,7 +233,8 @@ pub struct Extended {
     pub idle_timeout: u32,
     pub watcher_logbuf_size: u32,
     pub worker_logbuf_size: u32,
-    pub read_buf_mem_limit: u32,
+    /// Bytes (given in megabytes).
+    pub read_buf_mem_limit: u64,
     pub slab_reassign: bool,
     pub slab_automove: u32,
     pub slab_automove_ratio: f64,
@@ -632,9 +633,11 @@ fn apply_extended(e: &mut Extended, opt: &str) -> Result<(), Early> {
             e.temporary_ttl = num(key, val)?;
         }
         "idle_timeout" => e.idle_timeout = num(key, val)?,
-        "watcher_logbuf_size" => e.watcher_logbuf_size = num::<u32>(key, val)? * 1024,
-        "worker_logbuf_size" => e.worker_logbuf_size = num::<u32>(key, val)? * 1024,
-        "read_buf_mem_limit" => e.read_buf_mem_limit = num::<u32>(key, val)? * 1024 * 1024,
+        // memcached multiplies these in an unsigned int: `stats settings`
+        // shows what wraps; the budget itself takes the megabytes whole.
+        "watcher_logbuf_size" => e.watcher_logbuf_size = num::<u32>(key, val)?.wrapping_mul(1024),
+        "worker_logbuf_size" => e.worker_logbuf_size = num::<u32>(key, val)?.wrapping_mul(1024),
+        "read_buf_mem_limit" => e.read_buf_mem_limit = u64::from(num::<u32>(key, val)?) << 20,
         "sasl_file" => match val {
             Some(v) if !v.is_empty() => e.sasl_file = Some(PathBuf::from(v)),
             _ => return Err(usage("sasl_file needs a path: -o sasl_file=FILE")),
@@ -695,6 +698,24 @@ mod tests {
         assert_eq!(s.chunk_size, 48);
         assert_eq!(s.unix_mask, 0o700);
         assert!(s.use_cas && s.evictions && s.flush_enabled && !s.shutdown_command);
+    }
+
+    #[test]
+    fn the_connection_budget() {
+        let mb = 1usize << 20;
+        assert_eq!(settings(&[]).unwrap().conn_budget(), 64 * mb);
+        assert_eq!(settings(&["-m", "1024"]).unwrap().conn_budget(), 256 * mb);
+        assert_eq!(
+            settings(&["-m", "256", "-I", "128m"])
+                .unwrap()
+                .conn_budget(),
+            256 * mb
+        );
+        // Past 4095 MB memcached's unsigned int wraps what stats shows;
+        // the budget takes the megabytes whole.
+        let s = settings(&["-o", "read_buf_mem_limit=5000"]).unwrap();
+        assert_eq!(s.conn_budget(), 5000 * mb);
+        assert_eq!(s.ext.read_buf_mem_limit as u32, 947_912_704);
     }
 
     #[test]

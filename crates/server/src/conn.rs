@@ -107,6 +107,11 @@ pub struct Conn {
     /// Bytes of `Shared::budget` this connection holds: its read buffer
     /// past `READ_BUF`, or the room reserved for a value on its way.
     held: Cell<usize>,
+    /// Bytes the request at the head of the buffer needs in all, as the
+    /// session last said (0: not known). Kept across readiness events, so
+    /// that a large request's buffer and reservation stay while it
+    /// arrives.
+    need: usize,
 }
 
 impl Conn {
@@ -127,13 +132,14 @@ impl Conn {
             may_read: true,
             peer_closed: false,
             held: Cell::new(0),
+            need: 0,
         }
     }
 
     /// Gives back what the connection holds of the input budget (it is
     /// closing).
     pub fn release(&mut self, sh: &Shared) {
-        sh.budget.release(&self.held, 0);
+        sh.budget.release(&self.held);
     }
 
     /// The poll reported the socket readable (`closed`: with read-hangup
@@ -150,7 +156,6 @@ impl Conn {
 
     /// Handles readiness: sends what is queued, reads, executes, sends.
     pub fn run(&mut self, cx: &mut WorkerCx<'_>) -> Status {
-        let mut need = 0;
         loop {
             if !self.flush(cx) {
                 return Status::Close;
@@ -165,11 +170,15 @@ impl Conn {
             if self.close_after_flush {
                 return Status::Close;
             }
-            let drained = match self.fill(cx, need) {
+            let drained = match self.fill(cx) {
                 Ok(d) => d,
                 Err(_) => return Status::Close,
             };
             let progress = self.process(cx);
+            self.need = match progress {
+                Progress::NeedMore(n) => n,
+                _ => 0,
+            };
             if !self.flush(cx) {
                 return Status::Close;
             }
@@ -193,7 +202,7 @@ impl Conn {
                     self.yielded = true;
                     return Status::Wait;
                 }
-                Progress::NeedMore(n) => {
+                Progress::NeedMore(_) => {
                     if self.eof {
                         return Status::Close;
                     }
@@ -201,7 +210,6 @@ impl Conn {
                         self.idle(cx);
                         return Status::Wait;
                     }
-                    need = n;
                 }
             }
         }
@@ -210,10 +218,11 @@ impl Conn {
     /// Reads until the socket is empty or `limit` unparsed bytes are held.
     /// Returns whether the socket was drained. A short read counts as
     /// draining it, unless the peer has shut its side.
-    fn fill(&mut self, cx: &mut WorkerCx<'_>, need: usize) -> io::Result<bool> {
+    fn fill(&mut self, cx: &mut WorkerCx<'_>) -> io::Result<bool> {
         if !self.may_read {
             return Ok(true);
         }
+        let need = self.need;
         let limit = need.max(READ_LIMIT);
         if self.rbuf.len() < READ_BUF {
             // None, or the few bytes an idle connection kept: a pooled
@@ -233,7 +242,7 @@ impl Conn {
             self.rend -= self.rpos;
             self.rpos = 0;
             self.rbuf = small;
-            cx.sh.budget.release(&self.held, 0);
+            cx.sh.budget.release(&self.held);
         }
         if self.rpos > 0 {
             self.rbuf.copy_within(self.rpos..self.rend, 0);
@@ -311,7 +320,7 @@ impl Conn {
             }
             self.rpos = 0;
             self.rend = 0;
-            cx.sh.budget.release(&self.held, 0);
+            cx.sh.budget.release(&self.held);
         } else if self.rbuf.len() == READ_BUF && self.rend - self.rpos <= KEEP_PARTIAL {
             // A connection waiting for the rest of a short request (a
             // slow client, or one that stalls on purpose) keeps only its

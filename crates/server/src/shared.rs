@@ -218,7 +218,8 @@ impl ConnRegistry {
 /// take memory past `-m` + the index + this. A store whose value does not
 /// fit is refused as memcached refuses one when item memory is full
 /// (`SERVER_ERROR out of memory storing object`, the value swallowed);
-/// other growth past it closes the connection and counts `read_buf_oom`,
+/// read-ahead past it waits; a request that cannot be held otherwise (a
+/// long multiget line) closes the connection and counts `read_buf_oom`,
 /// as memcached does when its read buffers run out.
 pub struct ConnBudget {
     limit: usize,
@@ -253,12 +254,11 @@ impl ConnBudget {
         ok
     }
 
-    /// Lowers what a connection holds to `keep` bytes.
-    pub fn release(&self, held: &Cell<usize>, keep: usize) {
-        let have = held.get();
-        if keep < have {
-            self.used.fetch_sub(have - keep, Ordering::AcqRel);
-            held.set(keep);
+    /// Gives back all a connection holds.
+    pub fn release(&self, held: &Cell<usize>) {
+        let have = held.replace(0);
+        if have > 0 {
+            self.used.fetch_sub(have, Ordering::AcqRel);
         }
     }
 }

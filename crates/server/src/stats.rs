@@ -384,7 +384,8 @@ pub fn settings(sh: &Shared) -> Vec<Stat> {
     p.num("idle_timeout", u64::from(e.idle_timeout));
     p.num("watcher_logbuf_size", u64::from(e.watcher_logbuf_size));
     p.num("worker_logbuf_size", u64::from(e.worker_logbuf_size));
-    p.num("read_buf_mem_limit", u64::from(e.read_buf_mem_limit));
+    // memcached keeps the bytes in an unsigned int.
+    p.num("read_buf_mem_limit", u64::from(e.read_buf_mem_limit as u32));
     p.text("track_sizes", "no");
     p.text("inline_ascii_response", "no");
     p.num("ext_item_size", 512);
