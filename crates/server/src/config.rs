@@ -638,6 +638,11 @@ fn apply_extended(e: &mut Extended, opt: &str) -> Result<(), Early> {
         "watcher_logbuf_size" => e.watcher_logbuf_size = num::<u32>(key, val)?.wrapping_mul(1024),
         "worker_logbuf_size" => e.worker_logbuf_size = num::<u32>(key, val)?.wrapping_mul(1024),
         "read_buf_mem_limit" => e.read_buf_mem_limit = u64::from(num::<u32>(key, val)?) << 20,
+        // memcached 1.6 says so and goes on: replies are in the budget
+        // `read_buf_mem_limit` sets.
+        "resp_obj_mem_limit" => {
+            eprintln!("DEPRECATED: resp_obj_mem_limit no longer used. See read_buf_mem_limit,")
+        }
         "sasl_file" => match val {
             Some(v) if !v.is_empty() => e.sasl_file = Some(PathBuf::from(v)),
             _ => return Err(usage("sasl_file needs a path: -o sasl_file=FILE")),

@@ -52,6 +52,9 @@ pub struct WorkerCx<'a> {
     pub pool: &'a mut Vec<Vec<u8>>,
     /// Free reply buffers (at most `KEEP_CAPACITY` bytes each).
     pub out_pool: &'a mut Vec<Spare>,
+    /// Free `Io`s (no buffers in them), boxed as connections hold them.
+    #[allow(clippy::vec_box)]
+    pub io_pool: &'a mut Vec<Box<Io>>,
 }
 
 const POOL_MAX: usize = 256;
@@ -79,20 +82,18 @@ enum Progress {
 
 pub struct Conn {
     pub stream: Stream,
+    pub info: Arc<ConnInfo>,
+    /// Buffers and queues while the connection has something in flight;
+    /// none while it is idle, which then costs this struct, its
+    /// `ConnInfo` and a slot in the registry.
+    io: Option<Box<Io>>,
+    /// The protocol spoken, its framing and login state.
+    session: Session,
     /// Whether the worker watches this socket for writability (only while
     /// replies wait for room in the socket).
     pub watching_writes: bool,
-    pub info: Arc<ConnInfo>,
-    rbuf: Vec<u8>,
-    rpos: usize,
-    rend: usize,
-    /// Incoming bytes still to discard (a refused data block).
-    swallow: u64,
-    out: Output,
     close_after_flush: bool,
     eof: bool,
-    /// The protocol spoken, its framing and login state.
-    session: Session,
     /// Set when a batch stopped at `-R`; memcached handles `-R`+1 commands
     /// in the first batch after a read and `-R` in each later one.
     yielded: bool,
@@ -104,6 +105,18 @@ pub struct Conn {
     /// The peer shut its side (EPOLLRDHUP came): read on to end-of-file
     /// instead of stopping at a short read, so the close is seen at once.
     peer_closed: bool,
+}
+
+/// What a busy connection holds; back to its worker's pool when the
+/// connection goes idle with nothing buffered, queued or reserved.
+#[derive(Default)]
+pub struct Io {
+    rbuf: Vec<u8>,
+    rpos: usize,
+    rend: usize,
+    /// Incoming bytes still to discard (a refused data block).
+    swallow: u64,
+    out: Output,
     /// Bytes of `Shared::budget` this connection holds: its read buffer
     /// past `READ_BUF`, or the room reserved for a value on its way.
     held: Cell<usize>,
@@ -114,32 +127,40 @@ pub struct Conn {
     need: usize,
 }
 
+impl Io {
+    /// Holds nothing a later batch needs.
+    fn is_clear(&self) -> bool {
+        self.rbuf.is_empty()
+            && self.swallow == 0
+            && self.out.is_empty()
+            && self.out.released()
+            && self.held.get() == 0
+            && self.need == 0
+    }
+}
+
 impl Conn {
     pub fn new(stream: Stream, info: Arc<ConnInfo>) -> Self {
         Conn {
             stream,
-            watching_writes: false,
             info,
-            rbuf: Vec::new(),
-            rpos: 0,
-            rend: 0,
-            swallow: 0,
-            out: Output::default(),
+            io: None,
+            session: Session::new(),
+            watching_writes: false,
             close_after_flush: false,
             eof: false,
-            session: Session::new(),
             yielded: false,
             may_read: true,
             peer_closed: false,
-            held: Cell::new(0),
-            need: 0,
         }
     }
 
     /// Gives back what the connection holds of the input budget (it is
     /// closing).
     pub fn release(&mut self, sh: &Shared) {
-        sh.budget.release(&self.held);
+        if let Some(io) = &self.io {
+            sh.budget.release(&io.held);
+        }
     }
 
     /// The poll reported the socket readable (`closed`: with read-hangup
@@ -151,16 +172,32 @@ impl Conn {
 
     /// Whether replies are waiting for room in the socket.
     pub fn blocked_on_write(&self) -> bool {
-        !self.out.is_empty()
+        self.io.as_ref().is_some_and(|io| !io.out.is_empty())
     }
 
     /// Handles readiness: sends what is queued, reads, executes, sends.
     pub fn run(&mut self, cx: &mut WorkerCx<'_>) -> Status {
+        let mut io = self
+            .io
+            .take()
+            .unwrap_or_else(|| cx.io_pool.pop().unwrap_or_default());
+        let status = self.run_io(&mut io, cx);
+        if status != Status::Close && io.is_clear() {
+            if cx.io_pool.len() < POOL_MAX {
+                cx.io_pool.push(io);
+            }
+        } else {
+            self.io = Some(io);
+        }
+        status
+    }
+
+    fn run_io(&mut self, io: &mut Io, cx: &mut WorkerCx<'_>) -> Status {
         loop {
-            if !self.flush(cx) {
+            if !self.flush(io, cx) {
                 return Status::Close;
             }
-            if !self.out.is_empty() {
+            if !io.out.is_empty() {
                 self.info.set_state(ConnState::Mwrite);
                 // memcached resumes a blocked write in a new round that
                 // counts -R (not -R + 1) commands.
@@ -170,34 +207,34 @@ impl Conn {
             if self.close_after_flush {
                 return Status::Close;
             }
-            let drained = match self.fill(cx) {
+            let drained = match self.fill(io, cx) {
                 Ok(d) => d,
                 Err(_) => return Status::Close,
             };
-            let progress = self.process(cx);
-            self.need = match progress {
+            let progress = self.process(io, cx);
+            io.need = match progress {
                 Progress::NeedMore(n) => n,
                 _ => 0,
             };
-            if !self.flush(cx) {
+            if !self.flush(io, cx) {
                 return Status::Close;
             }
             match progress {
                 Progress::Close => {
                     self.close_after_flush = true;
-                    if self.out.is_empty() {
+                    if io.out.is_empty() {
                         return Status::Close;
                     }
                 }
                 Progress::Yield => {
                     cx.stats.incr(Counter::ConnYields);
-                    if self.out.is_empty() {
+                    if io.out.is_empty() {
                         return Status::Yield;
                     }
                     // The writable event resumes the connection.
                     return Status::Wait;
                 }
-                Progress::NeedMore(_) if !self.out.is_empty() => {
+                Progress::NeedMore(_) if !io.out.is_empty() => {
                     // Replies wait for room: a new round once it comes.
                     self.yielded = true;
                     return Status::Wait;
@@ -206,8 +243,8 @@ impl Conn {
                     if self.eof {
                         return Status::Close;
                     }
-                    if drained && self.out.is_empty() {
-                        self.idle(cx);
+                    if drained && io.out.is_empty() {
+                        self.idle(io, cx);
                         return Status::Wait;
                     }
                 }
@@ -218,47 +255,47 @@ impl Conn {
     /// Reads until the socket is empty or `limit` unparsed bytes are held.
     /// Returns whether the socket was drained. A short read counts as
     /// draining it, unless the peer has shut its side.
-    fn fill(&mut self, cx: &mut WorkerCx<'_>) -> io::Result<bool> {
+    fn fill(&mut self, io: &mut Io, cx: &mut WorkerCx<'_>) -> io::Result<bool> {
         if !self.may_read {
             return Ok(true);
         }
-        let need = self.need;
+        let need = io.need;
         let limit = need.max(READ_LIMIT);
-        if self.rbuf.len() < READ_BUF {
+        if io.rbuf.len() < READ_BUF {
             // None, or the few bytes an idle connection kept: a pooled
             // buffer again.
             let mut buf = cx.pool.pop().unwrap_or_else(|| vec![0; READ_BUF]);
-            let kept = self.rend - self.rpos;
-            buf[..kept].copy_from_slice(&self.rbuf[self.rpos..self.rend]);
-            self.rbuf = buf;
-            self.rpos = 0;
-            self.rend = kept;
+            let kept = io.rend - io.rpos;
+            buf[..kept].copy_from_slice(&io.rbuf[io.rpos..io.rend]);
+            io.rbuf = buf;
+            io.rpos = 0;
+            io.rend = kept;
         }
-        if self.rbuf.len() > READ_BUF && need <= READ_BUF && self.rend - self.rpos <= READ_BUF {
+        if io.rbuf.len() > READ_BUF && need <= READ_BUF && io.rend - io.rpos <= READ_BUF {
             // The large request is done: back to a pooled buffer, and the
             // budget back to the others.
             let mut small = cx.pool.pop().unwrap_or_else(|| vec![0; READ_BUF]);
-            small[..self.rend - self.rpos].copy_from_slice(&self.rbuf[self.rpos..self.rend]);
-            self.rend -= self.rpos;
-            self.rpos = 0;
-            self.rbuf = small;
-            cx.sh.budget.release(&self.held);
+            small[..io.rend - io.rpos].copy_from_slice(&io.rbuf[io.rpos..io.rend]);
+            io.rend -= io.rpos;
+            io.rpos = 0;
+            io.rbuf = small;
+            cx.sh.budget.release(&io.held);
         }
-        if self.rpos > 0 {
-            self.rbuf.copy_within(self.rpos..self.rend, 0);
-            self.rend -= self.rpos;
-            self.rpos = 0;
+        if io.rpos > 0 {
+            io.rbuf.copy_within(io.rpos..io.rend, 0);
+            io.rend -= io.rpos;
+            io.rpos = 0;
         }
         loop {
-            if self.rend >= limit {
+            if io.rend >= limit {
                 return Ok(false);
             }
-            if self.rend == self.rbuf.len() {
-                let grown = (self.rbuf.len() * 2)
+            if io.rend == io.rbuf.len() {
+                let grown = (io.rbuf.len() * 2)
                     .min(limit.max(READ_BUF))
-                    .max(self.rend + 1);
-                if !cx.sh.budget.hold(&self.held, grown - READ_BUF) {
-                    if need > self.rend {
+                    .max(io.rend + 1);
+                if !cx.sh.budget.hold(&io.held, grown - READ_BUF) {
+                    if need > io.rend {
                         // The next request cannot be held: memcached
                         // closes a connection it has no read buffer for.
                         cx.stats.incr(Counter::ReadBufOom);
@@ -267,18 +304,18 @@ impl Conn {
                     // Only read-ahead: handle what is here first.
                     return Ok(false);
                 }
-                self.rbuf.resize(grown, 0);
+                io.rbuf.resize(grown, 0);
             }
-            let cap = self.rbuf.len().min(limit);
-            let asked = cap - self.rend;
-            match self.stream.read(&mut self.rbuf[self.rend..cap]) {
+            let cap = io.rbuf.len().min(limit);
+            let asked = cap - io.rend;
+            match self.stream.read(&mut io.rbuf[io.rend..cap]) {
                 Ok(0) => {
                     self.eof = true;
                     self.may_read = false;
                     return Ok(true);
                 }
                 Ok(n) => {
-                    self.rend += n;
+                    io.rend += n;
                     cx.stats.add(Counter::BytesRead, n as u64);
                     if n < asked && !self.peer_closed {
                         self.may_read = false;
@@ -296,11 +333,11 @@ impl Conn {
     }
 
     /// Sends queued output; false when the connection broke.
-    fn flush(&mut self, cx: &mut WorkerCx<'_>) -> bool {
-        if self.out.is_empty() {
+    fn flush(&mut self, io: &mut Io, cx: &mut WorkerCx<'_>) -> bool {
+        if io.out.is_empty() {
             return true;
         }
-        match self.out.flush(&mut self.stream) {
+        match io.out.flush(&mut self.stream) {
             Ok(n) => {
                 cx.stats.add(Counter::BytesWritten, n as u64);
                 true
@@ -311,29 +348,29 @@ impl Conn {
 
     /// Gives the read buffer back to the pool when nothing is buffered, so
     /// that an idle connection holds no buffers.
-    fn idle(&mut self, cx: &mut WorkerCx<'_>) {
-        self.info.set_state(ConnState::Waiting);
-        if self.rpos == self.rend && !self.rbuf.is_empty() {
-            let buf = std::mem::take(&mut self.rbuf);
+    fn idle(&mut self, io: &mut Io, cx: &mut WorkerCx<'_>) {
+        self.info.set_waiting();
+        if io.rpos == io.rend && !io.rbuf.is_empty() {
+            let buf = std::mem::take(&mut io.rbuf);
             if buf.len() == READ_BUF && cx.pool.len() < POOL_MAX {
                 cx.pool.push(buf);
             }
-            self.rpos = 0;
-            self.rend = 0;
-            cx.sh.budget.release(&self.held);
-        } else if self.rbuf.len() == READ_BUF && self.rend - self.rpos <= KEEP_PARTIAL {
+            io.rpos = 0;
+            io.rend = 0;
+            cx.sh.budget.release(&io.held);
+        } else if io.rbuf.len() == READ_BUF && io.rend - io.rpos <= KEEP_PARTIAL {
             // A connection waiting for the rest of a short request (a
             // slow client, or one that stalls on purpose) keeps only its
             // bytes, not a whole buffer.
-            let kept = self.rbuf[self.rpos..self.rend].to_vec();
-            let buf = std::mem::replace(&mut self.rbuf, kept);
+            let kept = io.rbuf[io.rpos..io.rend].to_vec();
+            let buf = std::mem::replace(&mut io.rbuf, kept);
             if cx.pool.len() < POOL_MAX {
                 cx.pool.push(buf);
             }
-            self.rend -= self.rpos;
-            self.rpos = 0;
+            io.rend -= io.rpos;
+            io.rpos = 0;
         }
-        if let Some(spare) = self.out.release() {
+        if let Some(spare) = io.out.release() {
             if cx.out_pool.len() < POOL_MAX {
                 cx.out_pool.push(spare);
             }
@@ -342,33 +379,33 @@ impl Conn {
 
     /// Hands complete requests in the buffer to the session, at most
     /// `-R` of them, swallowing what a refused request left to discard.
-    fn process(&mut self, cx: &mut WorkerCx<'_>) -> Progress {
+    fn process(&mut self, io: &mut Io, cx: &mut WorkerCx<'_>) -> Progress {
         let sh = cx.sh;
         let max_reqs = sh.settings.reqs_per_event + usize::from(!self.yielded);
         let now = sh.store.clock().now();
-        if self.out.released() {
-            self.out.adopt(cx.out_pool.pop());
+        if io.out.released() {
+            io.out.adopt(cx.out_pool.pop());
         }
         let mut scx = session::Cx {
             sh,
             stats: cx.stats,
-            out: &mut self.out,
+            out: &mut io.out,
             fd: self.info.fd,
-            held: Some(&self.held),
+            held: Some(&io.held),
         };
         self.session.begin_batch(&mut scx);
         let mut handled = 0;
         loop {
-            if self.swallow > 0 {
-                let k = self.swallow.min((self.rend - self.rpos) as u64);
-                self.rpos += k as usize;
-                self.swallow -= k;
-                if self.swallow > 0 {
+            if io.swallow > 0 {
+                let k = io.swallow.min((io.rend - io.rpos) as u64);
+                io.rpos += k as usize;
+                io.swallow -= k;
+                if io.swallow > 0 {
                     self.info.set_state(ConnState::Swallow);
                     return Progress::NeedMore(0);
                 }
             }
-            let avail = &self.rbuf[self.rpos..self.rend];
+            let avail = &io.rbuf[io.rpos..io.rend];
             if avail.is_empty() {
                 self.yielded = false;
                 return Progress::NeedMore(0);
@@ -391,8 +428,8 @@ impl Conn {
                     close,
                 } => {
                     self.info.touch(now);
-                    self.rpos += used;
-                    self.swallow = swallow;
+                    io.rpos += used;
+                    io.swallow = swallow;
                     if close {
                         return Progress::Close;
                     }

@@ -42,25 +42,48 @@ impl Listener {
 
     fn accept(&self) -> io::Result<NewConn> {
         match self {
-            Listener::Tcp(l, me) => {
-                let (s, peer) = l.accept()?;
+            Listener::Tcp(l, _) => {
+                let (s, _) = l.accept()?;
                 s.set_nodelay(true)?;
                 Ok(NewConn {
                     stream: Stream::Tcp(s),
-                    addr: tcp_name(peer),
-                    listen_addr: Some(me.clone()),
                 })
             }
-            Listener::Unix(l, me) => {
+            Listener::Unix(l, _) => {
                 let (s, _) = l.accept()?;
                 Ok(NewConn {
                     stream: Stream::Unix(s),
-                    addr: me.clone(),
-                    listen_addr: None,
                 })
             }
         }
     }
+}
+
+/// memcached's name for a client's address, asked of its socket.
+pub fn peer_name(fd: i32) -> String {
+    sock_name(nix::sys::socket::getpeername(fd).ok())
+}
+
+/// memcached's name for the address a client reached (its `listen_addr`).
+pub fn local_name(fd: i32) -> String {
+    sock_name(nix::sys::socket::getsockname(fd).ok())
+}
+
+fn sock_name(a: Option<nix::sys::socket::SockaddrStorage>) -> String {
+    if let Some(a) = a {
+        if let Some(v4) = a.as_sockaddr_in() {
+            return tcp_name(SocketAddr::V4((*v4).into()));
+        }
+        if let Some(v6) = a.as_sockaddr_in6() {
+            return tcp_name(SocketAddr::V6((*v6).into()));
+        }
+        if let Some(path) = a.as_unix_addr().and_then(|u| u.path()) {
+            return format!("unix:{}", path.display());
+        }
+    }
+    // A UNIX-domain client has no address: memcached prints the family
+    // of the empty one it keeps.
+    "?:<AF 0>".to_string()
 }
 
 fn tcp_name(a: SocketAddr) -> String {

@@ -60,7 +60,17 @@ use stats::WorkerStats;
 /// sysexits' EX_OSERR, memcached's status when it cannot listen.
 const EX_OSERR: i32 = 71;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
+    #[cfg(not(any(feature = "mimalloc", feature = "jemalloc")))]
+    sys::fix_malloc_thresholds(64 * 1024);
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {
@@ -185,6 +195,10 @@ fn serve(settings: Settings) -> Result<(), String> {
         infos,
         udp_infos,
     ));
+    if sh.conns.too_few(sh.settings.maxconns) {
+        eprintln!("Maxconns setting is too low, use -c to increase.");
+        exit(1);
+    }
 
     let mut handles = Vec::new();
     let mut udp = udp.into_iter();

@@ -5,7 +5,6 @@
 //! the store's lock, and the store is never called while holding it).
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -68,30 +67,32 @@ impl UdpInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ConnState {
-    Waiting = 0,
-    ParseCmd = 1,
-    Nread = 2,
-    Swallow = 3,
-    Mwrite = 4,
+    /// Accepted, nothing read yet (memcached's `conn_new_cmd`).
+    New = 0,
+    /// Waiting for input (memcached waits in `conn_read`).
+    Waiting = 1,
+    ParseCmd = 2,
+    Nread = 3,
+    Swallow = 4,
+    Mwrite = 5,
 }
 
-/// One client connection's public face.
+/// One client connection's public face: only what `stats conns` and
+/// `-o idle_timeout` need that the descriptor cannot tell (its addresses
+/// are asked of the socket when listed, as memcached asks for its own
+/// address), so that an idle connection costs little.
 pub struct ConnInfo {
     pub fd: i32,
-    pub addr: String,
-    pub listen_addr: Option<String>,
     last_cmd: AtomicU32,
     state: AtomicU8,
 }
 
 impl ConnInfo {
-    pub fn new(fd: i32, addr: String, listen_addr: Option<String>, now: u32) -> Self {
+    pub fn new(fd: i32, now: u32) -> Self {
         ConnInfo {
             fd,
-            addr,
-            listen_addr,
             last_cmd: AtomicU32::new(now),
-            state: AtomicU8::new(ConnState::Waiting as u8),
+            state: AtomicU8::new(ConnState::New as u8),
         }
     }
 
@@ -106,18 +107,38 @@ impl ConnInfo {
     }
 
     pub fn set_state(&self, s: ConnState) {
-        self.state.store(s as u8, Ordering::Relaxed);
+        if self.state.load(Ordering::Relaxed) != s as u8 {
+            self.state.store(s as u8, Ordering::Relaxed);
+        }
+    }
+
+    /// Waiting for input again; one that has read nothing yet stays new
+    /// (memcached's `conn_new_cmd` until its first request).
+    pub fn set_waiting(&self) {
+        if self.state.load(Ordering::Relaxed) != ConnState::New as u8 {
+            self.set_state(ConnState::Waiting);
+        }
     }
 
     pub fn state(&self) -> &'static str {
         match self.state.load(Ordering::Relaxed) {
-            0 => "conn_waiting",
-            1 => "conn_parse_cmd",
-            2 => "conn_nread",
-            3 => "conn_swallow",
+            0 => "conn_new_cmd",
+            1 => "conn_read",
+            2 => "conn_parse_cmd",
+            3 => "conn_nread",
+            4 => "conn_swallow",
             _ => "conn_mwrite",
         }
     }
+}
+
+/// A client connection as `stats conns` lists it.
+pub struct ClientView {
+    pub fd: i32,
+    pub addr: String,
+    pub listen_addr: String,
+    pub state: &'static str,
+    pub last_cmd: u32,
 }
 
 /// Counts of connections, memcached style: listeners and UDP sockets are
@@ -132,28 +153,57 @@ pub struct ConnCounts {
 
 #[derive(Default)]
 pub struct ConnRegistry {
-    map: Mutex<BTreeMap<i32, Arc<ConnInfo>>>,
+    /// Open client connections by descriptor (a descriptor is removed
+    /// before it is closed, so one listed here is open while this is held).
+    map: Mutex<Vec<Option<Arc<ConnInfo>>>>,
     clients: AtomicUsize,
     total: AtomicU64,
     rejected: AtomicU64,
     listeners: AtomicUsize,
+    /// The descriptor memcached would give its first client: stdin,
+    /// stdout and stderr, `reserved` and one per listening socket (one
+    /// per UDP address, which its threads share). Like memcached with
+    /// `maxconns_fast`, a client whose descriptor would reach `-c` - 1
+    /// is refused, so `-c` admits as many clients as memcached admits.
+    fd_base: AtomicUsize,
+    /// memcached's `reserved_fds`: five per worker thread (its event base
+    /// and notify pipe).
+    reserved: AtomicUsize,
     /// The most connections open at once, listeners included (memcached's
     /// `connection_structures`: it keeps a structure per descriptor used).
     peak: AtomicUsize,
 }
 
 impl ConnRegistry {
-    pub fn set_listeners(&self, n: usize) {
+    /// `n` listening connections as memcached counts them (a UDP socket
+    /// once per thread), on `sockets` descriptors, with `threads` workers.
+    pub fn set_listeners(&self, n: usize, sockets: usize, threads: usize) {
+        let reserved = 5 * threads;
+        self.reserved.store(reserved, Ordering::Relaxed);
+        self.fd_base
+            .store(3 + reserved + sockets, Ordering::Relaxed);
         self.listeners.store(n, Ordering::Relaxed);
         self.total.store(n as u64, Ordering::Relaxed);
         self.peak.fetch_max(n, Ordering::Relaxed);
     }
 
-    /// Claims a connection slot unless `max` clients are already open.
+    pub fn reserved_fds(&self) -> usize {
+        self.reserved.load(Ordering::Relaxed)
+    }
+
+    /// Whether `-c` leaves no room for any client (memcached refuses to
+    /// start then: "Maxconns setting is too low").
+    pub fn too_few(&self, max: usize) -> bool {
+        self.listeners.load(Ordering::Relaxed) + self.reserved_fds() + 1 >= max
+    }
+
+    /// Claims a connection slot unless the client would take a descriptor
+    /// memcached keeps back under `-c` `max`.
     pub fn try_admit(&self, max: usize) -> bool {
+        let base = self.fd_base.load(Ordering::Relaxed);
         let mut cur = self.clients.load(Ordering::Relaxed);
         loop {
-            if cur >= max {
+            if base + cur + 1 >= max {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
                 return false;
             }
@@ -177,12 +227,31 @@ impl ConnRegistry {
     }
 
     pub fn register(&self, info: Arc<ConnInfo>) {
-        self.map.lock().insert(info.fd, info);
+        let Ok(fd) = usize::try_from(info.fd) else {
+            return;
+        };
+        let mut map = self.map.lock();
+        if map.len() <= fd {
+            map.resize(fd + 1, None);
+        }
+        map[fd] = Some(info);
     }
 
-    /// Forgets a connection and frees its slot.
+    /// Forgets a connection and frees its slot (before its descriptor is
+    /// closed: the number may be reused at once).
     pub fn remove(&self, fd: i32) {
-        self.map.lock().remove(&fd);
+        let mut map = self.map.lock();
+        if let Some(slot) = usize::try_from(fd).ok().and_then(|fd| map.get_mut(fd)) {
+            *slot = None;
+        }
+        while matches!(map.last(), Some(None)) {
+            map.pop();
+        }
+        if map.capacity() > 2 * map.len() + 64 {
+            let keep = map.len() + map.len() / 2;
+            map.shrink_to(keep);
+        }
+        drop(map);
         self.clients.fetch_sub(1, Ordering::AcqRel);
     }
 
@@ -192,8 +261,21 @@ impl ConnRegistry {
         self.clients.fetch_sub(1, Ordering::AcqRel);
     }
 
-    pub fn list(&self) -> Vec<Arc<ConnInfo>> {
-        self.map.lock().values().cloned().collect()
+    /// The open client connections, their addresses asked of their
+    /// sockets while none can be closed (memcached shows a UNIX-domain
+    /// client, which has no address, as `?:<AF 0>`).
+    pub fn list(&self) -> Vec<ClientView> {
+        let map = self.map.lock();
+        map.iter()
+            .flatten()
+            .map(|c| ClientView {
+                fd: c.fd,
+                addr: crate::listen::peer_name(c.fd),
+                listen_addr: crate::listen::local_name(c.fd),
+                state: c.state(),
+                last_cmd: c.last_cmd(),
+            })
+            .collect()
     }
 
     pub fn snapshot_counts(&self) -> ConnCounts {
@@ -293,7 +375,12 @@ impl Shared {
         let verbose = AtomicU8::new(settings.verbose);
         let automove = AtomicU32::new(settings.ext.slab_automove);
         let conns = ConnRegistry::default();
-        conns.set_listeners(listeners.len() + udp.len());
+        let udp_sockets = udp.len() / settings.threads.max(1);
+        conns.set_listeners(
+            listeners.len() + udp.len(),
+            listeners.len() + udp_sockets,
+            settings.threads,
+        );
         let started = store.clock().now();
         let budget = ConnBudget::new(settings.conn_budget());
         Shared {

@@ -201,7 +201,7 @@ pub fn general(sh: &Shared) -> Vec<Stat> {
         p.num(name, 0);
     }
     p.num("read_buf_oom", t.get(Counter::ReadBufOom));
-    p.num("reserved_fds", 0);
+    p.num("reserved_fds", sh.conns.reserved_fds() as u64);
     p.num("cmd_get", t.get(Counter::GetCmds));
     p.num("cmd_set", sum(|c| c.cmd_set));
     p.num("cmd_flush", t.get(Counter::FlushCmds));
@@ -539,11 +539,9 @@ pub fn conns(sh: &Shared) -> Vec<Stat> {
             }
             Entry::Client(c) => {
                 p.text(format!("{fd}:addr"), c.addr.clone());
-                if let Some(l) = &c.listen_addr {
-                    p.text(format!("{fd}:listen_addr"), l.clone());
-                }
-                p.text(format!("{fd}:state"), c.state());
-                p.num(format!("{fd}:secs_since_last_cmd"), secs(c.last_cmd()));
+                p.text(format!("{fd}:listen_addr"), c.listen_addr.clone());
+                p.text(format!("{fd}:state"), c.state);
+                p.num(format!("{fd}:secs_since_last_cmd"), secs(c.last_cmd));
             }
         }
     }
@@ -553,7 +551,7 @@ pub fn conns(sh: &Shared) -> Vec<Stat> {
 enum Entry<'a> {
     Listener(&'a crate::shared::ListenerInfo),
     Udp(&'a crate::shared::UdpInfo),
-    Client(&'a crate::shared::ConnInfo),
+    Client(&'a crate::shared::ClientView),
 }
 
 /// memcached's name for a UDP address: `udp:ip:port`, `udp6:[ip]:port`.

@@ -1,6 +1,7 @@
 //! The server's only `unsafe`: batched datagram I/O, `recvmmsg(2)` and
 //! `sendmmsg(2)`, which no safe crate wraps soundly (nix's wrappers read
-//! the address array as initialised whether or not the kernel wrote it).
+//! the address array as initialised whether or not the kernel wrote it),
+//! and glibc's `malloc_trim(3)`, which none wraps.
 //!
 //! ```text
 //!  MmsgHeaders (reused)       one mmsghdr + iovec + sockaddr per datagram
@@ -172,4 +173,34 @@ pub fn send_batch(
         return Err(io::Error::last_os_error());
     }
     Ok(sent as usize)
+}
+
+/// Fixes glibc's thresholds where it would otherwise raise them: after a
+/// large buffer is freed glibc serves buffers of that size from its heaps
+/// and keeps up to twice that free at each heap's top, which `malloc_trim`
+/// does not give back for a thread's heap. With fixed thresholds, buffers
+/// of `bytes` and more are mapped and unmapped whole, and a heap's top
+/// past `bytes` goes back on free, all but `bytes`/4 (glibc's default
+/// keeps 128 KB at the top of every thread's heap).
+pub fn fix_malloc_thresholds(bytes: i32) {
+    // SAFETY: mallopt takes two plain integers and only sets the
+    // allocator's parameters under its lock; it is called once, before
+    // the worker threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, bytes);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, bytes);
+        libc::mallopt(libc::M_TOP_PAD, bytes / 4);
+    }
+}
+
+/// Gives the allocator's free pages back to the system (glibc keeps
+/// freed memory inside its heaps; after a burst of connections that is
+/// most of what they used).
+pub fn trim_heap() {
+    // SAFETY: malloc_trim takes a plain integer, touches only the
+    // allocator's own state under its locks, and is safe to call from any
+    // thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

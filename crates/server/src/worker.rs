@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::conn::{Conn, Status, WorkerCx};
+use crate::conn::{Conn, Io, Status, WorkerCx};
 use crate::output::Spare;
 use crate::shared::{ConnInfo, Shared, UdpInfo};
 use crate::stats::WorkerStats;
@@ -27,8 +27,6 @@ const BUSY_POLL: Duration = Duration::from_micros(30);
 /// An accepted connection on its way to a worker.
 pub struct NewConn {
     pub stream: Stream,
-    pub addr: String,
-    pub listen_addr: Option<String>,
 }
 
 /// The acceptor's handle on a worker.
@@ -84,6 +82,15 @@ struct Worker {
     ready: VecDeque<usize>,
     pool: Vec<Vec<u8>>,
     out_pool: Vec<Spare>,
+    /// Boxed as connections hold them: a box moves into a connection
+    /// that has work and back here when it is idle, with no allocation.
+    #[allow(clippy::vec_box)]
+    io_pool: Vec<Box<Io>>,
+    /// The fewest entries each pool held since the last sweep: what it
+    /// held beyond that went unused for a second and is freed then.
+    low: [usize; 3],
+    /// Connections closed since the last sweep.
+    closed: usize,
     udp: Vec<UdpPort>,
     /// UDP sockets that stopped with datagrams possibly left.
     udp_ready: Vec<usize>,
@@ -101,6 +108,9 @@ impl Worker {
             ready: VecDeque::new(),
             pool: Vec::new(),
             out_pool: Vec::new(),
+            io_pool: Vec::new(),
+            low: [0; 3],
+            closed: 0,
             udp: Vec::new(),
             udp_ready: Vec::new(),
         }
@@ -167,6 +177,7 @@ impl Worker {
             if now != last_sweep {
                 last_sweep = now;
                 self.close_idle(now);
+                self.trim();
                 crowded = self.crowded();
             }
         }
@@ -189,7 +200,7 @@ impl Worker {
             let now = self.sh.store.clock().now();
             let mut stream = nc.stream;
             let fd = stream.fd();
-            let info = Arc::new(ConnInfo::new(fd, nc.addr, nc.listen_addr, now));
+            let info = Arc::new(ConnInfo::new(fd, now));
             let slot = self.free.pop().unwrap_or_else(|| {
                 self.conns.push(None);
                 self.conns.len() - 1
@@ -222,6 +233,7 @@ impl Worker {
             stats: &self.stats,
             pool: &mut self.pool,
             out_pool: &mut self.out_pool,
+            io_pool: &mut self.io_pool,
         };
         let status = conn.run(&mut cx);
         if status != Status::Close && conn.blocked_on_write() != conn.watching_writes {
@@ -250,6 +262,51 @@ impl Worker {
             Status::Yield => self.ready.push_back(i),
             Status::Close => self.close(i),
         }
+        self.low[0] = self.low[0].min(self.pool.len());
+        self.low[1] = self.low[1].min(self.out_pool.len());
+        self.low[2] = self.low[2].min(self.io_pool.len());
+    }
+
+    /// Memory goes back after a burst: pooled buffers unused for a whole
+    /// second are freed (a worker that had no use for them for a second
+    /// is idle, and a fresh buffer is one allocation), the connection table
+    /// drops the free slots at its end, and the allocator is asked to give
+    /// its free pages back once much was freed.
+    fn trim(&mut self) {
+        fn cut<T>(pool: &mut Vec<T>, unused: usize) {
+            let spare = unused.min(pool.len());
+            if spare > 0 {
+                pool.truncate(pool.len() - spare);
+                if pool.capacity() > 4 * pool.len() {
+                    pool.shrink_to_fit();
+                }
+            }
+        }
+        let before = self.pool.len() * crate::conn::READ_BUF;
+        cut(&mut self.pool, self.low[0]);
+        cut(&mut self.out_pool, self.low[1]);
+        cut(&mut self.io_pool, self.low[2]);
+        let freed = before - self.pool.len() * crate::conn::READ_BUF;
+        self.low = [self.pool.len(), self.out_pool.len(), self.io_pool.len()];
+        let live = self.conns.len();
+        while matches!(self.conns.last(), Some(None)) {
+            self.conns.pop();
+        }
+        if self.conns.len() < live {
+            let end = self.conns.len();
+            self.free.retain(|&i| i < end);
+            if self.conns.capacity() > 2 * end + 64 {
+                self.conns.shrink_to(end + end / 2);
+                self.free.shrink_to(self.free.len() * 2);
+            }
+        }
+        if self.ready.is_empty() && self.ready.capacity() > 1024 {
+            self.ready.shrink_to_fit();
+        }
+        if freed >= 1 << 20 || self.closed >= 64 {
+            crate::sys::trim_heap();
+        }
+        self.closed = 0;
     }
 
     fn drive_udp(&mut self, k: usize) {
@@ -290,6 +347,7 @@ impl Worker {
             }
             drop(conn);
             self.free.push(i);
+            self.closed += 1;
         }
     }
 

@@ -347,25 +347,52 @@ fn stats_fields_match_memcached() {
     }
 }
 
+/// `-c` admits what memcached admits: it keeps descriptors back (three
+/// standard ones, five per thread, one per listener) and refuses a client
+/// whose descriptor would reach `-c` - 1.
 #[test]
 fn connection_limit() {
-    let srv = Server::memcrab(&["-c", "2"]);
-    let mut a = srv.connect();
-    let mut b = srv.connect();
-    assert_eq!(a.roundtrip(b"version\r\n"), b"VERSION 1.6.18\r\n");
-    assert_eq!(b.roundtrip(b"version\r\n"), b"VERSION 1.6.18\r\n");
-    let mut c = srv.connect();
-    assert_eq!(
-        c.read_until(b"\r\n"),
-        b"ERROR Too many open connections\r\n"
-    );
-    assert!(c.is_closed(Duration::from_secs(2)));
-    drop(a);
+    let Some(memcached) = common::memcached_path() else {
+        panic!("Debian's memcached is needed (bash .ci/run installs it)");
+    };
+    let admitted = |srv: &Server| -> (usize, Vec<common::Client>) {
+        let mut held = Vec::new();
+        loop {
+            let mut c = srv.connect();
+            let reply = c.roundtrip(b"version\r\n");
+            if reply != b"VERSION 1.6.18\r\n" {
+                assert_eq!(reply, b"ERROR Too many open connections\r\n");
+                assert!(c.is_closed(Duration::from_secs(2)));
+                return (held.len(), held);
+            }
+            held.push(c);
+            assert!(held.len() < 100, "no limit");
+        }
+    };
+    let theirs = Server::start(&memcached, &["-c", "30"]);
+    let ours = Server::memcrab(&["-c", "30"]);
+    let (want, _t) = admitted(&theirs);
+    let (got, mut held) = admitted(&ours);
+    assert_eq!(got, want);
+    assert_eq!(got, 5);
+    held.remove(0);
     std::thread::sleep(Duration::from_millis(200));
-    let mut d = srv.connect();
+    let mut d = ours.connect();
     assert_eq!(d.roundtrip(b"version\r\n"), b"VERSION 1.6.18\r\n");
     let st = s(&d.call(b"stats\r\n", b"END\r\n"));
     assert!(st.contains("STAT rejected_connections 1\r\n"), "{st}");
+    assert!(st.contains("STAT reserved_fds 20\r\n"), "{st}");
+    drop(held);
+    // Too low to admit anyone: memcached will not start either.
+    let out = std::process::Command::new(MEMCRAB)
+        .args(["-l", "127.0.0.1", "-p", "0", "-c", "20"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        s(&out.stderr),
+        "Maxconns setting is too low, use -c to increase.\n"
+    );
 }
 
 #[test]
@@ -572,4 +599,48 @@ fn random_bytes_never_take_the_server_down() {
     let mut c = srv.connect();
     assert_eq!(c.roundtrip(b"set ok 0 0 2\r\nok\r\n"), b"STORED\r\n");
     assert_eq!(c.roundtrip(b"get ok\r\n"), b"VALUE ok 0 2\r\nok\r\nEND\r\n");
+}
+
+/// `stats conns` as memcached prints it: a client's address and the
+/// address it reached (asked of the socket), `conn_new_cmd` before its
+/// first request and `conn_read` while it waits for the next.
+#[test]
+fn stats_conns_like_memcached() {
+    let Some(memcached) = common::memcached_path() else {
+        panic!("Debian's memcached is needed (bash .ci/run installs it)");
+    };
+    let lines = |srv: &Server| -> Vec<String> {
+        let _fresh = srv.connect();
+        let mut used = srv.connect();
+        assert_eq!(used.roundtrip(b"version\r\n"), b"VERSION 1.6.18\r\n");
+        std::thread::sleep(Duration::from_millis(100));
+        let mut c = srv.connect();
+        let text = s(&c.call(b"stats conns\r\n", b"END\r\n"));
+        // Descriptor numbers and ports differ between the two servers.
+        text.lines()
+            .map(|l| {
+                let l = l.split_once(':').map_or(l, |(_, rest)| rest);
+                let l = l.replace(&srv.port.to_string(), "PORT");
+                match l.rsplit_once(':') {
+                    Some((head, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
+                        format!("{head}:N")
+                    }
+                    _ => l,
+                }
+            })
+            .filter(|l| !l.starts_with("secs_since_last_cmd"))
+            .collect()
+    };
+    // One block per connection, in descriptor order, which differs.
+    let blocks = |srv: &Server| -> Vec<String> {
+        let mut out: Vec<String> = format!("\n{}", lines(srv).join("\n"))
+            .split("\naddr ")
+            .map(str::to_string)
+            .collect();
+        out.sort();
+        out
+    };
+    let theirs = Server::start(&memcached, &[]);
+    let ours = Server::memcrab(&[]);
+    assert_eq!(blocks(&ours), blocks(&theirs));
 }
