@@ -118,6 +118,7 @@ pub const ALL: &[&str] = &[
     "hostile-large-values",
     "slowloris",
     "unread-replies",
+    "unread-pipelined",
 ];
 
 pub struct Ctx {

@@ -12,6 +12,9 @@
 //!   time (every 0.3 s), then read their reply.
 //! - `unread-replies`: `-m 64 -c 12000`; 8,000 connections each ask for
 //!   100 keys of 1 KB and do not read.
+//! - `unread-pipelined`: `-m 64 -c 1100`; 1,000 connections each send
+//!   3,000 pipelined gets of 1 KB values (3 MB of replies, more than the
+//!   kernel's socket buffers take) and do not read.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -25,6 +28,7 @@ pub(crate) const NAMES: &[&str] = &[
     "hostile-large-values",
     "slowloris",
     "unread-replies",
+    "unread-pipelined",
 ];
 
 pub(crate) fn scenario(ctx: &Ctx, name: &str, runs: usize) -> Result<ScenarioResult, String> {
@@ -44,6 +48,10 @@ pub(crate) fn scenario(ctx: &Ctx, name: &str, runs: usize) -> Result<ScenarioRes
         "unread-replies" => (
             s(&["-m", "64", "-c", "12000"]),
             "100 keys of 1 KB set; 8,000 connections each send one get of all 100 keys and never read",
+        ),
+        "unread-pipelined" => (
+            s(&["-m", "64", "-c", "1100"]),
+            "100 keys of 1 KB set; 1,000 connections each send 3,000 pipelined gets of one key (3 MB of replies) and never read",
         ),
         other => return Err(format!("unknown scenario {other}")),
     };
@@ -132,6 +140,24 @@ fn stall_values(
     Ok(all)
 }
 
+/// Sets `unread0` .. `unread99`, 1 KB each.
+fn set_unread_keys(addr: SocketAddr) -> Result<(), String> {
+    let mut c = connect(addr)?;
+    let value = vec![b'v'; 1024];
+    for k in 0..100 {
+        c.write_all(format!("set unread{k} 0 0 1024\r\n").as_bytes())
+            .map_err(|e| e.to_string())?;
+        c.write_all(&value).map_err(|e| e.to_string())?;
+        c.write_all(b"\r\n").map_err(|e| e.to_string())?;
+        let mut b = [0u8; 8];
+        c.read_exact(&mut b).map_err(|e| e.to_string())?;
+        if &b != b"STORED\r\n" {
+            return Err(format!("set unread{k}: {:?}", &b));
+        }
+    }
+    Ok(())
+}
+
 fn run(ctx: &Ctx, side: &ServerSpec, flags: &[String], name: &str) -> RunResult {
     let srv = match start_side(ctx, side, flags)? {
         Ok(s) => s,
@@ -161,6 +187,22 @@ fn run(ctx: &Ctx, side: &ServerSpec, flags: &[String], name: &str) -> RunResult 
                     c.write_all(&msg[i..i + 1]).map_err(|e| e.to_string())?;
                 }
                 std::thread::sleep(Duration::from_millis(300));
+            }
+            conns
+        }
+        "unread-pipelined" => {
+            set_unread_keys(addr)?;
+            let mut gets = Vec::new();
+            for k in 0..3000 {
+                gets.extend_from_slice(format!("get unread{}\r\n", k % 100).as_bytes());
+            }
+            let mut conns = Vec::new();
+            for _ in 0..1000 {
+                let mut c = connect(addr)?;
+                c.set_write_timeout(Some(Duration::from_secs(5)))
+                    .map_err(|e| e.to_string())?;
+                c.write_all(&gets).map_err(|e| e.to_string())?;
+                conns.push(c);
             }
             conns
         }

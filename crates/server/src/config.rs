@@ -142,8 +142,9 @@ pub struct Args {
     #[arg(short = 'Z', long = "enable-ssl")]
     pub ssl: bool,
     /// comma separated list of extended options; among them
-    /// read_buf_mem_limit=MB: the connection input budget (values on their
-    /// way in; 0, the default: max(64 MB, -m/4, 2 x -I))
+    /// read_buf_mem_limit=MB: the connection budget (values on their way
+    /// in, replies clients have not read; 0, the default: max(64 MB, -m/4,
+    /// 2 x -I))
     #[arg(short = 'o', long = "extended", action = ArgAction::Append)]
     pub extended: Vec<String>,
 }
@@ -356,7 +357,7 @@ It implements the protocol of memcached (Copyright (c) 2003, Danga Interactive, 
 BSD licensed); it contains no memcached code.\n";
 
 impl Settings {
-    /// The connection input budget (`ConnBudget`): `-o
+    /// The connection budget (`ConnBudget`): `-o
     /// read_buf_mem_limit` when set; else the largest of 64 MB, a quarter
     /// of `-m` and two values of `-I`.
     pub fn conn_budget(&self) -> usize {

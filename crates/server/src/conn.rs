@@ -19,7 +19,7 @@ use std::cell::Cell;
 use std::io::{self, Read};
 use std::sync::Arc;
 
-use crate::output::{Output, Spare};
+use crate::output::{Output, Spare, KEEP_CAPACITY};
 use crate::session::{self, Session, Step};
 use crate::shared::{ConnInfo, ConnState, Shared};
 use crate::stats::{Counter, WorkerStats};
@@ -28,8 +28,11 @@ use crate::stream::Stream;
 /// Size of the pooled read buffers.
 pub const READ_BUF: usize = 16 * 1024;
 /// Unparsed input beyond this is not read until some of it is handled
-/// (unless one command needs more: a data block or a long multiget).
-pub const READ_LIMIT: usize = 64 * 1024;
+/// (unless one command needs more: a data block or a long multiget). As
+/// memcached, no read-ahead past the pooled buffer: with 64 KB, 1,000
+/// clients pipelining requests they never read replies to took 64 MB
+/// more (the whole budget) for input the server could not act on yet.
+pub const READ_LIMIT: usize = READ_BUF;
 /// Replies queued past this end the batch early so they can be sent.
 const OUT_HIGH: usize = 1024 * 1024;
 
@@ -44,6 +47,17 @@ fn must_send(out: &Output) -> bool {
     out.pending() > OUT_HIGH && (held == 0 || held > OUT_HIGH)
 }
 
+/// Charges the connection budget for a reply buffer grown past its
+/// pooled size (replies are copied out of item memory: a client that does
+/// not read could otherwise make the server hold up to `OUT_HIGH` for
+/// every connection). False when the budget has no room: the connection
+/// then sends before it handles more, as fast as its client reads, and
+/// its buffer shrinks back once sent. No reply is refused.
+fn reply_room(sh: &Shared, out: &Output, held: &Cell<usize>) -> bool {
+    let over = out.capacity().saturating_sub(KEEP_CAPACITY);
+    over == 0 || sh.budget.hold(held, over)
+}
+
 /// Per-worker resources a connection borrows while it runs.
 pub struct WorkerCx<'a> {
     pub sh: &'a Shared,
@@ -55,6 +69,8 @@ pub struct WorkerCx<'a> {
     /// Free `Io`s (no buffers in them), boxed as connections hold them.
     #[allow(clippy::vec_box)]
     pub io_pool: &'a mut Vec<Box<Io>>,
+    /// What the worker's connections hold: [`Io::holding`] summed.
+    pub mem: &'a mut [i64; 4],
 }
 
 const POOL_MAX: usize = 256;
@@ -76,7 +92,11 @@ enum Progress {
     /// All complete commands handled; `usize` more bytes are needed in
     /// the buffer for the next one (0: unknown, just read more).
     NeedMore(usize),
+    /// Stopped at `-R` requests (memcached's `conn_yields`).
     Yield,
+    /// Stopped to send the replies queued first: there are many, or the
+    /// connection budget has no room for more.
+    Send,
     Close,
 }
 
@@ -125,9 +145,28 @@ pub struct Io {
     /// that a large request's buffer and reservation stay while it
     /// arrives.
     need: usize,
+    /// Bytes of `Shared::budget` held for replies past `KEEP_CAPACITY`.
+    out_held: Cell<usize>,
 }
 
 impl Io {
+    /// Read buffers, their bytes, reply buffers and their bytes, as the
+    /// worker's gauges count them (a short partial request an idle
+    /// connection keeps is not a buffer).
+    fn holding(&self) -> [i64; 4] {
+        let rbuf = if self.rbuf.len() >= READ_BUF {
+            self.rbuf.len()
+        } else {
+            0
+        };
+        [
+            i64::from(rbuf > 0),
+            rbuf as i64,
+            i64::from(!self.out.released()),
+            self.out.capacity() as i64,
+        ]
+    }
+
     /// Holds nothing a later batch needs.
     fn is_clear(&self) -> bool {
         self.rbuf.is_empty()
@@ -135,6 +174,7 @@ impl Io {
             && self.out.is_empty()
             && self.out.released()
             && self.held.get() == 0
+            && self.out_held.get() == 0
             && self.need == 0
     }
 }
@@ -155,11 +195,17 @@ impl Conn {
         }
     }
 
+    /// What it holds, as [`Io::holding`] counts it.
+    pub fn holding(&self) -> [i64; 4] {
+        self.io.as_ref().map_or([0; 4], |io| io.holding())
+    }
+
     /// Gives back what the connection holds of the input budget (it is
     /// closing).
     pub fn release(&mut self, sh: &Shared) {
         if let Some(io) = &self.io {
             sh.budget.release(&io.held);
+            sh.budget.release(&io.out_held);
         }
     }
 
@@ -181,7 +227,11 @@ impl Conn {
             .io
             .take()
             .unwrap_or_else(|| cx.io_pool.pop().unwrap_or_default());
+        let before = io.holding();
         let status = self.run_io(&mut io, cx);
+        for (m, (a, b)) in cx.mem.iter_mut().zip(io.holding().iter().zip(before)) {
+            *m += a - b;
+        }
         if status != Status::Close && io.is_clear() {
             if cx.io_pool.len() < POOL_MAX {
                 cx.io_pool.push(io);
@@ -226,8 +276,10 @@ impl Conn {
                         return Status::Close;
                     }
                 }
-                Progress::Yield => {
-                    cx.stats.incr(Counter::ConnYields);
+                Progress::Yield | Progress::Send => {
+                    if matches!(progress, Progress::Yield) {
+                        cx.stats.incr(Counter::ConnYields);
+                    }
                     if io.out.is_empty() {
                         return Status::Yield;
                     }
@@ -340,6 +392,10 @@ impl Conn {
         match io.out.flush(&mut self.stream) {
             Ok(n) => {
                 cx.stats.add(Counter::BytesWritten, n as u64);
+                if io.out.is_empty() {
+                    // All sent: the buffer is back to its pooled size.
+                    cx.sh.budget.release(&io.out_held);
+                }
                 true
             }
             Err(_) => false,
@@ -410,9 +466,13 @@ impl Conn {
                 self.yielded = false;
                 return Progress::NeedMore(0);
             }
-            if handled >= max_reqs || must_send(scx.out) {
+            if handled >= max_reqs {
                 self.yielded = true;
                 return Progress::Yield;
+            }
+            if must_send(scx.out) || !reply_room(sh, scx.out, &io.out_held) {
+                self.yielded = true;
+                return Progress::Send;
             }
             self.info.set_state(ConnState::ParseCmd);
             match self.session.step(avail, &mut scx) {

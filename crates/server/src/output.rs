@@ -7,12 +7,16 @@ use std::io::{self, IoSlice, Write};
 use std::ops::Range;
 
 /// Values up to this size are copied into the reply buffer; larger ones
-/// are sent from the item's own memory (held by a reference count).
-const COPY_MAX: usize = 2048;
+/// are sent from the item's own memory (held by a reference count). At
+/// 2048, 1,000 clients that pipeline gets of 1 KB values and never read
+/// held 45 MB at peak (memcached, which copies nothing, 24 MB); at 512,
+/// 26 MB, and the server CPU per request of a 1 KB get/set load did not
+/// move (6.66 and 6.72 us, medians of 3, one run).
+const COPY_MAX: usize = 512;
 /// At most this many slices per `writev` call (well under IOV_MAX).
 const MAX_IOV: usize = 64;
 /// A reply buffer grown past this is released once flushed.
-const KEEP_CAPACITY: usize = 16 * 1024;
+pub const KEEP_CAPACITY: usize = 16 * 1024;
 /// A segment list grown past this is not pooled.
 const KEEP_SEGS: usize = 256;
 /// A fresh reply buffer's size: a pipelined batch of small replies fits.
@@ -82,6 +86,12 @@ impl Output {
         if let Some(t) = &mut self.track {
             t.breaks.push(self.pending);
         }
+    }
+
+    /// Bytes of reply buffer this output holds (composed replies; values
+    /// sent from item memory are not counted).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     pub fn is_empty(&self) -> bool {

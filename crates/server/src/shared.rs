@@ -294,15 +294,19 @@ impl ConnRegistry {
     }
 }
 
-/// The bytes connections may hold in input buffers beyond their pooled
-/// `READ_BUF` each (a value on its way in, a long multiget line): one
-/// limit for the process, so that what clients send or hold back cannot
-/// take memory past `-m` + the index + this. A store whose value does not
-/// fit is refused as memcached refuses one when item memory is full
-/// (`SERVER_ERROR out of memory storing object`, the value swallowed);
-/// read-ahead past it waits; a request that cannot be held otherwise (a
-/// long multiget line) closes the connection and counts `read_buf_oom`,
-/// as memcached does when its read buffers run out.
+/// The bytes connections may hold in buffers beyond their pooled ones
+/// (`READ_BUF` for input, `KEEP_CAPACITY` for replies): a value on its
+/// way in, a long multiget line, replies composed for a client that does
+/// not read them. One limit for the process, as memcached's
+/// `read_buf_mem_limit` covers its read buffers and response objects, so
+/// that what clients send or hold back cannot take memory past `-m` +
+/// the index + this. A store whose value does not fit is refused as
+/// memcached refuses one when item memory is full (`SERVER_ERROR out of
+/// memory storing object`, the value swallowed); a request that cannot
+/// be held otherwise (a long multiget line) closes the connection and
+/// counts `read_buf_oom`, as memcached does when its read buffers run
+/// out; a connection whose replies do not fit handles no more requests
+/// until they are sent (no reply is refused).
 pub struct ConnBudget {
     limit: usize,
     used: AtomicUsize,

@@ -48,14 +48,43 @@ pub enum Counter {
 
 const COUNTERS: usize = Counter::MetaCmds as usize + 1;
 
+/// What a worker's connections hold in buffers now (not reset by
+/// `stats reset`), as of its last readiness event.
+#[derive(Debug, Clone, Copy)]
+pub enum Gauge {
+    /// Read buffers lent to connections, and their bytes.
+    ReadBufs,
+    ReadBufBytes,
+    /// Read buffers in the worker's pool.
+    ReadBufsFree,
+    /// Reply buffers lent to connections, and their bytes.
+    ReplyBufs,
+    ReplyBufBytes,
+}
+
+const GAUGES: usize = Gauge::ReplyBufBytes as usize + 1;
+
 /// One worker's counters, on their own cache lines.
 #[repr(align(128))]
 #[derive(Default)]
 pub struct WorkerStats {
     c: [AtomicU64; COUNTERS],
+    g: [AtomicU64; GAUGES],
 }
 
 impl WorkerStats {
+    pub fn set_gauge(&self, g: Gauge, v: u64) {
+        self.g[g as usize].store(v, Ordering::Relaxed);
+    }
+
+    /// The sum of `g` over `workers`.
+    pub fn gauge(workers: &[std::sync::Arc<WorkerStats>], g: Gauge) -> u64 {
+        workers
+            .iter()
+            .map(|w| w.g[g as usize].load(Ordering::Relaxed))
+            .sum()
+    }
+
     #[inline]
     pub fn add(&self, c: Counter, n: u64) {
         self.c[c as usize].fetch_add(n, Ordering::Relaxed);
@@ -190,16 +219,21 @@ pub fn general(sh: &Shared) -> Vec<Stat> {
     p.num("total_connections", conns.total);
     p.num("rejected_connections", conns.rejected);
     p.num("connection_structures", conns.structures);
-    for name in [
-        "response_obj_oom",
-        "response_obj_count",
-        "response_obj_bytes",
-        "read_buf_count",
+    // memcached's read buffers and response objects come from one cache
+    // per thread; memcrab's from a pool of read buffers and one of reply
+    // buffers per worker. A reply is never refused for memory (the
+    // connection waits to send instead), so response_obj_oom stays 0.
+    let g = |g| WorkerStats::gauge(&sh.worker_stats, g);
+    let free = g(Gauge::ReadBufsFree);
+    p.num("response_obj_oom", 0);
+    p.num("response_obj_count", g(Gauge::ReplyBufs));
+    p.num("response_obj_bytes", g(Gauge::ReplyBufBytes));
+    p.num("read_buf_count", g(Gauge::ReadBufs) + free);
+    p.num(
         "read_buf_bytes",
-        "read_buf_bytes_free",
-    ] {
-        p.num(name, 0);
-    }
+        g(Gauge::ReadBufBytes) + free * crate::conn::READ_BUF as u64,
+    );
+    p.num("read_buf_bytes_free", free * crate::conn::READ_BUF as u64);
     p.num("read_buf_oom", t.get(Counter::ReadBufOom));
     p.num("reserved_fds", sh.conns.reserved_fds() as u64);
     p.num("cmd_get", t.get(Counter::GetCmds));

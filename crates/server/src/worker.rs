@@ -14,7 +14,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::conn::{Conn, Io, Status, WorkerCx};
 use crate::output::Spare;
 use crate::shared::{ConnInfo, Shared, UdpInfo};
-use crate::stats::WorkerStats;
+use crate::stats::{Gauge, WorkerStats};
 use crate::stream::Stream;
 use crate::udp::{self, UdpPort};
 
@@ -91,6 +91,8 @@ struct Worker {
     low: [usize; 3],
     /// Connections closed since the last sweep.
     closed: usize,
+    /// What the connections hold in buffers (`Conn::holding`, summed).
+    mem: [i64; 4],
     udp: Vec<UdpPort>,
     /// UDP sockets that stopped with datagrams possibly left.
     udp_ready: Vec<usize>,
@@ -111,6 +113,7 @@ impl Worker {
             io_pool: Vec::new(),
             low: [0; 3],
             closed: 0,
+            mem: [0; 4],
             udp: Vec::new(),
             udp_ready: Vec::new(),
         }
@@ -234,6 +237,7 @@ impl Worker {
             pool: &mut self.pool,
             out_pool: &mut self.out_pool,
             io_pool: &mut self.io_pool,
+            mem: &mut self.mem,
         };
         let status = conn.run(&mut cx);
         if status != Status::Close && conn.blocked_on_write() != conn.watching_writes {
@@ -265,6 +269,18 @@ impl Worker {
         self.low[0] = self.low[0].min(self.pool.len());
         self.low[1] = self.low[1].min(self.out_pool.len());
         self.low[2] = self.low[2].min(self.io_pool.len());
+        self.publish();
+    }
+
+    /// The buffer gauges `stats` reads.
+    fn publish(&self) {
+        let st = &self.stats;
+        let v = |i: usize| self.mem[i].max(0) as u64;
+        st.set_gauge(Gauge::ReadBufs, v(0));
+        st.set_gauge(Gauge::ReadBufBytes, v(1));
+        st.set_gauge(Gauge::ReplyBufs, v(2));
+        st.set_gauge(Gauge::ReplyBufBytes, v(3));
+        st.set_gauge(Gauge::ReadBufsFree, self.pool.len() as u64);
     }
 
     /// Memory goes back after a burst: pooled buffers unused for a whole
@@ -303,6 +319,7 @@ impl Worker {
         if self.ready.is_empty() && self.ready.capacity() > 1024 {
             self.ready.shrink_to_fit();
         }
+        self.publish();
         if freed >= 1 << 20 || self.closed >= 64 {
             crate::sys::trim_heap();
         }
@@ -339,6 +356,9 @@ impl Worker {
         if let Some(mut conn) = self.conns[i].take() {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             conn.release(&self.sh);
+            for (m, h) in self.mem.iter_mut().zip(conn.holding()) {
+                *m -= h;
+            }
             // Forget the descriptor before closing it: the acceptor may
             // reuse the number at once.
             self.sh.conns.remove(conn.info.fd);

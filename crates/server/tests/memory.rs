@@ -139,3 +139,95 @@ fn a_long_line_without_budget_closes_the_connection() {
     let mut c = srv.connect();
     assert_eq!(c.call(&line, b"END\r\n"), b"END\r\n");
 }
+
+/// `stats` counts the read buffers connections hold and the pool keeps,
+/// as memcached counts its read buffer cache, and they go back when the
+/// connections have gone.
+#[test]
+fn read_buffers_are_counted_and_given_back() {
+    let srv = Server::memcrab(&[]);
+    let mut c = srv.connect();
+    let a = stalled(srv.port, b"set big 0 0 100000\r\n", 50_000);
+    std::thread::sleep(Duration::from_millis(300));
+    let count = stat(&mut c, "read_buf_count");
+    let bytes = stat(&mut c, "read_buf_bytes");
+    assert!(count >= 1, "{count}");
+    assert!(bytes >= 50_000, "{bytes}");
+    drop(a);
+    // Pools unused for a second are freed at the next sweep.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = stat(&mut c, "read_buf_bytes");
+        if left <= 16 * 1024 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{left} bytes kept");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Clients that pipeline multigets and never read their replies are
+/// slowed (no more of their requests handled until the replies go out),
+/// never refused, and hold little: the reply buffers past their pooled
+/// size are charged to the connection budget (1 MB here), so 99 clients
+/// each owed 300 replies of 32 KB hold one reply each, not the 20 a
+/// batch would compose (about 60 MB).
+#[test]
+fn unread_replies_wait_for_the_client() {
+    let srv = Server::memcrab(&["-o", "read_buf_mem_limit=1", "-c", "300"]);
+    let mut c = srv.connect();
+    let value = vec![b'v'; 300];
+    let mut multiget = b"get".to_vec();
+    let mut reply_len = 5; // END
+    for k in 0..100 {
+        let mut req = format!("set k{k} 0 0 300\r\n").into_bytes();
+        req.extend_from_slice(&value);
+        req.extend_from_slice(b"\r\n");
+        assert_eq!(c.call(&req, b"\r\n"), b"STORED\r\n");
+        multiget.extend_from_slice(format!(" k{k}").as_bytes());
+        reply_len += format!("VALUE k{k} 0 300\r\n").len() + 302;
+    }
+    multiget.extend_from_slice(b"\r\n");
+    let gets = multiget.repeat(300);
+    let before = rss_kb(srv.pid());
+    let mut held = Vec::new();
+    for _ in 0..99 {
+        let mut h = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+        h.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        // The server stops reading a client it cannot answer: what is
+        // left stays in the socket.
+        let _ = h.write_all(&gets);
+        held.push(h);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = rss_kb(srv.pid()).saturating_sub(before);
+    assert!(grown < 20 * 1024, "grew {grown} KB");
+    assert_eq!(stat(&mut c, "response_obj_oom"), 0);
+    // Another client is served in full once it reads.
+    let mut first = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    let mut w = first.try_clone().unwrap();
+    let writer = std::thread::spawn(move || w.write_all(&gets).unwrap());
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let want = 300 * reply_len;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    while got < want {
+        let n = first.read(&mut buf).unwrap();
+        assert!(n > 0, "closed after {got} bytes");
+        got += n;
+    }
+    assert_eq!(got, want);
+    writer.join().unwrap();
+    drop(held);
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
