@@ -329,6 +329,9 @@ fn accept_loop(
     // After an accept error (out of descriptors) retry every listener
     // soon: the edge-triggered poll would not report them again.
     let mut retry = false;
+    // Since when accepting stopped for want of descriptors (memcached's
+    // listen_disabled_num and time_in_listen_disabled_us).
+    let mut disabled: Option<std::time::Instant> = None;
     loop {
         let timeout = retry.then(|| Duration::from_millis(10));
         if let Err(e) = poll.poll(&mut events, timeout) {
@@ -346,7 +349,13 @@ fn accept_loop(
         retry = false;
         for id in ids {
             loop {
-                match listeners[id].accept() {
+                let got = listeners[id].accept();
+                if !matches!(&got, Err(e) if e.kind() != io::ErrorKind::WouldBlock) {
+                    if let Some(since) = disabled.take() {
+                        sh.conns.accepting_again(since.elapsed());
+                    }
+                }
+                match got {
                     Ok(mut nc) => {
                         if !sh.conns.try_admit(sh.settings.maxconns) {
                             let _ = nc.stream.write(b"ERROR Too many open connections\r\n");
@@ -361,7 +370,19 @@ fn accept_loop(
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        if sh.verbose() > 0 {
+                        let out_of_fds = matches!(
+                            e.raw_os_error(),
+                            Some(nix::libc::EMFILE | nix::libc::ENFILE)
+                        );
+                        if out_of_fds {
+                            if disabled.is_none() {
+                                disabled = Some(std::time::Instant::now());
+                                sh.conns.accepting_stopped();
+                            }
+                            if sh.verbose() > 0 {
+                                eprintln!("Too many open connections");
+                            }
+                        } else if sh.verbose() > 0 {
                             eprintln!("memcrab: accept(): {e}");
                         }
                         retry = true;

@@ -112,10 +112,20 @@ impl ConnInfo {
         }
     }
 
-    /// Waiting for input again; one that has read nothing yet stays new
-    /// (memcached's `conn_new_cmd` until its first request).
+    /// Between requests: memcached's `conn_new_cmd` or `conn_read` (a
+    /// partial request line is read in `conn_read` too).
+    pub fn waiting(&self) -> bool {
+        let s = self.state.load(Ordering::Relaxed);
+        s == ConnState::New as u8 || s == ConnState::Waiting as u8
+    }
+
+    /// Waiting for input again after a request or its replies; one that
+    /// has read nothing yet stays new (memcached's `conn_new_cmd` until
+    /// its first request), one in the middle of a value or of discarding
+    /// one stays so (`conn_nread`, `conn_swallow`).
     pub fn set_waiting(&self) {
-        if self.state.load(Ordering::Relaxed) != ConnState::New as u8 {
+        let s = self.state.load(Ordering::Relaxed);
+        if s == ConnState::ParseCmd as u8 || s == ConnState::Mwrite as u8 {
             self.set_state(ConnState::Waiting);
         }
     }
@@ -169,6 +179,11 @@ pub struct ConnRegistry {
     /// memcached's `reserved_fds`: five per worker thread (its event base
     /// and notify pipe).
     reserved: AtomicUsize,
+    /// Times accepting stopped for want of descriptors, for how long in
+    /// all (microseconds), and whether it is stopped now.
+    listen_disabled: AtomicU64,
+    listen_disabled_us: AtomicU64,
+    not_accepting: std::sync::atomic::AtomicBool,
     /// The most connections open at once, listeners included (memcached's
     /// `connection_structures`: it keeps a structure per descriptor used).
     peak: AtomicUsize,
@@ -185,6 +200,27 @@ impl ConnRegistry {
         self.listeners.store(n, Ordering::Relaxed);
         self.total.store(n as u64, Ordering::Relaxed);
         self.peak.fetch_max(n, Ordering::Relaxed);
+    }
+
+    pub fn accepting_stopped(&self) {
+        self.listen_disabled.fetch_add(1, Ordering::Relaxed);
+        self.not_accepting.store(true, Ordering::Relaxed);
+    }
+
+    pub fn accepting_again(&self, after: std::time::Duration) {
+        self.listen_disabled_us
+            .fetch_add(after.as_micros() as u64, Ordering::Relaxed);
+        self.not_accepting.store(false, Ordering::Relaxed);
+    }
+
+    /// `accepting_conns`, `listen_disabled_num`,
+    /// `time_in_listen_disabled_us`.
+    pub fn listen_state(&self) -> (bool, u64, u64) {
+        (
+            !self.not_accepting.load(Ordering::Relaxed),
+            self.listen_disabled.load(Ordering::Relaxed),
+            self.listen_disabled_us.load(Ordering::Relaxed),
+        )
     }
 
     pub fn reserved_fds(&self) -> usize {
@@ -291,6 +327,8 @@ impl ConnRegistry {
     pub fn reset_counts(&self) {
         self.total.store(0, Ordering::Relaxed);
         self.rejected.store(0, Ordering::Relaxed);
+        self.listen_disabled.store(0, Ordering::Relaxed);
+        self.listen_disabled_us.store(0, Ordering::Relaxed);
     }
 }
 

@@ -43,6 +43,7 @@ pub enum Counter {
     BytesWritten,
     ConnYields,
     ReadBufOom,
+    IdleKicks,
     MetaCmds,
 }
 
@@ -260,12 +261,16 @@ pub fn general(sh: &Shared) -> Vec<Stat> {
     p.num("store_no_memory", t.get(Counter::StoreNoMemory));
     p.num("auth_cmds", t.get(Counter::AuthCmds));
     p.num("auth_errors", t.get(Counter::AuthErrors));
+    if sh.settings.ext.idle_timeout != 0 {
+        p.num("idle_kicks", t.get(Counter::IdleKicks));
+    }
     p.num("bytes_read", t.get(Counter::BytesRead));
     p.num("bytes_written", t.get(Counter::BytesWritten));
     p.num("limit_maxbytes", sh.settings.maxbytes);
-    p.num("accepting_conns", 1);
-    p.num("listen_disabled_num", 0);
-    p.num("time_in_listen_disabled_us", 0);
+    let (accepting, disabled, disabled_us) = sh.conns.listen_state();
+    p.num("accepting_conns", u64::from(accepting));
+    p.num("listen_disabled_num", disabled);
+    p.num("time_in_listen_disabled_us", disabled_us);
     p.num("threads", sh.settings.threads as u64);
     p.num("conn_yields", t.get(Counter::ConnYields));
     p.num("hash_power_level", u64::from(s.hash_power_level));

@@ -377,17 +377,29 @@ impl Worker {
         if limit == 0 {
             return;
         }
-        let idle: Vec<usize> = self
+        let idle: Vec<(usize, i32, bool)> = self
             .conns
             .iter()
             .enumerate()
             .filter_map(|(i, c)| {
                 c.as_ref()
                     .filter(|c| now.saturating_sub(c.info.last_cmd()) > limit)
-                    .map(|_| i)
+                    .map(|c| (i, c.info.fd, c.info.waiting()))
             })
             .collect();
-        for i in idle {
+        for (i, fd, waiting) in idle {
+            // As memcached: only a connection waiting for a request is
+            // kicked, not one in the middle of a value or a reply.
+            if !waiting {
+                if self.sh.verbose() > 1 {
+                    eprintln!("fd {fd} wants to timeout, but isn't in read state");
+                }
+                continue;
+            }
+            if self.sh.verbose() > 1 {
+                eprintln!("Closing idle fd {fd}");
+            }
+            self.stats.incr(crate::stats::Counter::IdleKicks);
             self.close(i);
         }
     }

@@ -644,3 +644,37 @@ fn stats_conns_like_memcached() {
     let ours = Server::memcrab(&[]);
     assert_eq!(blocks(&ours), blocks(&theirs));
 }
+
+/// `-o idle_timeout`: a connection silent for longer between requests is
+/// closed and counted in `idle_kicks`; one in the middle of a value is
+/// not (memcached kicks only connections waiting for a command), as in
+/// memcached.
+#[test]
+fn idle_timeout_kicks_like_memcached() {
+    let Some(memcached) = common::memcached_path() else {
+        panic!("Debian's memcached is needed (bash .ci/run installs it)");
+    };
+    let run = |srv: &Server| -> (bool, bool, String) {
+        let mut idle = srv.connect();
+        assert_eq!(idle.roundtrip(b"version\r\n"), b"VERSION 1.6.18\r\n");
+        let mut mid = srv.connect();
+        mid.s.write_all(b"set k 0 0 10\r\nabc").unwrap();
+        std::thread::sleep(Duration::from_millis(3500));
+        let kicked = idle.is_closed(Duration::from_millis(500));
+        mid.s.write_all(b"defghij\r\n").unwrap();
+        let stored = mid.call(b"", b"\r\n") == b"STORED\r\n";
+        let mut c = srv.connect();
+        let st = s(&c.call(b"stats\r\n", b"END\r\n"));
+        let kicks = st
+            .lines()
+            .find(|l| l.starts_with("STAT idle_kicks "))
+            .unwrap_or("none")
+            .to_string();
+        (kicked, stored, kicks)
+    };
+    let args = ["-o", "idle_timeout=1"];
+    let theirs = run(&Server::start(&memcached, &args));
+    let ours = run(&Server::memcrab(&args));
+    assert_eq!(ours, theirs);
+    assert_eq!(ours, (true, true, "STAT idle_kicks 1".to_string()));
+}
