@@ -579,12 +579,7 @@ fn apply_extended(e: &mut Extended, opt: &str) -> Result<(), Early> {
     };
     match key {
         "maxconns_fast" => e.maxconns_fast = true,
-        "no_maxconns_fast" => {
-            return Err(not_yet(
-                "-o no_maxconns_fast",
-                "queueing connections past -c",
-            ))
-        }
+        "no_maxconns_fast" => e.maxconns_fast = false,
         "hashpower" => {
             let hp: i64 = num(key, val)?;
             if hp < 12 {

@@ -357,7 +357,13 @@ fn accept_loop(
                 }
                 match got {
                     Ok(mut nc) => {
-                        if !sh.conns.try_admit(sh.settings.maxconns) {
+                        let max = if sh.settings.ext.maxconns_fast {
+                            sh.settings.maxconns
+                        } else {
+                            // Only the descriptors limit them.
+                            usize::MAX
+                        };
+                        if !sh.conns.try_admit(max) {
                             let _ = nc.stream.write(b"ERROR Too many open connections\r\n");
                             continue;
                         }

@@ -107,7 +107,7 @@ fn serve(settings: Settings) -> Result<(), String> {
             eprintln!("failed to ensure corefile creation");
         }
     }
-    raise_fd_limit(settings.maxconns);
+    raise_fd_limit(settings.maxconns, settings.ext.maxconns_fast);
     let bound = listen::bind_all(&settings, settings.threads)?;
     let listeners = bound.listeners;
     drop_privileges(&settings)?;
@@ -250,13 +250,19 @@ fn serve(settings: Settings) -> Result<(), String> {
     Ok(())
 }
 
-/// Makes room for `-c` connections plus listeners and the like, as
-/// memcached does: raises the soft descriptor limit up to the hard one.
-fn raise_fd_limit(maxconns: usize) {
+/// Makes room for `-c` connections plus listeners and the like: raises
+/// the soft descriptor limit up to the hard one. Without `maxconns_fast`
+/// the limit is `-c` itself, as memcached sets it: the descriptors run
+/// out there, and accepting waits until one is free.
+fn raise_fd_limit(maxconns: usize, fast: bool) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let want = maxconns as u64 + 64;
+    let want = if fast {
+        maxconns as u64 + 64
+    } else {
+        maxconns as u64
+    };
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < want {
+        if soft < want || !fast {
             let new = want.min(hard);
             if setrlimit(Resource::RLIMIT_NOFILE, new, hard).is_err() || new < want {
                 eprintln!(

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -677,4 +677,42 @@ fn idle_timeout_kicks_like_memcached() {
     let ours = run(&Server::memcrab(&args));
     assert_eq!(ours, theirs);
     assert_eq!(ours, (true, true, "STAT idle_kicks 1".to_string()));
+}
+
+/// `-o no_maxconns_fast`: no client is refused; past the descriptors `-c`
+/// allows, new connections wait in the listen queue (accepting stops and
+/// `listen_disabled_num` counts it, as in memcached) until one closes.
+#[test]
+fn no_maxconns_fast_queues_connections() {
+    let srv = Server::memcrab(&["-c", "40", "-o", "no_maxconns_fast"]);
+    let mut held = Vec::new();
+    let waiting = loop {
+        let mut c = srv.connect();
+        c.s.write_all(b"version\r\n").unwrap();
+        c.s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut b = [0u8; 64];
+        match c.s.read(&mut b) {
+            Ok(n) => assert_eq!(&b[..n], b"VERSION 1.6.18\r\n"),
+            Err(_) => break c,
+        }
+        held.push(c);
+        assert!(held.len() < 40, "never ran out");
+    };
+    assert!(held.len() > 10, "{} admitted", held.len());
+    let st = s(&held[0].call(b"stats\r\n", b"END\r\n"));
+    assert!(st.contains("STAT accepting_conns 0\r\n"), "{st}");
+    assert!(st.contains("STAT listen_disabled_num 1\r\n"), "{st}");
+    assert!(st.contains("STAT rejected_connections 0\r\n"), "{st}");
+    drop(held.pop());
+    let mut waiting = waiting;
+    waiting
+        .s
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut b = [0u8; 64];
+    let n = waiting.s.read(&mut b).unwrap();
+    assert_eq!(&b[..n], b"VERSION 1.6.18\r\n");
+    // Full again: the next accept fails too (Linux takes the descriptor
+    // before it looks for a connection), and is counted again.
 }
