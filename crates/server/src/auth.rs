@@ -39,7 +39,8 @@ impl Users {
         Self::parse(&data, path)
     }
 
-    fn parse(data: &[u8], path: &Path) -> Result<Users, String> {
+    /// Reads the lines of such a file (`path` names it in errors).
+    pub fn parse(data: &[u8], path: &Path) -> Result<Users, String> {
         let mut entries = Vec::new();
         for line in data.split(|&b| b == b'\n') {
             let line = line.split(|&b| b == b'\r').next().unwrap_or_default();

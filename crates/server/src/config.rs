@@ -357,6 +357,27 @@ It implements the protocol of memcached (Copyright (c) 2003, Danga Interactive, 
 BSD licensed); it contains no memcached code.\n";
 
 impl Settings {
+    /// The store's settings from the command line's.
+    pub fn store_config(&self) -> memcrab_store::Config {
+        let s = self;
+        memcrab_store::Config {
+            mem_limit: s.maxbytes,
+            item_size_max: s.item_size_max,
+            slab_page_size: 1 << 20,
+            slab_chunk_max: s.ext.slab_chunk_max,
+            growth_factor: s.growth_factor,
+            chunk_min: s.chunk_size,
+            use_cas: s.use_cas,
+            evictions: s.evictions,
+            hashpower: if s.ext.hashpower_init == 0 {
+                16
+            } else {
+                s.ext.hashpower_init
+            },
+            prealloc: s.large_pages,
+        }
+    }
+
     /// The connection budget (`ConnBudget`): `-o
     /// read_buf_mem_limit` when set; else the largest of 64 MB, a quarter
     /// of `-m` and two values of `-I`.

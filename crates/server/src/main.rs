@@ -1,49 +1,8 @@
-//! memcrab: a memcached 1.6 compatible cache server.
-//!
-//! ```text
-//!            ┌────────────┐   NewConn (channel + waker)   ┌──────────────┐
-//!  clients ─►│  acceptor  │──────── round robin ─────────►│ worker × -t  │
-//!            │ listen.rs  │   (-c enforced here)          │ mio Poll     │
-//!            └────────────┘                               │ worker.rs    │
-//!                                                         └──────┬───────┘
-//!  transport  conn.rs: read buffer, -R, swallow, Output ─writev─► socket
-//!             udp.rs: a socket per worker (-U), 8-byte frames, replies
-//!             cut into datagrams; recvmmsg/sendmmsg (sys.rs)
-//!                │ bytes                                  ▲ replies
-//!  session    session/: the protocol (first byte or -B), its framing and
-//!             login (-Y, SASL); text.rs | binary.rs: decode → cmd → encode
-//!                │ typed operation                        │ outcome
-//!  command    cmd/: get touch store delete arith flush stats admin — the
-//!             rules (-I -F -C -M, CAS, counters) once; hook.rs for observers
-//!                │ request structs                        │
-//!  store      memcrab_store::Store (its own map: crates/store/src/lib.rs)
-//!
-//!  stats.rs: per-worker counters; every stats group as (name, value) pairs
-//!  maintainer thread: advances the store clock, steps slab automove
-//!  expiry thread: frees expired and flushed items once a second
-//!  main thread: signals (SIGINT/SIGTERM, and `shutdown`) end the process
-//! ```
-//!
-//! docs/ARCHITECTURE.md traces a request through these, function by
-//! function. `unsafe` only in sys.rs (batched datagram calls); the other
-//! OS calls go through nix and socket2.
+//! The `memcrab` binary: parses the flags, binds, starts the threads
+//! (the crate's library holds everything else; its root has the map).
 #![deny(unsafe_code)]
 
-mod auth;
-mod cmd;
-mod config;
-mod conn;
-mod listen;
-mod output;
-mod session;
-mod shared;
-mod shutdown;
-mod stats;
-mod stream;
-#[allow(unsafe_code)]
-mod sys;
-mod udp;
-mod worker;
+use memcrab_server::{config, listen, shared, stats, sys, worker};
 
 use std::os::fd::AsRawFd;
 use std::process::exit;
@@ -51,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use memcrab_store::{Clock, Config as StoreConfig, Store};
+use memcrab_store::{Clock, Store};
 
 use config::{Args, Early, Settings, EX_USAGE};
 use shared::{Shared, UdpInfo};
@@ -131,7 +90,7 @@ fn serve(settings: Settings) -> Result<(), String> {
     }
 
     let clock = Arc::new(Clock::new());
-    let store = Store::try_new(store_config(&settings), Arc::clone(&clock)).map_err(|e| {
+    let store = Store::try_new(settings.store_config(), Arc::clone(&clock)).map_err(|e| {
         format!(
             "failed to reserve {} bytes of item memory: {e}",
             settings.maxbytes
@@ -270,26 +229,6 @@ fn raise_fd_limit(maxconns: usize, fast: bool) {
                 );
             }
         }
-    }
-}
-
-/// The store's settings from the command line's.
-fn store_config(s: &Settings) -> StoreConfig {
-    StoreConfig {
-        mem_limit: s.maxbytes,
-        item_size_max: s.item_size_max,
-        slab_page_size: 1 << 20,
-        slab_chunk_max: s.ext.slab_chunk_max,
-        growth_factor: s.growth_factor,
-        chunk_min: s.chunk_size,
-        use_cas: s.use_cas,
-        evictions: s.evictions,
-        hashpower: if s.ext.hashpower_init == 0 {
-            16
-        } else {
-            s.ext.hashpower_init
-        },
-        prealloc: s.large_pages,
     }
 }
 

@@ -244,7 +244,7 @@ impl Replies {
 
     /// Cuts the next reply datagram into `dst` (header and payload) and
     /// returns its destination; none when all are cut.
-    fn next_datagram(&mut self, dst: &mut Vec<u8>) -> Option<SocketAddr> {
+    pub fn next_datagram(&mut self, dst: &mut Vec<u8>) -> Option<SocketAddr> {
         let m = *self.msgs.get(self.cur)?;
         let count = m.len.div_ceil(PAYLOAD).min(usize::from(u16::MAX)) as u16;
         dst.extend_from_slice(&m.id.to_be_bytes());
@@ -405,7 +405,7 @@ impl UdpPort {
 
 /// One received datagram: memcached's checks on the frame, then the
 /// requests.
-fn datagram(replies: &mut Replies, d: &[u8], r: &Received, cx: &mut Cx<'_>) {
+pub fn datagram(replies: &mut Replies, d: &[u8], r: &Received, cx: &mut Cx<'_>) {
     // memcached ignores a datagram of 8 bytes or fewer, and (after
     // counting its bytes) one whose datagram count is not 1. The sequence
     // number and reserved bytes are not looked at.

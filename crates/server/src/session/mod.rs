@@ -90,8 +90,9 @@ impl Step {
 
 /// A connection's protocol: chosen by `-B`, or by the first byte under
 /// `-B auto` (0x80 is binary).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub enum Session {
+    #[default]
     Undecided,
     Text(text::Text),
     Binary(binary::Binary),

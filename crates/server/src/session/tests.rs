@@ -18,7 +18,7 @@ fn shared(args: &[&str], observers: Vec<Box<dyn Observer>>) -> Shared {
     let mut v = vec!["memcrab"];
     v.extend_from_slice(args);
     let settings = Settings::from_args(Args::try_parse_from(v).unwrap()).unwrap();
-    let store = Store::new(crate::store_config(&settings), Arc::new(Clock::new()));
+    let store = Store::new(settings.store_config(), Arc::new(Clock::new()));
     let mut sh = Shared::new(settings, store, Vec::new(), Vec::new(), Vec::new());
     sh.observers = observers;
     sh
