@@ -8,14 +8,12 @@
 //! for the protocol spoken.
 #![no_main]
 
-use std::cell::Cell;
 use std::sync::Arc;
 
 use clap::Parser;
 use libfuzzer_sys::fuzz_target;
 use memcrab_server::config::{Args, Settings};
-use memcrab_server::output::Output;
-use memcrab_server::session::{Cx, Session, Step};
+use memcrab_server::session::Feeder;
 use memcrab_server::shared::Shared;
 use memcrab_server::stats::WorkerStats;
 use memcrab_store::{Clock, Store};
@@ -102,56 +100,23 @@ fuzz_target!(|data: &[u8]| {
     let (seed, input) = (u16::from_be_bytes([data[0], data[1]]), &data[2..]);
     let sh = shared();
     let stats = WorkerStats::default();
-    let mut out = Output::default();
-    let mut session = Session::new();
-    let held = Cell::new(0);
-    let (mut buf, mut pos, mut swallow) = (Vec::new(), 0usize, 0u64);
+    let mut feeder = Feeder::default();
     let mut sent = Vec::new();
     let mut rng = u32::from(seed) | 1;
     let mut at = 0;
-    'feed: while at < input.len() {
+    while at < input.len() {
         rng ^= rng << 13;
         rng ^= rng >> 17;
         rng ^= rng << 5;
         let piece = (rng as usize % 64 + 1).min(input.len() - at);
-        buf.extend_from_slice(&input[at..at + piece]);
+        let open = feeder.push(&sh, &stats, &input[at..at + piece], &mut sent);
         at += piece;
-        loop {
-            let k = swallow.min((buf.len() - pos) as u64);
-            pos += k as usize;
-            swallow -= k;
-            if pos == buf.len() {
-                break;
-            }
-            let mut cx = Cx {
-                sh: &sh,
-                stats: &stats,
-                out: &mut out,
-                fd: 0,
-                held: Some(&held),
-            };
-            match session.step(&buf[pos..], &mut cx) {
-                Step::Need(_) => break,
-                Step::Done {
-                    used,
-                    swallow: s,
-                    close,
-                } => {
-                    assert!(pos + used <= buf.len(), "used {used}");
-                    pos += used;
-                    swallow = s;
-                    if close {
-                        out.flush(&mut sent).unwrap();
-                        break 'feed;
-                    }
-                }
-            }
-        }
-        out.flush(&mut sent).unwrap();
         check_store(&sh);
+        if !open {
+            break;
+        }
     }
-    out.flush(&mut sent).unwrap();
-    sh.budget.release(&held);
+    feeder.finish(&sh);
     if input.first() == Some(&0x80) {
         check_binary(&sent);
     } else {

@@ -207,14 +207,7 @@ fn run(ctx: &Ctx, side: &ServerSpec, flags: &[String], name: &str) -> RunResult 
             conns
         }
         _ => {
-            let mut c = connect(addr)?;
-            let value = vec![b'v'; 1024];
-            for k in 0..100 {
-                c.write_all(format!("set unread{k} 0 0 1024 noreply\r\n").as_bytes())
-                    .map_err(|e| e.to_string())?;
-                c.write_all(&value).map_err(|e| e.to_string())?;
-                c.write_all(b"\r\n").map_err(|e| e.to_string())?;
-            }
+            set_unread_keys(addr)?;
             let mut get = b"get".to_vec();
             for k in 0..100 {
                 get.extend_from_slice(format!(" unread{k}").as_bytes());

@@ -359,22 +359,21 @@ BSD licensed); it contains no memcached code.\n";
 impl Settings {
     /// The store's settings from the command line's.
     pub fn store_config(&self) -> memcrab_store::Config {
-        let s = self;
         memcrab_store::Config {
-            mem_limit: s.maxbytes,
-            item_size_max: s.item_size_max,
+            mem_limit: self.maxbytes,
+            item_size_max: self.item_size_max,
             slab_page_size: 1 << 20,
-            slab_chunk_max: s.ext.slab_chunk_max,
-            growth_factor: s.growth_factor,
-            chunk_min: s.chunk_size,
-            use_cas: s.use_cas,
-            evictions: s.evictions,
-            hashpower: if s.ext.hashpower_init == 0 {
+            slab_chunk_max: self.ext.slab_chunk_max,
+            growth_factor: self.growth_factor,
+            chunk_min: self.chunk_size,
+            use_cas: self.use_cas,
+            evictions: self.evictions,
+            hashpower: if self.ext.hashpower_init == 0 {
                 16
             } else {
-                s.ext.hashpower_init
+                self.ext.hashpower_init
             },
-            prealloc: s.large_pages,
+            prealloc: self.large_pages,
         }
     }
 

@@ -152,5 +152,72 @@ impl Session {
     }
 }
 
+/// A session fed bytes as a connection feeds it, without a socket:
+/// what a step leaves unused is kept for the next piece, what it says to
+/// discard is swallowed, replies are flushed into a byte vector. The
+/// session tests and the fuzz targets drive sessions with it.
+#[derive(Default)]
+pub struct Feeder {
+    session: Session,
+    out: Output,
+    buf: Vec<u8>,
+    pos: usize,
+    swallow: u64,
+    held: std::cell::Cell<usize>,
+}
+
+impl Feeder {
+    /// Adds `piece`, runs every request now complete and appends the
+    /// replies to `sent`. False once the session closed the connection.
+    pub fn push(
+        &mut self,
+        sh: &Shared,
+        stats: &WorkerStats,
+        piece: &[u8],
+        sent: &mut Vec<u8>,
+    ) -> bool {
+        self.buf.extend_from_slice(piece);
+        let open = loop {
+            let k = self.swallow.min((self.buf.len() - self.pos) as u64);
+            self.pos += k as usize;
+            self.swallow -= k;
+            if self.pos == self.buf.len() {
+                break true;
+            }
+            let mut cx = Cx {
+                sh,
+                stats,
+                out: &mut self.out,
+                fd: 0,
+                held: Some(&self.held),
+            };
+            match self.session.step(&self.buf[self.pos..], &mut cx) {
+                Step::Need(_) => break true,
+                Step::Done {
+                    used,
+                    swallow,
+                    close,
+                } => {
+                    assert!(self.pos + used <= self.buf.len(), "used {used}");
+                    self.pos += used;
+                    self.swallow = swallow;
+                    if close {
+                        break false;
+                    }
+                }
+            }
+        };
+        self.out
+            .flush(sent)
+            .expect("a Vec takes every byte written to it");
+        open
+    }
+
+    /// Gives back what the session reserved of the connection budget.
+    pub fn finish(&self, sh: &Shared) {
+        sh.budget.release(&self.held);
+    }
+}
+
 #[cfg(test)]
 mod tests;

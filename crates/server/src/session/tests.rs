@@ -6,11 +6,10 @@ use std::sync::{Arc, Mutex};
 use clap::Parser;
 use memcrab_store::{Clock, Store};
 
-use super::{Cx, Session, Step};
+use super::Feeder;
 use crate::cmd::hook::{Event, Observer};
 use crate::cmd::Proto;
 use crate::config::{Args, Settings};
-use crate::output::Output;
 use crate::shared::Shared;
 use crate::stats::WorkerStats;
 
@@ -25,48 +24,15 @@ fn shared(args: &[&str], observers: Vec<Box<dyn Observer>>) -> Shared {
 }
 
 /// Feeds `input` to a new session `chunk` bytes at a time, as a
-/// transport would (keeping what a step left unused, swallowing what it
-/// says to), and returns every reply byte.
+/// transport would, and returns every reply byte.
 fn drive(sh: &Shared, input: &[u8], chunk: usize) -> Vec<u8> {
     let stats = WorkerStats::default();
-    let mut out = Output::default();
-    let mut session = Session::new();
-    let (mut buf, mut pos, mut swallow) = (Vec::new(), 0, 0u64);
-    let held = std::cell::Cell::new(0);
+    let mut feeder = Feeder::default();
     let mut sent = Vec::new();
     for piece in input.chunks(chunk) {
-        buf.extend_from_slice(piece);
-        loop {
-            let k = swallow.min((buf.len() - pos) as u64);
-            pos += k as usize;
-            swallow -= k;
-            if pos == buf.len() {
-                break;
-            }
-            let mut cx = Cx {
-                sh,
-                stats: &stats,
-                out: &mut out,
-                fd: 0,
-                held: Some(&held),
-            };
-            match session.step(&buf[pos..], &mut cx) {
-                Step::Need(_) => break,
-                Step::Done {
-                    used,
-                    swallow: s,
-                    close,
-                } => {
-                    pos += used;
-                    swallow = s;
-                    if close {
-                        out.flush(&mut sent).unwrap();
-                        return sent;
-                    }
-                }
-            }
+        if !feeder.push(sh, &stats, piece, &mut sent) {
+            break;
         }
-        out.flush(&mut sent).unwrap();
     }
     sent
 }
