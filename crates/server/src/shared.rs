@@ -171,8 +171,10 @@ pub struct ConnRegistry {
     rejected: AtomicU64,
     listeners: AtomicUsize,
     /// The descriptor memcached would give its first client: stdin,
-    /// stdout and stderr, `reserved` and one per listening socket (one
-    /// per UDP address, which its threads share). Like memcached with
+    /// stdout and stderr, three for its main event base (epoll and a
+    /// pipe), four per worker thread (eventfd, epoll, notify pipe) and
+    /// one per listening socket (one per UDP address, which its threads
+    /// share). Like memcached with
     /// `maxconns_fast`, a client whose descriptor would reach `-c` - 1
     /// is refused, so `-c` admits as many clients as memcached admits.
     fd_base: AtomicUsize,
@@ -196,7 +198,7 @@ impl ConnRegistry {
         let reserved = 5 * threads;
         self.reserved.store(reserved, Ordering::Relaxed);
         self.fd_base
-            .store(3 + reserved + sockets, Ordering::Relaxed);
+            .store(3 + 3 + 4 * threads + sockets, Ordering::Relaxed);
         self.listeners.store(n, Ordering::Relaxed);
         self.total.store(n as u64, Ordering::Relaxed);
         self.peak.fetch_max(n, Ordering::Relaxed);

@@ -84,7 +84,21 @@ impl Server {
             N.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_file(&port_file);
-        let mut cmd = Command::new(bin);
+        // memcached refuses clients by descriptor number under `-c`, so
+        // it starts with no descriptor but the standard three, whatever
+        // the test runner leaves open (CI and a terminal differ).
+        let mut cmd = if bin.contains("memcached") {
+            let mut c = Command::new("bash");
+            c.args([
+                "-c",
+                r#"for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done; exec "$@""#,
+                "sh",
+                bin,
+            ]);
+            c
+        } else {
+            Command::new(bin)
+        };
         cmd.args(["-l", "127.0.0.1", "-p", "-1", "-U", "0"])
             .args(args)
             .env("MEMCACHED_PORT_FILENAME", &port_file)
