@@ -2,13 +2,15 @@
 //! binary, chosen by the first byte as `-B auto` does) fed in pieces of
 //! arbitrary sizes through the real session code, as a connection feeds
 //! them, against a store under `-m 1` (so that stores evict and pages
-//! fill). After every piece: the store's counts agree (its item count is
-//! the sum of its classes', every used chunk holds an item, the memory
-//! taken stays within the limit); at the end, the replies are well formed
-//! for the protocol spoken.
+//! fill). The store's counts must agree (its item count is the sum of its
+//! classes', every used chunk holds an item, the memory taken stays
+//! within the limit) after the first piece that finishes a command and
+//! every eighth after, and at the end; at the end, the replies must be
+//! well formed for the protocol spoken, and (text and meta) every value
+//! read back must be bytes the client sent or a number `incr` made.
 #![no_main]
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use clap::Parser;
 use libfuzzer_sys::fuzz_target;
@@ -19,6 +21,13 @@ use memcrab_server::stats::WorkerStats;
 use memcrab_store::{Clock, Store};
 
 fn shared() -> Shared {
+    static SETTINGS: OnceLock<Settings> = OnceLock::new();
+    let settings = SETTINGS.get_or_init(settings).clone();
+    let store = Store::new(settings.store_config(), Arc::new(Clock::new()));
+    Shared::new(settings, store, Vec::new(), Vec::new(), Vec::new())
+}
+
+fn settings() -> Settings {
     let args = Args::try_parse_from([
         "memcrab",
         "-m",
@@ -31,9 +40,7 @@ fn shared() -> Shared {
         "hashpower=12",
     ])
     .unwrap();
-    let settings = Settings::from_args(args).unwrap();
-    let store = Store::new(settings.store_config(), Arc::new(Clock::new()));
-    Shared::new(settings, store, Vec::new(), Vec::new(), Vec::new())
+    Settings::from_args(args).unwrap()
 }
 
 fn check_store(sh: &Shared) {
@@ -51,9 +58,24 @@ fn check_store(sh: &Shared) {
     assert!(st.total_malloced <= sh.settings.maxbytes.max(1 << 20) * 2);
 }
 
+/// Whether `v` could have been read back: bytes the client sent, or a
+/// number (`incr` leaves trailing spaces where the number got shorter).
+/// Appends make values the input does not hold whole, so with them in the
+/// input anything goes.
+fn written(input: &[u8], v: &[u8]) -> bool {
+    let has = |h: &[u8], n: &[u8]| n.is_empty() || h.windows(n.len()).any(|w| w == n);
+    let digits = v.iter().take_while(|b| b.is_ascii_digit()).count();
+    (digits > 0 && v[digits..].iter().all(|&b| b == b' '))
+        || has(input, v)
+        || [&b"append"[..], b"prepend", b" MA", b" Ma", b" MP", b" Mp"]
+            .iter()
+            .any(|a| has(input, a))
+}
+
 /// Text and meta replies: lines, and data blocks of the length their
-/// header line gives, each followed by `\r\n`.
-fn check_text(mut out: &[u8]) {
+/// header line gives, each followed by `\r\n` and holding a value that
+/// was written.
+fn check_text(input: &[u8], mut out: &[u8]) {
     while !out.is_empty() {
         let nl = out
             .windows(2)
@@ -75,6 +97,11 @@ fn check_text(mut out: &[u8]) {
         let n: usize = std::str::from_utf8(len).unwrap().parse().unwrap();
         assert!(out.len() >= n + 2, "a data block cut short");
         assert_eq!(&out[n..n + 2], b"\r\n", "a data block without CRLF");
+        assert!(
+            written(input, &out[..n]),
+            "a value nobody wrote: {:?}",
+            String::from_utf8_lossy(&out[..n])
+        );
         out = &out[n + 2..];
     }
 }
@@ -104,14 +131,24 @@ fuzz_target!(|data: &[u8]| {
     let mut sent = Vec::new();
     let mut rng = u32::from(seed) | 1;
     let mut at = 0;
+    let mut replied = 0u32;
     while at < input.len() {
         rng ^= rng << 13;
         rng ^= rng >> 17;
         rng ^= rng << 5;
         let piece = (rng as usize % 64 + 1).min(input.len() - at);
+        let before = sent.len();
         let open = feeder.push(&sh, &stats, &input[at..at + piece], &mut sent);
         at += piece;
-        check_store(&sh);
+        if sent.len() != before {
+            // Commands finished (noreply ones are checked with the next).
+            // Reading the store's counts costs more than most inputs do,
+            // so every eighth time.
+            replied += 1;
+            if replied % 8 == 1 {
+                check_store(&sh);
+            }
+        }
         if !open {
             break;
         }
@@ -120,7 +157,7 @@ fuzz_target!(|data: &[u8]| {
     if input.first() == Some(&0x80) {
         check_binary(&sent);
     } else {
-        check_text(&sent);
+        check_text(input, &sent);
     }
     check_store(&sh);
 });

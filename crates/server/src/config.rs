@@ -17,7 +17,7 @@ pub const EX_USAGE: i32 = 64;
 /// memcached's protocol version that memcrab implements and reports.
 pub const MEMCACHED_VERSION: &str = "1.6.18";
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(
     name = "memcrab",
     version = concat!(env!("CARGO_PKG_VERSION"), " (memcached 1.6.18 compatible)"),

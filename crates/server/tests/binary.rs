@@ -172,6 +172,17 @@ impl Side {
             bytes.extend_from_slice(&r.bytes(&self.seen));
         }
         bytes.extend_from_slice(&req(0x0a, &[], &[], &[]).opaque(MARK).bytes(&[]));
+        // MEMCRAB_BIN_RAW=file keeps the bytes sent (for fuzz seeds).
+        if let Some(f) = std::env::var_os("MEMCRAB_BIN_RAW") {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(f)
+                .unwrap();
+            f.write_all(&(bytes.len() as u32).to_be_bytes()).unwrap();
+            f.write_all(&bytes).unwrap();
+        }
         let _ = self.conn.write_all(&bytes);
         let mut got = Vec::new();
         let mut buf = vec![0u8; 1 << 16];

@@ -27,7 +27,8 @@
 use crate::item::ChunkId;
 
 /// Seconds the ring covers (a power of two): about 17 minutes, 24 KB of
-/// empty buckets per shard.
+/// empty buckets per shard, taken when the shard's first expiring item
+/// comes (a store that never sees one, or a short-lived one, skips them).
 pub const RING: u32 = 1024;
 const MASK: u32 = RING - 1;
 
@@ -49,7 +50,7 @@ impl Wheel {
     /// A wheel whose first due second is `now`.
     pub fn new(now: u32) -> Wheel {
         Wheel {
-            ring: (0..RING).map(|_| Vec::new()).collect(),
+            ring: Box::default(),
             far: Vec::new(),
             next: now,
             far_checked: now,
@@ -63,6 +64,9 @@ impl Wheel {
     pub fn insert(&mut self, id: ChunkId, exptime: u32) {
         debug_assert!(exptime != 0);
         let at = exptime.max(self.next);
+        if self.ring.is_empty() {
+            self.ring = (0..RING).map(|_| Vec::new()).collect();
+        }
         let v = if at - self.next < RING {
             &mut self.ring[(at & MASK) as usize]
         } else {
@@ -83,6 +87,12 @@ impl Wheel {
             return;
         }
         let start = out.len();
+        if self.ring.is_empty() {
+            // Nothing was ever entered.
+            self.next = now + 1;
+            self.far_checked = self.next;
+            return;
+        }
         if now - self.next >= RING {
             // Behind by a whole turn (the clock jumped): every bucket.
             for b in self.ring.iter_mut() {
