@@ -90,6 +90,17 @@ impl Arena {
         self.pages
     }
 
+    pub fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    /// Where `ptr` lies: (page, offset in it), if inside the mapping.
+    pub fn locate(&self, ptr: *const u8) -> Option<(u32, usize)> {
+        let off = (ptr as usize).checked_sub(self.base.as_ptr() as usize)?;
+        let page = off / self.page_size;
+        (page < self.pages as usize).then(|| (page as u32, off % self.page_size))
+    }
+
     /// The first byte of page `page`.
     pub fn page_ptr(&self, page: u32) -> *mut u8 {
         assert!(page < self.pages, "page {page} outside the arena");

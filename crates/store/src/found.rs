@@ -207,6 +207,10 @@ impl<'a> Iterator for Parts<'a> {
     type Item = &'a [u8];
     fn next(&mut self) -> Option<&'a [u8]> {
         let (ptr, len) = self.next_span()?;
+        debug_assert!(
+            self.mem.span_in_chunk(ptr, len),
+            "a value part outside its chunk"
+        );
         // SAFETY: the span lies inside the item's chunks, which the
         // caller's shard lock (or reference) keeps from being freed.
         Some(unsafe { std::slice::from_raw_parts(ptr, len) })

@@ -129,9 +129,29 @@ impl Mem {
         let page = page_of(id);
         let size = self.page_chunk[page as usize].load(Ordering::Relaxed) as usize;
         debug_assert!(size > 0, "chunk {id} in a page no class owns");
+        debug_assert!(
+            (slot_of(id) as usize + 1) * size <= self.arena.page_size(),
+            "chunk {id} past its page's end"
+        );
         // SAFETY: slot < per_page of the page's class, so the chunk lies
         // inside the page.
         It(unsafe { self.arena.page_ptr(page).add(slot_of(id) as usize * size) })
+    }
+
+    /// Whether the `len` bytes at `ptr` lie inside one chunk of a page a
+    /// class owns: what every `unsafe` access to item memory relies on.
+    /// Checked by debug assertions (so the tests, the sanitizer runs and
+    /// the fuzz targets check it); too slow for release builds.
+    pub(crate) fn span_in_chunk(&self, ptr: *const u8, len: usize) -> bool {
+        let Some((page, off)) = self.arena.locate(ptr) else {
+            return false;
+        };
+        let size = self.page_chunk[page as usize].load(Ordering::Relaxed) as usize;
+        if size == 0 {
+            return false;
+        }
+        let end = (off / size + 1) * size;
+        end <= self.arena.page_size() && off + len <= end
     }
 
     /// The chunk `id` names in the current layout of its page, if the page
@@ -407,6 +427,7 @@ impl Mem {
         if !self.item(head).pin_ref() {
             return None;
         }
+        debug_assert!(self.span_in_chunk(part.as_ptr(), part.len()));
         Some(ItemRef {
             mem: Arc::clone(self),
             head,
@@ -527,5 +548,32 @@ fn chunks_spill_past_inline_in_order() {
 impl std::fmt::Debug for ItemRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ItemRef({} bytes of chunk {})", self.len, self.head)
+    }
+}
+
+#[cfg(test)]
+mod span_tests {
+    use super::*;
+
+    /// The check every debug assertion on item memory makes: a span inside
+    /// one chunk passes, one crossing into the next chunk or outside the
+    /// arena does not.
+    #[test]
+    fn span_checks_find_spans_outside_their_chunk() {
+        let s = crate::Store::new(crate::Config::default(), Arc::new(crate::Clock::new()));
+        s.put_v(crate::Mode::Set, b"k", 0, 0, b"value", 0);
+        let r = s
+            .get_with(b"k", None, |f| f.pin(f.parts().next().unwrap()).unwrap())
+            .unwrap();
+        let mem = &s.mem;
+        assert!(mem.span_in_chunk(r.as_ptr(), r.len()));
+        let (page, off) = mem.arena.locate(r.as_ptr()).unwrap();
+        let size = mem.page_chunk[page as usize].load(Ordering::Relaxed) as usize;
+        let start = r.as_ptr().wrapping_sub(off % size).cast_mut();
+        assert!(mem.span_in_chunk(start, size));
+        assert!(!mem.span_in_chunk(start, size + 1));
+        assert!(!mem.span_in_chunk(r.as_ptr(), size));
+        let outside = [0u8; 4];
+        assert!(!mem.span_in_chunk(outside.as_ptr(), 1));
     }
 }

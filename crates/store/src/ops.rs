@@ -445,6 +445,7 @@ impl Store {
         let digits = decimal(new, &mut buf);
         if digits.len() <= len && it.readers() == 0 {
             let off = it.value_off(1);
+            debug_assert!(self.mem.span_in_chunk(self.mem.value_ptr(it, off), len));
             // SAFETY: the value's `len` bytes lie in the item's one chunk;
             // the shard lock is held and no reader holds the item.
             let v = unsafe {

@@ -139,6 +139,11 @@ impl Store {
             iflags |= fl::CHAINED;
         }
         it.set_iflags(iflags);
+        debug_assert!(self.mem.span_in_chunk(it.0, HDR));
+        debug_assert!(self.mem.span_in_chunk(
+            self.mem.value_ptr(it, HDR),
+            if flags == 0 { 0 } else { 4 } + key.len() + 4 * (n - 1)
+        ));
         // SAFETY: the chunks were just taken for this item and no one else
         // can see them; every write stays inside them (the sizes were
         // computed from these lengths).
@@ -168,6 +173,10 @@ impl Store {
                     (span, room) = dst.next_span().expect("room for the data");
                 }
                 let k = room.min(src.len());
+                debug_assert!(
+                    self.mem.span_in_chunk(span, k),
+                    "a value write outside its chunk"
+                );
                 // SAFETY: `span` points at `room` bytes of this item's
                 // chunks, not overlapping any source piece (those are the
                 // client's buffer or another item's chunks).
