@@ -8,6 +8,8 @@
 //!  compare: scenarios ─► servers::Server (start, pin, /proc readings)
 //!           ─► runs A B A B … ─► report.rs (Markdown, SVG plots,
 //!           BENCHMARKS.md)
+//!  soak:    one server ─► client threads (own keys, a model each, every
+//!           reply checked) + a sampler each second ─► soak.csv, soak.svg
 //! ```
 #![forbid(unsafe_code)]
 
@@ -21,6 +23,7 @@ mod perf;
 mod reply;
 mod report;
 mod servers;
+mod soak;
 
 use std::net::ToSocketAddrs;
 use std::process::exit;
@@ -48,6 +51,9 @@ enum Cmd {
     Load(LoadArgs),
     /// Start memcrab and memcached side by side and compare them.
     Compare(compare::CompareArgs),
+    /// Run a long mixed load at one memcrab, checking every value and
+    /// sampling RSS, CPU and latency each second (scripts/soak).
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -266,6 +272,7 @@ fn main() {
     let r = match cli.cmd {
         Cmd::Load(a) => run_load(a),
         Cmd::Compare(a) => compare::run(a),
+        Cmd::Soak(a) => soak::run(a),
     };
     if let Err(e) = r {
         eprintln!("memcrab-bench: {e}");
