@@ -127,10 +127,19 @@ pub struct Conn {
     peer_closed: bool,
 }
 
+/// The most a connection sends in one turn: one owed megabytes of replies
+/// (a slow reader's multigets) sends this much, then the worker serves
+/// the other ready connections before it sends more, so that they do not
+/// wait behind its copying.
+pub const WRITE_TURN: usize = 512 * 1024;
+
 /// What a busy connection holds; back to its worker's pool when the
 /// connection goes idle with nothing buffered, queued or reserved.
 #[derive(Default)]
 pub struct Io {
+    /// The last send stopped because the socket was full (not at
+    /// `WRITE_TURN`): the writable edge resumes the connection.
+    out_full: bool,
     rbuf: Vec<u8>,
     rpos: usize,
     rend: usize,
@@ -150,6 +159,17 @@ pub struct Io {
 }
 
 impl Io {
+    /// With replies still queued: wait for the writable edge when the
+    /// socket is full, else come back after the other ready connections
+    /// (the turn's `WRITE_TURN` ran out).
+    fn waiting(&self) -> Status {
+        if self.out_full {
+            Status::Wait
+        } else {
+            Status::Yield
+        }
+    }
+
     /// Read buffers, their bytes, reply buffers and their bytes, as the
     /// worker's gauges count them (a short partial request an idle
     /// connection keeps is not a buffer).
@@ -218,7 +238,9 @@ impl Conn {
 
     /// Whether replies are waiting for room in the socket.
     pub fn blocked_on_write(&self) -> bool {
-        self.io.as_ref().is_some_and(|io| !io.out.is_empty())
+        self.io
+            .as_ref()
+            .is_some_and(|io| !io.out.is_empty() && io.out_full)
     }
 
     /// Handles readiness: sends what is queued, reads, executes, sends.
@@ -252,7 +274,7 @@ impl Conn {
                 // memcached resumes a blocked write in a new round that
                 // counts -R (not -R + 1) commands.
                 self.yielded = true;
-                return Status::Wait;
+                return Self::wait_to_send(io, cx);
             }
             if self.close_after_flush {
                 return Status::Close;
@@ -284,12 +306,12 @@ impl Conn {
                         return Status::Yield;
                     }
                     // The writable event resumes the connection.
-                    return Status::Wait;
+                    return Self::wait_to_send(io, cx);
                 }
                 Progress::NeedMore(_) if !io.out.is_empty() => {
                     // Replies wait for room: a new round once it comes.
                     self.yielded = true;
-                    return Status::Wait;
+                    return Self::wait_to_send(io, cx);
                 }
                 Progress::NeedMore(_) => {
                     if self.eof {
@@ -389,8 +411,9 @@ impl Conn {
         if io.out.is_empty() {
             return true;
         }
-        match io.out.flush(&mut self.stream) {
-            Ok(n) => {
+        match io.out.flush_some(&mut self.stream, WRITE_TURN) {
+            Ok((n, full)) => {
+                io.out_full = full;
                 cx.stats.add(Counter::BytesWritten, n as u64);
                 if io.out.is_empty() {
                     // All sent: the buffer is back to its pooled size.
@@ -407,13 +430,7 @@ impl Conn {
     fn idle(&mut self, io: &mut Io, cx: &mut WorkerCx<'_>) {
         self.info.set_waiting();
         if io.rpos == io.rend && !io.rbuf.is_empty() {
-            let buf = std::mem::take(&mut io.rbuf);
-            if buf.len() == READ_BUF && cx.pool.len() < POOL_MAX {
-                cx.pool.push(buf);
-            }
-            io.rpos = 0;
-            io.rend = 0;
-            cx.sh.budget.release(&io.held);
+            Self::release_read_buf(io, cx);
         } else if io.rbuf.len() == READ_BUF && io.rend - io.rpos <= KEEP_PARTIAL {
             // A connection waiting for the rest of a short request (a
             // slow client, or one that stalls on purpose) keeps only its
@@ -431,6 +448,28 @@ impl Conn {
                 cx.out_pool.push(spare);
             }
         }
+    }
+
+    /// Gives back a read buffer that holds nothing unread.
+    fn release_read_buf(io: &mut Io, cx: &mut WorkerCx<'_>) {
+        if io.rpos == io.rend && !io.rbuf.is_empty() {
+            let buf = std::mem::take(&mut io.rbuf);
+            if buf.len() == READ_BUF && cx.pool.len() < POOL_MAX {
+                cx.pool.push(buf);
+            }
+            io.rpos = 0;
+            io.rend = 0;
+            cx.sh.budget.release(&io.held);
+        }
+    }
+
+    /// With replies still queued, the connection waits for room in the
+    /// socket (or, when its turn's `WRITE_TURN` ran out, for its next
+    /// turn) without a read buffer that holds nothing: many slow readers
+    /// then cost their replies, not 16 KB each more.
+    fn wait_to_send(io: &mut Io, cx: &mut WorkerCx<'_>) -> Status {
+        Self::release_read_buf(io, cx);
+        io.waiting()
     }
 
     /// Hands complete requests in the buffer to the session, at most

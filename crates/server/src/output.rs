@@ -252,35 +252,49 @@ impl Output {
     /// Writes as much as the socket takes. Returns the bytes written;
     /// `Ok` with data still pending means the socket is full.
     pub fn flush<W: Write>(&mut self, w: &mut W) -> io::Result<usize> {
+        self.flush_some(w, usize::MAX).map(|(n, _)| n)
+    }
+
+    /// Writes up to `limit` bytes, or as much as the socket takes. Returns
+    /// the bytes written and whether the socket is full (with data still
+    /// pending and no `full`, the limit stopped it).
+    pub fn flush_some<W: Write>(&mut self, w: &mut W, limit: usize) -> io::Result<(usize, bool)> {
         let mut total = 0;
         while self.pending > 0 {
+            if total >= limit {
+                return Ok((total, false));
+            }
+            let mut room = limit - total;
             let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
             let mut n = 0;
             for (i, seg) in self.segs[self.head..].iter().enumerate() {
-                if n == MAX_IOV {
+                if n == MAX_IOV || room == 0 {
                     break;
                 }
                 let s = match seg {
                     Seg::Buf(r) => &self.buf[r.clone()],
                     Seg::Val(r) => &r[..],
                 };
-                iov[n] = IoSlice::new(if i == 0 { &s[self.off..] } else { s });
+                let s = if i == 0 { &s[self.off..] } else { s };
+                let s = &s[..s.len().min(room)];
+                room -= s.len();
+                iov[n] = IoSlice::new(s);
                 n += 1;
             }
             let written = match w.write_vectored(&iov[..n]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(k) => k,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok((total, true));
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
             total += written;
             self.advance(written);
         }
-        if self.pending == 0 {
-            self.reset();
-        }
-        Ok(total)
+        self.reset();
+        Ok((total, false))
     }
 
     fn advance(&mut self, mut n: usize) {
@@ -394,6 +408,30 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// A turn's limit stops the send short of a full socket, and says so;
+    /// the rest follows in order.
+    #[test]
+    fn sends_stop_at_the_turn_limit() {
+        let mut o = Output::default();
+        for i in 0..100 {
+            o.line(&format!("line {i:04}"));
+        }
+        let total = o.pending();
+        let mut w = Slow::new(1 << 20, 1 << 20);
+        assert_eq!(o.flush_some(&mut w, 100).unwrap(), (100, false));
+        assert_eq!(o.pending(), total - 100);
+        let mut full = Slow::new(1 << 20, 50);
+        assert_eq!(o.flush_some(&mut full, 1000).unwrap(), (50, true));
+        w.got.extend_from_slice(&full.got);
+        assert_eq!(
+            o.flush_some(&mut w, usize::MAX).unwrap(),
+            (total - 150, false)
+        );
+        assert!(o.is_empty());
+        let want: String = (0..100).map(|i| format!("line {i:04}\r\n")).collect();
+        assert_eq!(String::from_utf8(w.got).unwrap(), want);
     }
 
     #[test]
