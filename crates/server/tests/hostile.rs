@@ -28,13 +28,37 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{s, Rng, Server};
+use common::{s, stat, stat_in, Rng, Server};
 
 const MB: u64 = 1 << 20;
 
 fn one_at_a_time() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The start of every test: the lock, the server with `flags`, and an
+/// admin connection that has stored the known keys.
+fn prepare(flags: &[&str]) -> (MutexGuard<'static, ()>, Server, common::Client) {
+    let one = one_at_a_time();
+    let srv = Server::memcrab(flags);
+    let mut admin = srv.connect();
+    set_known(&mut admin);
+    (one, srv, admin)
+}
+
+/// Stores `n` values of `size` bytes as `<prefix>:<i>`; returns the `get`
+/// line that asks for all of them.
+fn set_many(admin: &mut common::Client, prefix: &str, n: usize, size: usize) -> String {
+    let value = vec![b'v'; size];
+    for i in 0..n {
+        let mut req = format!("set {prefix}:{i} 0 0 {size}\r\n").into_bytes();
+        req.extend_from_slice(&value);
+        req.extend_from_slice(b"\r\n");
+        assert_eq!(admin.roundtrip(&req), b"STORED\r\n");
+    }
+    let keys: String = (0..n).map(|i| format!(" {prefix}:{i}")).collect();
+    format!("get{keys}\r\n")
 }
 
 fn scale() -> usize {
@@ -53,14 +77,6 @@ fn peak_rss(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .unwrap()
         * 1024
-}
-
-fn stat(c: &mut common::Client, name: &str) -> u64 {
-    let st = s(&c.call(b"stats\r\n", b"END\r\n"));
-    st.lines()
-        .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {st}"))
 }
 
 fn known_value(i: usize) -> Vec<u8> {
@@ -182,10 +198,7 @@ fn connect_raw(port: u16) -> Option<TcpStream> {
 /// while the probe is served.
 #[test]
 fn flood_past_the_connection_limit() {
-    let _one = one_at_a_time();
-    let srv = Server::memcrab(&["-c", "100", "-m", "64"]);
-    let mut admin = srv.connect();
-    set_known(&mut admin);
+    let (_one, srv, mut admin) = prepare(&["-c", "100", "-m", "64"]);
     let probe = Probe::start(&srv);
     let mut held = Vec::new();
     let (mut refused, mut served) = (0, 0);
@@ -226,11 +239,8 @@ fn flood_past_the_connection_limit() {
 /// apart, never finishing it: they hold no more than their small buffers.
 #[test]
 fn slowloris() {
-    let _one = one_at_a_time();
     let limit = (400 * scale() + 100).to_string();
-    let srv = Server::memcrab(&["-m", "64", "-c", &limit]);
-    let mut admin = srv.connect();
-    set_known(&mut admin);
+    let (_one, srv, mut admin) = prepare(&["-m", "64", "-c", &limit]);
     let probe = Probe::start(&srv);
     let mut conns: Vec<TcpStream> = (0..400 * scale())
         .filter_map(|_| connect_raw(srv.port))
@@ -254,10 +264,7 @@ fn slowloris() {
 /// no memory for it.
 #[test]
 fn half_sent_values() {
-    let _one = one_at_a_time();
-    let srv = Server::memcrab(&["-m", "64", "-o", "read_buf_mem_limit=8"]);
-    let mut admin = srv.connect();
-    set_known(&mut admin);
+    let (_one, srv, mut admin) = prepare(&["-m", "64", "-o", "read_buf_mem_limit=8"]);
     let probe = Probe::start(&srv);
     let half = vec![b'h'; 500_000];
     let conns: Vec<TcpStream> = (0..200 * scale())
@@ -278,13 +285,7 @@ fn half_sent_values() {
     // the rest was refused; 16 MB for the server itself.
     let mut c = srv.connect();
     let st = s(&c.call(b"stats\r\n", b"END\r\n"));
-    let num = |name: &str| -> u64 {
-        st.lines()
-            .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap()
-    };
-    let held = num("read_buf_bytes") - num("read_buf_bytes_free");
+    let held = stat_in(&st, "read_buf_bytes") - stat_in(&st, "read_buf_bytes_free");
     assert!(held <= 16 * 1024, "{held} bytes of input still held");
     probe.finish("half-sent values", &srv, 8 * MB + 16 * MB);
 }
@@ -294,19 +295,8 @@ fn half_sent_values() {
 /// it. Then each reads its reply slowly, in full and right.
 #[test]
 fn slow_readers_of_large_multigets() {
-    let _one = one_at_a_time();
-    let srv = Server::memcrab(&["-m", "64", "-o", "read_buf_mem_limit=8"]);
-    let mut admin = srv.connect();
-    set_known(&mut admin);
-    let value = vec![b'm'; 20_000];
-    for i in 0..100 {
-        let mut req = format!("set big:{i} 0 0 {}\r\n", value.len()).into_bytes();
-        req.extend_from_slice(&value);
-        req.extend_from_slice(b"\r\n");
-        assert_eq!(admin.roundtrip(&req), b"STORED\r\n");
-    }
-    let keys: String = (0..100).map(|i| format!(" big:{i}")).collect();
-    let get = format!("get{keys}\r\n");
+    let (_one, srv, mut admin) = prepare(&["-m", "64", "-o", "read_buf_mem_limit=8"]);
+    let get = set_many(&mut admin, "big", 100, 20_000);
     let reply_len: usize = (0..100)
         .map(|i| format!("VALUE big:{i} 0 20000\r\n").len() + 20_002)
         .sum::<usize>()
@@ -357,19 +347,8 @@ fn connect_small_window(port: u16) -> Option<TcpStream> {
 /// bytes, RSS back near where it started.
 #[test]
 fn resets_in_the_middle_of_replies() {
-    let _one = one_at_a_time();
-    let srv = Server::memcrab(&["-m", "64"]);
-    let mut admin = srv.connect();
-    set_known(&mut admin);
-    let value = vec![b'r'; 100_000];
-    for i in 0..20 {
-        let mut req = format!("set r:{i} 0 0 {}\r\n", value.len()).into_bytes();
-        req.extend_from_slice(&value);
-        req.extend_from_slice(b"\r\n");
-        assert_eq!(admin.roundtrip(&req), b"STORED\r\n");
-    }
-    let keys: String = (0..20).map(|i| format!(" r:{i}")).collect();
-    let get = format!("get{keys}\r\n");
+    let (_one, srv, mut admin) = prepare(&["-m", "64"]);
+    let get = set_many(&mut admin, "r", 20, 100_000);
     let probe = Probe::start(&srv);
     let before = common::rss_kb(srv.pid());
     for _ in 0..10 * scale() {
@@ -403,10 +382,7 @@ fn resets_in_the_middle_of_replies() {
 /// them, nor `flush_all`); the known keys must come through unchanged.
 #[test]
 fn random_bytes_and_tokens_leave_known_keys_alone() {
-    let _one = one_at_a_time();
-    let srv = Server::memcrab(&["-m", "64", "-I", "2m"]);
-    let mut admin = srv.connect();
-    set_known(&mut admin);
+    let (_one, srv, admin) = prepare(&["-m", "64", "-I", "2m"]);
     let probe = Probe::start(&srv);
     let words: &[&[u8]] = &[
         b"get ",
@@ -508,10 +484,7 @@ fn random_bytes_and_tokens_leave_known_keys_alone() {
 /// for the claimed lengths, and serves the probe.
 #[test]
 fn malformed_binary_headers_and_oversized_lengths() {
-    let _one = one_at_a_time();
-    let srv = Server::memcrab(&["-m", "64"]);
-    let mut admin = srv.connect();
-    set_known(&mut admin);
+    let (_one, srv, admin) = prepare(&["-m", "64"]);
     let probe = Probe::start(&srv);
     let header = |magic: u8, op: u8, key: u16, extras: u8, body: u32| {
         let mut h = vec![0u8; 24];

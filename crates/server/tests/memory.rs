@@ -11,15 +11,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{s, Server};
-
-fn stat(c: &mut common::Client, name: &str) -> u64 {
-    let st = s(&c.call(b"stats\r\n", b"END\r\n"));
-    st.lines()
-        .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {st}"))
-}
+use common::{s, stat, Server};
 
 /// A connection that sent the head of a `size`-byte value and `sent`
 /// bytes of it, then stalls.

@@ -346,12 +346,7 @@ fn many_clients_under_eviction_and_page_moves_read_only_what_was_written() {
     let reassigned = mover.join().unwrap();
     let mut c = srv.connect();
     let st = s(&c.call(b"stats\r\n", b"END\r\n"));
-    let stat = |name: &str| -> u64 {
-        st.lines()
-            .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name}"))
-    };
+    let stat = |name: &str| common::stat_in(&st, name);
     assert!(hits > 100, "hits {hits}");
     assert!(stat("evictions") > 0, "{st}");
     assert!(

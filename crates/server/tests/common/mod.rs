@@ -224,6 +224,19 @@ impl Client {
     }
 }
 
+/// A value in the text of a `stats` reply.
+pub fn stat_in(st: &str, name: &str) -> u64 {
+    st.lines()
+        .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {st}"))
+}
+
+/// One `stats` value, asked of the server.
+pub fn stat(c: &mut Client, name: &str) -> u64 {
+    stat_in(&s(&c.call(b"stats\r\n", b"END\r\n")), name)
+}
+
 pub fn s(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
