@@ -53,6 +53,9 @@ pub struct SoakArgs {
     /// to the last minute.
     #[arg(long, default_value_t = 5.0)]
     drift: f64,
+    /// More server flags, one a time (`--flag=-o --flag=slab_automove=2`).
+    #[arg(long = "flag", allow_hyphen_values = true)]
+    flags: Vec<String>,
     /// Where soak.csv and soak.svg go.
     #[arg(long, default_value = "soak")]
     out: PathBuf,
@@ -366,16 +369,18 @@ struct Sample {
 
 pub fn run(a: SoakArgs) -> Result<(), String> {
     let spec = ServerSpec::resolve(&a.server)?;
-    let flags: Vec<String> = ["-m", &a.memory.to_string(), "-c", "4096"]
+    let mut flags: Vec<String> = ["-m", &a.memory.to_string(), "-c", "4096"]
         .iter()
         .map(|s| s.to_string())
         .collect();
+    flags.extend(a.flags.iter().cloned());
     let server = Running::start(&spec, &flags, None).map_err(|e| format!("{e:?}"))?;
     let warmup = a.warmup.unwrap_or((a.duration / 5).min(120));
     std::fs::create_dir_all(&a.out).map_err(|e| e.to_string())?;
     eprintln!(
-        "soak: {} (pid {}), -m {}, {} clients x {} keys, {} s ({} s warm-up), phases of {} s",
+        "soak: {} {} (pid {}), -m {}, {} clients x {} keys, {} s ({} s warm-up), phases of {} s",
         spec.path.display(),
+        flags.join(" "),
         server.pid(),
         a.memory,
         a.clients,
