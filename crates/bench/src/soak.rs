@@ -53,7 +53,7 @@ pub struct SoakArgs {
     /// to the last minute.
     #[arg(long, default_value_t = 5.0)]
     drift: f64,
-    /// More server flags, one a time (`--flag=-o --flag=slab_automove=2`).
+    /// More server flags, one at a time (`--flag=-o --flag=slab_automove=2`).
     #[arg(long = "flag", allow_hyphen_values = true)]
     flags: Vec<String>,
     /// Where soak.csv and soak.svg go.
