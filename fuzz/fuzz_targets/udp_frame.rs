@@ -5,6 +5,7 @@
 #![no_main]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use clap::Parser;
@@ -42,6 +43,12 @@ fuzz_target!(|data: &[u8]| {
     // The store is shared by every input; a `verbosity` an earlier one
     // sent would log every command after it.
     sh.set_verbose(0);
+    // The server's maintainer reaps once a second (and compacts the
+    // expiry wheels of stale entries); here, every 4096 inputs.
+    static INPUTS: AtomicU64 = AtomicU64::new(0);
+    if INPUTS.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+        sh.store.reap(64);
+    }
     let stats = WorkerStats::default();
     let info = UdpInfo::new(0, "udp:fuzz".into(), 0);
     let mut cx = Cx {
