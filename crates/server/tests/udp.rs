@@ -727,13 +727,20 @@ fn memcaslap_over_udp() {
     else {
         panic!("memcaslap is needed: apt-get install libmemcached-tools (bash .ci/run does it)");
     };
-    // memcaslap wants the same TCP and UDP port.
-    let port = {
-        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let p = port.to_string();
-    let srv = Server::start(MEMCRAB, &["-U", &p, "-p", &p]);
+    // memcaslap wants the same TCP and UDP port: one free for both, and
+    // another try when a connection of a test beside this one takes the
+    // TCP port first.
+    let (port, srv) = (0..10)
+        .find_map(|_| {
+            let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let port = udp.local_addr().unwrap().port();
+            let tcp = std::net::TcpListener::bind(("127.0.0.1", port)).ok()?;
+            drop((udp, tcp));
+            let p = port.to_string();
+            let srv = std::panic::catch_unwind(|| Server::start(MEMCRAB, &["-U", &p, "-p", &p]));
+            srv.ok().map(|srv| (port, srv))
+        })
+        .expect("a port free for TCP and UDP");
     assert_eq!(srv.port, port);
     let out = Command::new(memcaslap)
         .args([
