@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use hdrhistogram::Histogram;
 
+use crate::dist::Rng;
 use crate::servers::{Running, ServerSpec};
 
 #[derive(Args, Debug, Clone)]
@@ -79,29 +80,12 @@ enum Known {
 /// derived from both, so any mix-up shows.
 fn value(key: &str, version: u32, len: usize) -> Vec<u8> {
     let mut v = format!("{key}|{version}|").into_bytes();
-    let mut x = (version as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ key.len() as u64;
+    let mut rng = Rng::new(u64::from(version) ^ (key.len() as u64) << 32);
     while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.push(b'a' + (x % 26) as u8);
+        v.push(b'a' + rng.below(26) as u8);
     }
     v.truncate(len);
     v
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// Value length for the phase: small-heavy and large-heavy phases
@@ -203,7 +187,7 @@ impl Conn {
 }
 
 fn client(id: usize, addr: SocketAddr, keys: usize, sh: Arc<Shared>) {
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (id as u64 + 1).wrapping_mul(0x9e37_79b9));
+    let mut rng = Rng::new(id as u64 + 1);
     let mut model = vec![Known::Unknown; keys];
     // When an Expiring key is sure to be gone (its exptime passed, with a
     // second of the server's clock to spare).
@@ -225,7 +209,7 @@ fn client(id: usize, addr: SocketAddr, keys: usize, sh: Arc<Shared>) {
                     conn.s
                         .write_all(format!("get {}\r\n", name(k)).as_bytes())?;
                     match conn.values()? {
-                        Ok(v) => check(&sh, &name, &model, &mut gone_at, k, v.first()),
+                        Ok(v) => check(&sh, &name, &model, &gone_at, k, v.first()),
                         Err(e) => sh.wrong(e),
                     }
                 }
@@ -279,7 +263,7 @@ fn client(id: usize, addr: SocketAddr, keys: usize, sh: Arc<Shared>) {
                             let mut vals = vals.into_iter().peekable();
                             for &k in &ks {
                                 let hit = vals.next_if(|(key, _)| *key == name(k));
-                                check(&sh, &name, &model, &mut gone_at, k, hit.as_ref());
+                                check(&sh, &name, &model, &gone_at, k, hit.as_ref());
                             }
                             if let Some((key, _)) = vals.next() {
                                 sh.wrong(format!("multiget: {key} out of order"));
@@ -325,7 +309,7 @@ fn check(
     sh: &Shared,
     name: &dyn Fn(usize) -> String,
     model: &[Known],
-    gone_at: &mut HashMap<usize, Instant>,
+    gone_at: &HashMap<usize, Instant>,
     k: usize,
     hit: Option<&(String, Vec<u8>)>,
 ) {
