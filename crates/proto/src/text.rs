@@ -100,6 +100,11 @@ pub enum Request<'a> {
     },
     /// `shutdown` with an unknown mode.
     ShutdownInvalid,
+    /// `refresh_certs`: reload the TLS certificates (any further words
+    /// are ignored, a last `noreply` honoured).
+    RefreshCerts {
+        noreply: bool,
+    },
     Stats(StatsGroup),
     /// `slabs reassign <src> <dst>`.
     SlabsReassign {
@@ -422,6 +427,9 @@ pub fn parse(line: &[u8]) -> Request<'_> {
         }
         b"stats" => parse_stats(&t),
         b"slabs" => parse_slabs(&t),
+        b"refresh_certs" => Request::RefreshCerts {
+            noreply: t.noreply(),
+        },
         _ => {
             if t.value(n - 2).is_some_and(|v| v.starts_with(b"HTTP/")) {
                 Request::Close
@@ -824,6 +832,11 @@ mod tests {
         assert_eq!(p("shutdown"), Request::Shutdown { graceful: false });
         assert_eq!(p("shutdown graceful"), Request::Shutdown { graceful: true });
         assert_eq!(p("shutdown now"), Request::ShutdownInvalid);
+        assert_eq!(p("refresh_certs"), Request::RefreshCerts { noreply: false });
+        assert_eq!(
+            p("refresh_certs x noreply"),
+            Request::RefreshCerts { noreply: true }
+        );
         assert_eq!(p("stats"), Request::Stats(StatsGroup::General));
         assert_eq!(p("stats reset x"), Request::Stats(StatsGroup::Reset));
         assert_eq!(p("stats nope"), err(ERROR));

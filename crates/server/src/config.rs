@@ -204,6 +204,9 @@ pub struct Settings {
     /// `-Y`: the users of ASCII auth tokens (a connection's first command
     /// must be the `set` that carries one).
     pub auth_file: Option<Arc<Users>>,
+    /// `-Z`: the certificates and the rustls configuration TCP listeners
+    /// (but `-l notls:`) serve with.
+    pub tls: Option<Arc<crate::tls::Tls>>,
     pub ext: Extended,
 }
 
@@ -246,6 +249,56 @@ pub struct Extended {
     pub expiry_batch: u32,
     /// memcrab's own: the `user:password` file for `-S`.
     pub sasl_file: Option<PathBuf>,
+    /// `-o ssl_*`: what `-Z` serves with (read by `crate::tls`).
+    pub ssl: SslOptions,
+}
+
+/// memcached's `ssl_*` options, as given (`stats settings` shows them).
+#[derive(Debug, Clone)]
+pub struct SslOptions {
+    pub chain_cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// OpenSSL's file type number: 1 PEM (the only one taken), 2 ASN1.
+    pub keyformat: i64,
+    /// 0 none, 1 request, 2 require, 3 once.
+    pub verify_mode: u8,
+    pub ciphers: Option<String>,
+    pub ca_cert: Option<PathBuf>,
+    /// Bytes (given in kilobytes): plaintext taken into TLS records per
+    /// write, as memcached's per-connection output buffer.
+    pub wbuf_size: u32,
+    pub session_cache: bool,
+    pub kernel_tls: bool,
+    /// 0 tlsv1.0, 1 tlsv1.1, 2 tlsv1.2, 3 tlsv1.3.
+    pub min_version: u8,
+}
+
+impl Default for SslOptions {
+    fn default() -> Self {
+        SslOptions {
+            chain_cert: None,
+            key: None,
+            keyformat: 1,
+            verify_mode: 0,
+            ciphers: None,
+            ca_cert: None,
+            wbuf_size: 16 * 1024,
+            session_cache: false,
+            kernel_tls: false,
+            min_version: 2,
+        }
+    }
+}
+
+/// memcached's name for a minimum version.
+pub fn ssl_version_name(v: u8) -> &'static str {
+    match v {
+        0 => "tlsv1.0",
+        1 => "tlsv1.1",
+        2 => "tlsv1.2",
+        3 => "tlsv1.3",
+        _ => "unknown",
+    }
 }
 
 /// The largest `-o expiry_batch`.
@@ -280,6 +333,7 @@ impl Default for Extended {
             slab_automove_freeratio: 0.01,
             expiry_batch: 256,
             sasl_file: None,
+            ssl: SslOptions::default(),
         }
     }
 }
@@ -403,9 +457,6 @@ impl Settings {
         }
         if a.license {
             return Err(Early::Print(LICENSE.into()));
-        }
-        if a.ssl {
-            return Err(not_yet("-Z/--enable-ssl", "TLS"));
         }
         if a.memory_file.is_some() {
             return Err(not_yet("-e/--memory-file", "restartable cache"));
@@ -532,6 +583,24 @@ impl Settings {
             }
             None => None,
         };
+        let tls = if a.ssl {
+            if port == 0 || a.unix_socket.is_some() {
+                return Err(usage("ERROR: You cannot enable SSL without a TCP port."));
+            }
+            let o = &ext.ssl;
+            if o.min_version < 2 {
+                eprintln!(
+                    "memcrab: ssl_min_version {}: TLS 1.0 and 1.1 are not offered (rustls has neither); clients need TLS 1.2 or later",
+                    ssl_version_name(o.min_version)
+                );
+            }
+            if o.kernel_tls {
+                eprintln!("memcrab: ssl_kernel_tls: {}", crate::tls::kernel_tls_note());
+            }
+            Some(Arc::new(crate::tls::Tls::new(o.clone()).map_err(usage)?))
+        } else {
+            None
+        };
         let chunk_max = i64::from(ext.slab_chunk_max);
         if chunk_max > item_size_max {
             return Err(usage(format!(
@@ -582,6 +651,7 @@ impl Settings {
             shutdown_command: a.enable_shutdown,
             sasl,
             auth_file,
+            tls,
             ext,
         })
     }
@@ -681,10 +751,69 @@ fn apply_extended(e: &mut Extended, opt: &str) -> Result<(), Early> {
         "modern" | "no_modern" | "no_hashexpand" | "lru_segmented" | "no_lru_segmented" => {}
         "track_sizes" => return Err(not_yet("-o track_sizes", "item size histograms")),
         k if k.starts_with("ext_") => return Err(not_yet(&format!("-o {k}"), "extstore")),
-        k if k.starts_with("ssl_") => return Err(not_yet(&format!("-o {k}"), "TLS")),
+        k if k.starts_with("ssl_") => apply_ssl(&mut e.ssl, k, val, opt)?,
         _ => return Err(usage(format!("Illegal suboption \"{opt}\""))),
     }
     Ok(())
+}
+
+/// The `ssl_*` options, with memcached's messages.
+fn apply_ssl(o: &mut SslOptions, key: &str, val: Option<&str>, opt: &str) -> Result<(), Early> {
+    let missing = || usage(format!("Missing {key} argument"));
+    let unparsed = || usage(format!("could not parse argument to {key}"));
+    let path = |v: Option<&str>| v.map(PathBuf::from).ok_or_else(missing);
+    match key {
+        "ssl_chain_cert" => o.chain_cert = Some(path(val)?),
+        "ssl_key" => o.key = Some(path(val)?),
+        "ssl_ca_cert" => o.ca_cert = Some(path(val)?),
+        "ssl_ciphers" => o.ciphers = Some(val.ok_or_else(missing)?.to_string()),
+        "ssl_verify_mode" => {
+            let v = val.ok_or_else(missing)?;
+            let n = safe_strtol(v).ok_or_else(unparsed)?;
+            if !(0..=3).contains(&n) {
+                return Err(usage(
+                    "Invalid ssl_verify_mode. Use help to see valid options.",
+                ));
+            }
+            o.verify_mode = n as u8;
+        }
+        "ssl_keyformat" => {
+            let v = val.ok_or_else(missing)?;
+            o.keyformat = safe_strtol(v).ok_or_else(unparsed)?;
+        }
+        "ssl_wbuf_size" => {
+            let v = val.ok_or_else(missing)?;
+            let kb = safe_strtol(v)
+                .filter(|&k| k >= 0 && k <= i64::from(u32::MAX))
+                .ok_or_else(unparsed)?;
+            // memcached multiplies in an unsigned int.
+            o.wbuf_size = (kb as u32).wrapping_mul(1024);
+        }
+        "ssl_session_cache" => o.session_cache = true,
+        "ssl_kernel_tls" => o.kernel_tls = true,
+        "ssl_min_version" => {
+            let v = val.ok_or_else(missing)?;
+            let n = safe_strtol(v).ok_or_else(unparsed)?;
+            if !(0..=3).contains(&n) {
+                return Err(usage(
+                    "Invalid ssl_min_version. Use help to see valid options.",
+                ));
+            }
+            o.min_version = n as u8;
+        }
+        _ => return Err(usage(format!("Illegal suboption \"{opt}\""))),
+    }
+    Ok(())
+}
+
+/// memcached's `safe_strtol`: the whole string (trailing space allowed)
+/// a decimal integer.
+fn safe_strtol(s: &str) -> Option<i64> {
+    let t = s.trim_end();
+    if t.is_empty() {
+        return None;
+    }
+    t.trim_start().parse().ok()
 }
 
 #[cfg(test)]

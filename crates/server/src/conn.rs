@@ -240,7 +240,13 @@ impl Conn {
     pub fn blocked_on_write(&self) -> bool {
         self.io
             .as_ref()
-            .is_some_and(|io| !io.out.is_empty() && io.out_full)
+            .is_some_and(|io| self.unsent(io) && io.out_full)
+    }
+
+    /// Replies queued, or taken by the stream but not yet in the socket
+    /// (TLS records).
+    fn unsent(&self, io: &Io) -> bool {
+        !io.out.is_empty() || self.stream.has_pending()
     }
 
     /// Handles readiness: sends what is queued, reads, executes, sends.
@@ -254,7 +260,7 @@ impl Conn {
         for (m, (a, b)) in cx.mem.iter_mut().zip(io.holding().iter().zip(before)) {
             *m += a - b;
         }
-        if status != Status::Close && io.is_clear() {
+        if status != Status::Close && io.is_clear() && !self.stream.has_pending() {
             if cx.io_pool.len() < POOL_MAX {
                 cx.io_pool.push(io);
             }
@@ -269,7 +275,7 @@ impl Conn {
             if !self.flush(io, cx) {
                 return Status::Close;
             }
-            if !io.out.is_empty() {
+            if self.unsent(io) {
                 self.info.set_state(ConnState::Mwrite);
                 // memcached resumes a blocked write in a new round that
                 // counts -R (not -R + 1) commands.
@@ -294,7 +300,7 @@ impl Conn {
             match progress {
                 Progress::Close => {
                     self.close_after_flush = true;
-                    if io.out.is_empty() {
+                    if !self.unsent(io) {
                         return Status::Close;
                     }
                 }
@@ -302,13 +308,13 @@ impl Conn {
                     if matches!(progress, Progress::Yield) {
                         cx.stats.incr(Counter::ConnYields);
                     }
-                    if io.out.is_empty() {
+                    if !self.unsent(io) {
                         return Status::Yield;
                     }
                     // The writable event resumes the connection.
                     return Self::wait_to_send(io, cx);
                 }
-                Progress::NeedMore(_) if !io.out.is_empty() => {
+                Progress::NeedMore(_) if self.unsent(io) => {
                     // Replies wait for room: a new round once it comes.
                     self.yielded = true;
                     return Self::wait_to_send(io, cx);
@@ -317,7 +323,7 @@ impl Conn {
                     if self.eof {
                         return Status::Close;
                     }
-                    if drained && io.out.is_empty() {
+                    if drained && !self.unsent(io) {
                         self.idle(io, cx);
                         return Status::Wait;
                     }
@@ -408,21 +414,29 @@ impl Conn {
 
     /// Sends queued output; false when the connection broke.
     fn flush(&mut self, io: &mut Io, cx: &mut WorkerCx<'_>) -> bool {
-        if io.out.is_empty() {
-            return true;
-        }
-        match io.out.flush_some(&mut self.stream, WRITE_TURN) {
-            Ok((n, full)) => {
-                io.out_full = full;
-                cx.stats.add(Counter::BytesWritten, n as u64);
-                if io.out.is_empty() {
-                    // All sent: the buffer is back to its pooled size.
-                    cx.sh.budget.release(&io.out_held);
+        if !io.out.is_empty() {
+            match io.out.flush_some(&mut self.stream, WRITE_TURN) {
+                Ok((n, full)) => {
+                    io.out_full = full;
+                    cx.stats.add(Counter::BytesWritten, n as u64);
+                    if io.out.is_empty() {
+                        // All sent: the buffer is back to its pooled size.
+                        cx.sh.budget.release(&io.out_held);
+                    }
                 }
-                true
+                Err(_) => return false,
             }
-            Err(_) => false,
         }
+        if io.out.is_empty() && self.stream.has_pending() {
+            // TLS records the last write left: they go before anything
+            // else, and the writable edge brings the connection back.
+            match self.stream.send_pending() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.out_full = true,
+                Err(_) => return false,
+            }
+        }
+        true
     }
 
     /// Gives the read buffer back to the pool when nothing is buffered, so

@@ -42,5 +42,6 @@ pub mod stats;
 pub mod stream;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod tls;
 pub mod udp;
 pub mod worker;

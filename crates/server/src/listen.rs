@@ -22,14 +22,15 @@ use crate::stream::Stream;
 use crate::worker::{NewConn, WorkerHandle};
 
 pub enum Listener {
-    Tcp(mio::net::TcpListener, String),
+    /// With whether its connections speak TLS (`-Z`, unless `-l notls:`).
+    Tcp(mio::net::TcpListener, String, bool),
     Unix(mio::net::UnixListener, String),
 }
 
 impl Listener {
     pub fn info(&self) -> ListenerInfo {
         match self {
-            Listener::Tcp(l, a) => ListenerInfo {
+            Listener::Tcp(l, a, _) => ListenerInfo {
                 fd: l.as_raw_fd(),
                 addr: a.clone(),
             },
@@ -42,17 +43,19 @@ impl Listener {
 
     fn accept(&self) -> io::Result<NewConn> {
         match self {
-            Listener::Tcp(l, _) => {
+            Listener::Tcp(l, _, tls) => {
                 let (s, _) = l.accept()?;
                 s.set_nodelay(true)?;
                 Ok(NewConn {
                     stream: Stream::Tcp(s),
+                    tls: *tls,
                 })
             }
             Listener::Unix(l, _) => {
                 let (s, _) = l.accept()?;
                 Ok(NewConn {
                     stream: Stream::Unix(s),
+                    tls: false,
                 })
             }
         }
@@ -140,7 +143,7 @@ pub fn bind_all(s: &Settings, workers: usize) -> Result<Bound, String> {
     let mut out = Vec::new();
     if let Some(want) = port_wanted(s.port) {
         let mut picked = want;
-        for (spec, mut addr) in addresses(s, want)? {
+        for (spec, mut addr, plain) in addresses(s, want)? {
             // Without -l, the IPv6 listener takes the port the IPv4 one got.
             if spec.is_none() {
                 addr.set_port(picked);
@@ -154,13 +157,13 @@ pub fn bind_all(s: &Settings, workers: usize) -> Result<Bound, String> {
             };
             let bound = l.local_addr().unwrap_or(addr);
             picked = bound.port();
-            out.push(Listener::Tcp(l, tcp_name(bound)));
+            out.push(Listener::Tcp(l, tcp_name(bound), s.tls.is_some() && !plain));
         }
     }
     let mut udp: Vec<Vec<std::net::UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
     if let Some(want) = port_wanted(s.udp_port) {
         let mut picked = want;
-        for (spec, mut addr) in addresses(s, want)? {
+        for (spec, mut addr, _) in addresses(s, want)? {
             if spec.is_none() {
                 addr.set_port(picked);
             }
@@ -196,19 +199,31 @@ fn port_wanted(p: i32) -> Option<u16> {
 }
 
 /// The addresses to bind, each with the `-l` spec it came from (none:
-/// memcached's default of every IPv4 and IPv6 address). An ephemeral
-/// port is picked by the first bind; `fix_port` keeps the rest on it.
-fn addresses(s: &Settings, port: u16) -> Result<Vec<(Option<String>, SocketAddr)>, String> {
+/// memcached's default of every IPv4 and IPv6 address) and whether it
+/// said `notls:` (plain beside `-Z`). An ephemeral port is picked by the
+/// first bind; `fix_port` keeps the rest on it.
+fn addresses(s: &Settings, port: u16) -> Result<Vec<(Option<String>, SocketAddr, bool)>, String> {
     if s.listen.is_empty() {
         return Ok(vec![
-            (None, SocketAddr::from(([0, 0, 0, 0], port))),
-            (None, SocketAddr::from(([0u16; 8], port))),
+            (None, SocketAddr::from(([0, 0, 0, 0], port)), false),
+            (None, SocketAddr::from(([0u16; 8], port)), false),
         ]);
     }
     let mut out = Vec::new();
     for spec in &s.listen {
-        for addr in resolve(spec, port)? {
-            out.push((Some(spec.clone()), addr));
+        let (plain, host) = match spec.strip_prefix("notls:") {
+            Some(rest) => {
+                if s.tls.is_none() {
+                    return Err(format!(
+                        "'notls' option is valid only when SSL is enabled\nfailed to listen on one of interface(s) {spec}: Success"
+                    ));
+                }
+                (true, rest)
+            }
+            None => (false, spec.as_str()),
+        };
+        for addr in resolve(host, port)? {
+            out.push((Some(spec.clone()), addr, plain));
         }
     }
     Ok(out)
@@ -258,7 +273,7 @@ fn write_port_file(file: &str, ls: &[Listener], udp: &[std::net::UdpSocket]) {
         text.push_str(&format!("{proto} {fam}: {}\n", a.port()));
     };
     for l in ls {
-        if let Listener::Tcp(l, _) = l {
+        if let Listener::Tcp(l, _, _) = l {
             if let Ok(a) = l.local_addr() {
                 line("TCP", a);
             }
@@ -309,7 +324,7 @@ pub fn spawn_acceptor(
     let poll = Poll::new()?;
     for (i, l) in listeners.iter_mut().enumerate() {
         match l {
-            Listener::Tcp(l, _) => poll.registry().register(l, Token(i), Interest::READABLE)?,
+            Listener::Tcp(l, _, _) => poll.registry().register(l, Token(i), Interest::READABLE)?,
             Listener::Unix(l, _) => poll.registry().register(l, Token(i), Interest::READABLE)?,
         }
     }

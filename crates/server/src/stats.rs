@@ -294,11 +294,22 @@ pub fn general(sh: &Shared) -> Vec<Stat> {
         "log_watcher_skipped",
         "log_watcher_sent",
         "log_watchers",
-        "unexpected_napi_ids",
-        "round_robin_fallback",
     ] {
         p.num(name, 0);
     }
+    if let Some(tls) = &sh.settings.tls {
+        use std::sync::atomic::Ordering::Relaxed;
+        if tls.options().session_cache {
+            p.num("ssl_new_sessions", tls.counts.new_sessions.load(Relaxed));
+        }
+        p.num(
+            "ssl_handshake_errors",
+            tls.counts.handshake_errors.load(Relaxed),
+        );
+        p.num("time_since_server_cert_refresh", tls.since_refresh());
+    }
+    p.num("unexpected_napi_ids", 0);
+    p.num("round_robin_fallback", 0);
     p.num("bytes", s.bytes);
     p.num("curr_items", s.curr_items);
     p.num("total_items", s.total_items);
@@ -441,17 +452,34 @@ pub fn settings(sh: &Shared) -> Vec<Stat> {
         format!("{:.3}", e.slab_automove_freeratio),
     );
     p.text("ext_drop_unread", "no");
-    p.text("ssl_enabled", "no");
-    p.text("ssl_chain_cert", "(null)");
-    p.text("ssl_key", "(null)");
-    p.num("ssl_verify_mode", 0);
-    p.num("ssl_keyformat", 1);
-    p.text("ssl_ciphers", "NULL");
-    p.text("ssl_ca_cert", "NULL");
-    p.num("ssl_wbuf_size", 16384);
-    p.text("ssl_session_cache", "no");
-    p.text("ssl_kernel_tls", "no");
-    p.text("ssl_min_version", "tlsv1.2");
+    let o = &e.ssl;
+    let path = |p: &Option<std::path::PathBuf>, none: &str| {
+        p.as_ref()
+            .map_or_else(|| none.to_string(), |p| p.display().to_string())
+    };
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    p.text("ssl_enabled", yes(sh.settings.tls.is_some()));
+    p.text("ssl_chain_cert", path(&o.chain_cert, "(null)"));
+    p.text("ssl_key", path(&o.key, "(null)"));
+    // OpenSSL's flags, as memcached prints them: PEER 1,
+    // FAIL_IF_NO_PEER_CERT 2, CLIENT_ONCE 4.
+    p.num(
+        "ssl_verify_mode",
+        [0, 1, 3, 7][usize::from(o.verify_mode.min(3))],
+    );
+    p.text("ssl_keyformat", o.keyformat.to_string());
+    p.text(
+        "ssl_ciphers",
+        o.ciphers.clone().unwrap_or_else(|| "NULL".into()),
+    );
+    p.text("ssl_ca_cert", path(&o.ca_cert, "NULL"));
+    p.num("ssl_wbuf_size", u64::from(o.wbuf_size));
+    p.text("ssl_session_cache", yes(o.session_cache));
+    p.text("ssl_kernel_tls", yes(o.kernel_tls));
+    p.text(
+        "ssl_min_version",
+        crate::config::ssl_version_name(o.min_version),
+    );
     p.text("num_napi_ids", "(null)");
     p.text("memory_file", "(null)");
     p.num("expiry_batch", u64::from(e.expiry_batch));

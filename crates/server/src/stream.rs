@@ -1,13 +1,18 @@
-//! A client socket: TCP or unix, behind one type.
+//! A client socket: TCP, TLS over TCP, or unix, behind one type.
 
 use std::io::{self, IoSlice, Read, Write};
 
 use mio::event::Source;
 use mio::{Interest, Registry, Token};
 
+use crate::tls::TlsStream;
+
 pub enum Stream {
     Tcp(mio::net::TcpStream),
     Unix(mio::net::UnixStream),
+    /// Boxed: rustls' state is large, and plain connections pay nothing
+    /// for it.
+    Tls(Box<TlsStream>),
 }
 
 impl Stream {
@@ -16,6 +21,22 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.as_raw_fd(),
             Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Tls(s) => s.sock.as_raw_fd(),
+        }
+    }
+
+    /// Bytes accepted by a write still wait for room in the socket
+    /// (TLS records; a plain socket holds none of its own).
+    pub fn has_pending(&self) -> bool {
+        matches!(self, Stream::Tls(s) if s.has_pending())
+    }
+
+    /// Sends what [`Stream::has_pending`] reports; `WouldBlock` when the
+    /// socket filled first.
+    pub fn send_pending(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tls(s) => s.send_pending(),
+            _ => Ok(()),
         }
     }
 }
@@ -25,6 +46,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -34,6 +56,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
@@ -41,6 +64,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write_vectored(bufs),
             Stream::Unix(s) => s.write_vectored(bufs),
+            Stream::Tls(s) => s.write_vectored(bufs),
         }
     }
 
@@ -54,6 +78,7 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.register(r, t, i),
             Stream::Unix(s) => s.register(r, t, i),
+            Stream::Tls(s) => s.sock.register(r, t, i),
         }
     }
 
@@ -61,6 +86,7 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.reregister(r, t, i),
             Stream::Unix(s) => s.reregister(r, t, i),
+            Stream::Tls(s) => s.sock.reregister(r, t, i),
         }
     }
 
@@ -68,6 +94,7 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.deregister(r),
             Stream::Unix(s) => s.deregister(r),
+            Stream::Tls(s) => s.sock.deregister(r),
         }
     }
 }

@@ -27,6 +27,8 @@ const BUSY_POLL: Duration = Duration::from_micros(30);
 /// An accepted connection on its way to a worker.
 pub struct NewConn {
     pub stream: Stream,
+    /// Accepted on a TLS listener: the worker puts rustls over it.
+    pub tls: bool,
 }
 
 /// The acceptor's handle on a worker.
@@ -201,7 +203,17 @@ impl Worker {
     fn take_new(&mut self) {
         while let Ok(nc) = self.rx.try_recv() {
             let now = self.sh.store.clock().now();
-            let mut stream = nc.stream;
+            let mut stream = match (nc.stream, &self.sh.settings.tls) {
+                (Stream::Tcp(sock), Some(tls)) if nc.tls => match tls.accept(sock) {
+                    Ok(t) => Stream::Tls(Box::new(t)),
+                    Err(e) => {
+                        eprintln!("memcrab: cannot start TLS on a connection: {e}");
+                        self.sh.conns.remove_slot();
+                        continue;
+                    }
+                },
+                (s, _) => s,
+            };
             let fd = stream.fd();
             let info = Arc::new(ConnInfo::new(fd, now));
             let slot = self.free.pop().unwrap_or_else(|| {

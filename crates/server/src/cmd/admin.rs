@@ -1,5 +1,6 @@
 //! The commands that change the server rather than an item: `version`,
-//! `verbosity`, `slabs reassign`, `slabs automove`, `shutdown`.
+//! `verbosity`, `slabs reassign`, `slabs automove`, `shutdown`,
+//! `refresh_certs`.
 
 use memcrab_store::ReassignError;
 
@@ -58,4 +59,13 @@ pub fn shutdown(cx: &Ctx<'_>, graceful: bool) -> Result<(), ShutdownDisabled> {
 /// different line when it is).
 pub fn shutdown_enabled(cx: &Ctx<'_>) -> bool {
     cx.sh.settings.shutdown_command
+}
+
+/// `refresh_certs`: the TLS certificates read again for new connections;
+/// the error is memcached's message.
+pub fn refresh_certs(cx: &Ctx<'_>) -> Result<(), String> {
+    match &cx.sh.settings.tls {
+        Some(tls) => tls.refresh(),
+        None => Err("Error TLS not enabled".into()),
+    }
 }

@@ -286,6 +286,11 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
         } else {
             "ERROR: shutdown not enabled"
         }),
+        Request::RefreshCerts { noreply } => match admin::refresh_certs(&c) {
+            Ok(()) => reply(out, "OK", noreply),
+            // memcached sends its error even with noreply.
+            Err(msg) => out.line(&msg),
+        },
         Request::Stats(group) => stats_reply(stats::stats(&c, Some(group)), out),
         Request::MetaNoop => {
             out.line("MN");

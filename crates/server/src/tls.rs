@@ -1,0 +1,557 @@
+//! TLS (`-Z`): the rustls server configuration built from memcached's
+//! `ssl_*` options, its reload (`refresh_certs`, SIGHUP), the counters
+//! `stats` shows, and [`TlsStream`], the transport a connection on a TLS
+//! listener reads and writes through.
+//!
+//! ```text
+//!  socket ─read_tls─► rustls (decrypt) ─reader─► Conn's pooled read buffer
+//!  Conn's Output ─writev─► TlsStream::write_vectored ─► rustls (records,
+//!     at most ssl_wbuf_size pending) ─write_tls (writev)─► socket
+//! ```
+//!
+//! A handshake advances as bytes arrive, like any read: a worker never
+//! waits on one client. Records the socket had no room for stay in rustls
+//! ([`TlsStream::has_pending`]) and the connection waits for the writable
+//! edge as it does for its own replies.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
+use rustls::crypto::{aws_lc_rs, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache, WebPkiClientVerifier};
+use rustls::{RootCertStore, ServerConfig, ServerConnection, SupportedCipherSuite};
+
+use crate::config::SslOptions;
+
+/// Sessions the cache keeps with `ssl_session_cache` (OpenSSL's default
+/// size, which memcached leaves as it is).
+const SESSION_CACHE: usize = 20 * 1024;
+/// TLS 1.3 tickets sent after each handshake with `ssl_session_cache`
+/// (OpenSSL's number, and rustls').
+const TLS13_TICKETS: usize = 2;
+
+/// The server's TLS state: the configuration new connections take, and
+/// the figures `stats` reports.
+pub struct Tls {
+    opts: SslOptions,
+    /// Swapped whole by a refresh; a connection keeps the one it began with.
+    config: RwLock<Arc<ServerConfig>>,
+    /// When the certificates were last loaded.
+    refreshed: Mutex<Instant>,
+    /// Shared with every stream (counted as handshakes end).
+    pub counts: Arc<TlsCounts>,
+}
+
+#[derive(Default)]
+pub struct TlsCounts {
+    /// memcached's `ssl_handshake_errors`: handshakes that failed (bad
+    /// records, refused certificates, a peer that left half-way).
+    pub handshake_errors: AtomicU64,
+    /// memcached's `ssl_new_sessions`: full handshakes that made a session
+    /// the cache keeps (only with `ssl_session_cache`).
+    pub new_sessions: AtomicU64,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("opts", &self.opts).finish()
+    }
+}
+
+impl Tls {
+    /// Loads the certificates and builds the configuration; the error is
+    /// memcached's message for what failed.
+    pub fn new(opts: SslOptions) -> Result<Tls, String> {
+        let config = build(&opts)?;
+        Ok(Tls {
+            opts,
+            config: RwLock::new(config),
+            refreshed: Mutex::new(Instant::now()),
+            counts: Arc::default(),
+        })
+    }
+
+    pub fn options(&self) -> &SslOptions {
+        &self.opts
+    }
+
+    /// `refresh_certs` and SIGHUP: reads the files again; connections made
+    /// from now on use them, open ones keep theirs. On an error the old
+    /// configuration stays.
+    pub fn refresh(&self) -> Result<(), String> {
+        let config = build(&self.opts)?;
+        *self.config.write() = config;
+        *self.refreshed.lock() = Instant::now();
+        Ok(())
+    }
+
+    /// Seconds since the certificates were (re)loaded.
+    pub fn since_refresh(&self) -> u64 {
+        self.refreshed.lock().elapsed().as_secs()
+    }
+
+    /// A server side for a connection accepted on a TLS listener.
+    pub fn accept(&self, sock: mio::net::TcpStream) -> io::Result<TlsStream> {
+        let config = Arc::clone(&self.config.read());
+        let mut tls = ServerConnection::new(config).map_err(io::Error::other)?;
+        tls.set_buffer_limit(Some(self.opts.wbuf_size.max(1) as usize));
+        Ok(TlsStream {
+            sock,
+            tls,
+            counts: Arc::clone(&self.counts),
+            session_cache: self.opts.session_cache,
+            state: Handshake::Fresh,
+        })
+    }
+}
+
+/// Where a stream's handshake is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Handshake {
+    /// No byte has come yet (a closed probe is not a failed handshake).
+    Fresh,
+    Started,
+    Done,
+    /// Counted as an error already.
+    Failed,
+}
+
+/// A TCP connection with rustls over it.
+pub struct TlsStream {
+    pub sock: mio::net::TcpStream,
+    tls: ServerConnection,
+    counts: Arc<TlsCounts>,
+    session_cache: bool,
+    state: Handshake,
+}
+
+impl TlsStream {
+    /// Encrypted bytes wait for room in the socket.
+    pub fn has_pending(&self) -> bool {
+        self.tls.wants_write()
+    }
+
+    /// Sends the records waiting; `WouldBlock` when the socket filled
+    /// first.
+    pub fn send_pending(&mut self) -> io::Result<()> {
+        while self.tls.wants_write() {
+            match self.tls.write_tls(&mut self.sock) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sessions a finished handshake added to the cache, counted as
+    /// memcached (OpenSSL) counts them: each TLS 1.3 ticket is one, a
+    /// TLS 1.2 session one, a resumed TLS 1.2 session none.
+    fn new_sessions(&self) -> u64 {
+        match self.tls.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => TLS13_TICKETS as u64,
+            _ if matches!(
+                self.tls.handshake_kind(),
+                Some(rustls::HandshakeKind::Resumed)
+            ) =>
+            {
+                0
+            }
+            _ => 1,
+        }
+    }
+
+    /// The handshake ended badly: counted once.
+    fn failed(&mut self) {
+        if matches!(self.state, Handshake::Started) {
+            self.counts.handshake_errors.fetch_add(1, Ordering::Relaxed);
+            self.state = Handshake::Failed;
+        }
+    }
+
+    /// Reads and decrypts what the socket holds: returns when `buf` is
+    /// full, the socket is empty (`WouldBlock` if nothing came) or at
+    /// end-of-stream, so that a short read means the socket was drained,
+    /// as for a plain socket.
+    fn read_plain(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut got = 0;
+        loop {
+            match self.tls.reader().read(&mut buf[got..]) {
+                // close_notify: the end of the stream.
+                Ok(0) => return Ok(got),
+                Ok(n) => {
+                    got += n;
+                    if got == buf.len() {
+                        return Ok(got);
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The peer closed without close_notify.
+                Err(_) if got > 0 => return Ok(got),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    self.failed();
+                    return Ok(0);
+                }
+                Err(e) => return Err(e),
+            }
+            match self.tls.read_tls(&mut self.sock) {
+                Ok(0) => {
+                    self.failed();
+                    return Ok(got);
+                }
+                Ok(_) => {
+                    if self.state == Handshake::Fresh {
+                        self.state = Handshake::Started;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => return Ok(got),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        self.failed();
+                    }
+                    return Err(e);
+                }
+            }
+            if let Err(e) = self.tls.process_new_packets() {
+                // The alert rustls queued, if the socket takes it.
+                let _ = self.send_pending();
+                self.failed();
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+            if self.state == Handshake::Started && !self.tls.is_handshaking() {
+                self.state = Handshake::Done;
+                if self.session_cache {
+                    self.counts
+                        .new_sessions
+                        .fetch_add(self.new_sessions(), Ordering::Relaxed);
+                }
+            }
+            // The handshake's next flight; what the socket has no room
+            // for waits (`has_pending`).
+            match self.send_pending() {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
+                    self.failed();
+                    return Err(e);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Read for TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_plain(buf)
+    }
+}
+
+impl Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    /// Takes at most `ssl_wbuf_size` bytes more than the socket has taken
+    /// (records rustls holds count), so that a client that does not read
+    /// holds the server's replies in the connection's queue, where the
+    /// connection budget sees them, not here.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.send_pending()?;
+        let n = self.tls.writer().write_vectored(bufs)?;
+        match self.send_pending() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+            _ => {}
+        }
+        if n == 0 && bufs.iter().any(|b| !b.is_empty()) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for TlsStream {
+    /// memcached shuts TLS down before it closes: a close_notify, if the
+    /// socket takes it now.
+    fn drop(&mut self) {
+        if self.state == Handshake::Done {
+            self.tls.send_close_notify();
+            let _ = self.send_pending();
+        }
+    }
+}
+
+/// What `ssl_kernel_tls` gets: the record layer stays in rustls. The
+/// kernel's `tls` module must be loaded for an offload at all
+/// (`tcp_available_ulp`); memcrab does not hand records to it yet.
+pub fn kernel_tls_note() -> String {
+    let ulps = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_ulp").unwrap_or_default();
+    if ulps.split_whitespace().any(|u| u == "tls") {
+        "memcrab does not offload TLS to the kernel yet; records stay in user space (rustls)".into()
+    } else {
+        format!(
+            "this kernel has no tls module (tcp_available_ulp: {}); records stay in user space (rustls)",
+            ulps.trim()
+        )
+    }
+}
+
+/// Builds the configuration the options describe.
+fn build(o: &SslOptions) -> Result<Arc<ServerConfig>, String> {
+    let chain_name = path_name(o.chain_cert.as_deref());
+    let certs = match &o.chain_cert {
+        None => Err("no certificate file given (-o ssl_chain_cert)".to_string()),
+        Some(p) => read_certs(p),
+    }
+    .map_err(|e| format!("Error loading the certificate chain: {chain_name} : {e}"))?;
+    // Without ssl_key the key is looked for in the chain file, as
+    // memcached's help says.
+    let key_path = o.key.as_ref().or(o.chain_cert.as_ref());
+    let key_name = path_name(key_path.map(PathBuf::as_path));
+    if o.keyformat != 1 {
+        return Err(format!(
+            "Error loading the key: {key_name} : ssl_keyformat {} is not supported: memcrab reads PEM keys only (ssl_keyformat=1)",
+            o.keyformat
+        ));
+    }
+    let key = key_path
+        .ok_or_else(|| "no key file given (-o ssl_key)".to_string())
+        .and_then(|p| PrivateKeyDer::from_pem_file(p).map_err(pem_error))
+        .map_err(|e| format!("Error loading the key: {key_name} : {e}"))?;
+    let suites = cipher_suites(o.ciphers.as_deref())?;
+    let provider = Arc::new(CryptoProvider {
+        cipher_suites: suites,
+        ..aws_lc_rs::default_provider()
+    });
+    let versions: &[&rustls::SupportedProtocolVersion] = if o.min_version >= 3 {
+        &[&rustls::version::TLS13]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(versions)
+        .map_err(|e| format!("Error setting the TLS versions: {e}"))?;
+    let builder = if o.verify_mode == 0 {
+        builder.with_no_client_auth()
+    } else {
+        let ca = o.ca_cert.as_ref().ok_or_else(|| {
+            format!(
+                "ssl_verify_mode={} checks client certificates: it needs -o ssl_ca_cert (the CAs that sign them)",
+                o.verify_mode
+            )
+        })?;
+        let ca_name = ca.display();
+        let mut roots = RootCertStore::empty();
+        for c in read_certs(ca)
+            .map_err(|e| format!("Error loading the CA certificate: {ca_name} : {e}"))?
+        {
+            roots
+                .add(c)
+                .map_err(|e| format!("Error loading the CA certificate: {ca_name} : {e}"))?;
+        }
+        let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+        // 1 asks for a certificate and checks one if given; 2 and 3 refuse
+        // a client without one (3, "once", differs only on renegotiation,
+        // which TLS 1.3 and memcrab do not have).
+        let v = if o.verify_mode == 1 {
+            v.allow_unauthenticated()
+        } else {
+            v
+        };
+        builder.with_client_cert_verifier(
+            v.build()
+                .map_err(|e| format!("Error loading the CA certificate: {ca_name} : {e}"))?,
+        )
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("Error validating the certificate: {e}"))?;
+    if o.session_cache {
+        config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
+        config.send_tls13_tickets = TLS13_TICKETS;
+    } else {
+        // No resumption: no tickets to make and send either.
+        config.session_storage = Arc::new(NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
+    Ok(Arc::new(config))
+}
+
+/// memcached prints a missing path as C's `(null)`.
+fn path_name(p: Option<&Path>) -> String {
+    p.map_or_else(|| "(null)".to_string(), |p| p.display().to_string())
+}
+
+fn read_certs(p: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(p)
+        .map_err(pem_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_error)?;
+    if certs.is_empty() {
+        return Err("no PEM certificate in the file".into());
+    }
+    Ok(certs)
+}
+
+fn pem_error(e: rustls::pki_types::pem::Error) -> String {
+    match e {
+        rustls::pki_types::pem::Error::Io(e) => e.to_string(),
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            "no PEM item of that kind in the file".into()
+        }
+        e => format!("bad PEM: {e:?}"),
+    }
+}
+
+/// The TLS 1.2 suites an OpenSSL cipher list (`ssl_ciphers`) selects;
+/// TLS 1.3's suites are not set by it (as with OpenSSL, where they have a
+/// list of their own). Understands the suites' OpenSSL and IANA names,
+/// the usual keywords (`ALL`, `DEFAULT`, `HIGH`, `ECDHE`, `AESGCM`,
+/// `AES128`, `AES256`, `CHACHA20`, `ECDSA`, `RSA`), `+` to combine them
+/// and `!`/`-` to take suites out. Unknown names select nothing; a list
+/// that selects no suite is refused as memcached refuses it.
+fn cipher_suites(list: Option<&str>) -> Result<Vec<SupportedCipherSuite>, String> {
+    let all = aws_lc_rs::default_provider().cipher_suites;
+    let Some(list) = list else {
+        return Ok(all);
+    };
+    let (tls13, tls12): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|s| matches!(s, SupportedCipherSuite::Tls13(_)));
+    let mut chosen: Vec<SupportedCipherSuite> = Vec::new();
+    let mut banned: Vec<SupportedCipherSuite> = Vec::new();
+    for token in list
+        .split([':', ',', ' '])
+        .filter(|t| !t.is_empty() && !t.starts_with('@'))
+    {
+        let (op, body) = match token.as_bytes()[0] {
+            b'!' => ('!', &token[1..]),
+            b'-' => ('-', &token[1..]),
+            b'+' => ('+', &token[1..]),
+            _ => (' ', token),
+        };
+        for s in tls12.iter().filter(|s| suite_matches(s, body)) {
+            let has = |v: &Vec<SupportedCipherSuite>| v.iter().any(|x| x.suite() == s.suite());
+            match op {
+                '!' => {
+                    chosen.retain(|x| x.suite() != s.suite());
+                    if !has(&banned) {
+                        banned.push(*s);
+                    }
+                }
+                '-' => chosen.retain(|x| x.suite() != s.suite()),
+                _ => {
+                    if !has(&chosen) && !has(&banned) {
+                        chosen.push(*s);
+                    }
+                }
+            }
+        }
+    }
+    if chosen.is_empty() {
+        return Err(format!("Error setting the provided cipher(s): {list}"));
+    }
+    Ok(tls13.into_iter().chain(chosen).collect())
+}
+
+/// OpenSSL's name of a TLS 1.2 suite.
+fn openssl_name(s: &SupportedCipherSuite) -> String {
+    let iana = format!("{:?}", s.suite());
+    let body = iana.trim_start_matches("TLS_");
+    let (kx, rest) = body.split_once("_WITH_").unwrap_or(("", body));
+    let auth = kx.trim_start_matches("ECDHE_");
+    let cipher = rest
+        .replace("AES_128_GCM", "AES128-GCM")
+        .replace("AES_256_GCM", "AES256-GCM")
+        .replace("CHACHA20_POLY1305_SHA256", "CHACHA20-POLY1305")
+        .replace('_', "-");
+    format!("ECDHE-{auth}-{cipher}")
+}
+
+fn suite_matches(s: &SupportedCipherSuite, expr: &str) -> bool {
+    let iana = format!("{:?}", s.suite());
+    let ossl = openssl_name(s);
+    expr.split('+').all(|part| {
+        part.eq_ignore_ascii_case(&iana)
+            || part.eq_ignore_ascii_case(&ossl)
+            || match part {
+                "ALL" | "DEFAULT" | "HIGH" | "TLSv1.2" | "ECDHE" | "EECDH" | "kECDHE"
+                | "kEECDH" | "AEAD" => true,
+                "AESGCM" | "AES" => iana.contains("_AES_"),
+                "AES128" => iana.contains("AES_128"),
+                "AES256" => iana.contains("AES_256"),
+                "CHACHA20" => iana.contains("CHACHA20"),
+                "ECDSA" | "aECDSA" => iana.contains("ECDSA"),
+                "RSA" | "aRSA" => iana.contains("_RSA_"),
+                "SHA256" => iana.ends_with("SHA256"),
+                "SHA384" => iana.ends_with("SHA384"),
+                _ => false,
+            }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &str) -> Vec<String> {
+        cipher_suites(Some(list))
+            .unwrap()
+            .iter()
+            .filter(|s| matches!(s, SupportedCipherSuite::Tls12(_)))
+            .map(openssl_name)
+            .collect()
+    }
+
+    #[test]
+    fn openssl_cipher_lists() {
+        assert_eq!(
+            names("ECDHE-RSA-AES128-GCM-SHA256"),
+            ["ECDHE-RSA-AES128-GCM-SHA256"]
+        );
+        assert_eq!(names("HIGH:!CHACHA20:!ECDSA").len(), 2);
+        assert_eq!(names("ECDHE+AESGCM:-AES256").len(), 2);
+        assert_eq!(names("ALL").len(), 6);
+        assert_eq!(
+            names("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"),
+            ["ECDHE-ECDSA-CHACHA20-POLY1305"]
+        );
+        // TLS 1.3's suites stay whatever the list says.
+        let all = cipher_suites(Some("ECDHE-RSA-AES128-GCM-SHA256")).unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(
+            cipher_suites(Some("RC4-MD5:NONSENSE")).unwrap_err(),
+            "Error setting the provided cipher(s): RC4-MD5:NONSENSE"
+        );
+    }
+
+    #[test]
+    fn missing_files_give_memcacheds_messages() {
+        let e = build(&SslOptions::default()).unwrap_err();
+        assert!(
+            e.starts_with("Error loading the certificate chain: (null) : "),
+            "{e}"
+        );
+        let o = SslOptions {
+            chain_cert: Some("/nonexistent/cert.pem".into()),
+            ..SslOptions::default()
+        };
+        let e = build(&o).unwrap_err();
+        assert!(
+            e.starts_with("Error loading the certificate chain: /nonexistent/cert.pem : "),
+            "{e}"
+        );
+        assert!(e.contains("No such file"), "{e}");
+    }
+}
