@@ -119,6 +119,9 @@ pub const ALL: &[&str] = &[
     "slowloris",
     "unread-replies",
     "unread-pipelined",
+    "get-heavy-tls",
+    "tls-handshakes",
+    "tls-idle-conns-1000",
 ];
 
 pub struct Ctx {
@@ -246,11 +249,11 @@ impl Ctx {
 }
 
 /// One measured run of one side: named figures.
-pub(crate) type Figures = Vec<(String, String, Better, f64)>;
+pub type Figures = Vec<(String, String, Better, f64)>;
 
 /// A side's run: its figures (and load outcome), `Ok(Err(why))` when the
 /// side cannot run the scenario, `Err` when the run failed.
-pub(crate) type RunResult = Result<Result<(Figures, Option<Outcome>), String>, String>;
+pub type RunResult = Result<Result<(Figures, Option<Outcome>), String>, String>;
 
 /// One named figure.
 pub(crate) fn fig(
@@ -701,6 +704,46 @@ fn scenario(ctx: &mut Ctx, name: &str) -> Result<ScenarioResult, String> {
                         (f, Some(o))
                     }))
                 },
+            )?
+        }
+        "get-heavy-tls" => {
+            let pki = crate::tls::TestPki::new()?;
+            let client = pki.client(true)?;
+            let flags = pki.server_flags();
+            let f2 = flags.clone();
+            alternate(
+                ctx,
+                name,
+                "as get-heavy over TLS 1.3 (both servers -Z with the same ECDSA P-256 certificate; rustls client): 90% get / 10% set, 100 B values, 100k keys (prefilled), 50 connections, one request in flight each",
+                flags,
+                runs,
+                &move |ctx: &Ctx, side: &ServerSpec| {
+                    let tls = client.clone();
+                    Ok(load_run(ctx, side, &f2, &move |c| Config { tls: Some(tls.clone()), ..c }, true)?
+                        .map(|(f, o)| (f, Some(o))))
+                },
+            )?
+        }
+        "tls-handshakes" => {
+            let pki = crate::tls::TestPki::new()?;
+            alternate(
+                ctx,
+                name,
+                "a new TLS connection per request: connect, full TLS 1.3 handshake (no resumption; ECDSA P-256 certificate), one version round trip, close; 4 client threads per client CPU",
+                pki.server_flags(),
+                runs,
+                &move |ctx: &Ctx, side: &ServerSpec| crate::tls::handshake_run(ctx, side, &pki),
+            )?
+        }
+        "tls-idle-conns-1000" => {
+            let pki = crate::tls::TestPki::new()?;
+            alternate(
+                ctx,
+                name,
+                "1000 TLS connections opened (full handshake, one version round trip each), then idle; RSS growth per connection",
+                pki.server_flags(),
+                runs,
+                &move |ctx: &Ctx, side: &ServerSpec| crate::tls::idle_run(ctx, side, &pki, 1000),
             )?
         }
         other => return Err(format!("unknown scenario {other}")),

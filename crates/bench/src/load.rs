@@ -75,6 +75,8 @@ pub struct Config {
     /// Speak the binary protocol: a get is GetKQ for all keys but the
     /// last and GetK for the last; a set is Set (SetQ with `noreply`).
     pub binary: bool,
+    /// TCP connections speak TLS (rustls).
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 /// A binary request header and body.
@@ -117,6 +119,7 @@ impl Default for Config {
             latency_by_second: false,
             binary: false,
             meta: false,
+            tls: None,
         }
     }
 }
@@ -272,6 +275,7 @@ struct Pending {
 enum Sock {
     Tcp(TcpStream),
     Udp(UdpSocket),
+    Tls(Box<crate::tls::TlsSock>),
 }
 
 struct Conn {
@@ -325,7 +329,13 @@ impl Worker {
                     let s = std::net::TcpStream::connect(cfg.server)?;
                     s.set_nodelay(true)?;
                     s.set_nonblocking(true)?;
-                    Sock::Tcp(TcpStream::from_std(s))
+                    match &cfg.tls {
+                        None => Sock::Tcp(TcpStream::from_std(s)),
+                        Some(t) => Sock::Tls(Box::new(crate::tls::TlsSock::new(
+                            TcpStream::from_std(s),
+                            t,
+                        )?)),
+                    }
                 }
                 Transport::Udp => {
                     let bind: SocketAddr = if cfg.server.is_ipv4() {
@@ -343,6 +353,9 @@ impl Worker {
             match &mut sock {
                 Sock::Tcp(s) => poll.registry().register(s, Token(slot), interest)?,
                 Sock::Udp(s) => poll.registry().register(s, Token(slot), interest)?,
+                Sock::Tls(s) => poll
+                    .registry()
+                    .register(&mut s.sock, Token(slot), interest)?,
             }
             let mut rng = Rng::new(cfg.seed ^ dist::mix(id as u64 + 1));
             let interval = per_conn_rate.map(|r| Duration::from_secs_f64(1.0 / r.max(1e-6)));
@@ -631,17 +644,22 @@ impl Worker {
 
     fn write(&mut self, i: usize) -> io::Result<()> {
         let c = &mut self.conns[i];
+        if let Sock::Tls(s) = &mut c.sock {
+            // Records (handshake or requests) the socket had no room for.
+            s.send_records()?;
+        }
         while c.wpos < c.wbuf.len() {
             let r = match &mut c.sock {
                 Sock::Tcp(s) => s.write(&c.wbuf[c.wpos..]),
                 Sock::Udp(s) => s.send(&c.wbuf[c.wpos..]),
+                Sock::Tls(s) => s.write(&c.wbuf[c.wpos..]),
             };
             match r {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     c.wpos += match c.sock {
                         Sock::Udp(_) => c.wbuf.len() - c.wpos,
-                        Sock::Tcp(_) => n,
+                        Sock::Tcp(_) | Sock::Tls(_) => n,
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -667,16 +685,17 @@ impl Worker {
             let r = match &mut c.sock {
                 Sock::Tcp(s) => s.read(&mut buf),
                 Sock::Udp(s) => s.recv(&mut buf),
+                Sock::Tls(s) => s.read(&mut buf),
             };
             match r {
-                Ok(0) if matches!(c.sock, Sock::Tcp(_)) => {
+                Ok(0) if !matches!(c.sock, Sock::Udp(_)) => {
                     return Err(io::Error::new(
                         io::ErrorKind::ConnectionAborted,
                         "server closed the connection",
                     ))
                 }
                 Ok(n) => match c.sock {
-                    Sock::Tcp(_) => {
+                    Sock::Tcp(_) | Sock::Tls(_) => {
                         c.rbuf.extend_from_slice(&buf[..n]);
                         self.consume(i);
                     }

@@ -24,6 +24,7 @@ mod reply;
 mod report;
 mod servers;
 mod soak;
+mod tls;
 
 use std::net::ToSocketAddrs;
 use std::process::exit;
@@ -105,6 +106,23 @@ pub struct LoadArgs {
     /// Speak the meta protocol: mg <key> v f t c, ms (TCP only).
     #[arg(long, conflicts_with = "binary")]
     meta: bool,
+    /// Speak TLS (rustls) over TCP.
+    #[arg(long)]
+    tls: bool,
+    /// With --tls: verify the server's certificate against this CA file
+    /// (PEM); without it the certificate is not checked.
+    #[arg(long, requires = "tls")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// With --tls: a client certificate (PEM) for servers that ask for one
+    /// (ssl_verify_mode); needs --tls-key.
+    #[arg(long, requires_all = ["tls", "tls_key"])]
+    tls_cert: Option<std::path::PathBuf>,
+    /// With --tls: the client certificate's key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// With --tls: the server name asked for and checked.
+    #[arg(long, default_value = "localhost", requires = "tls")]
+    tls_server_name: String,
     /// Set every key once before the run.
     #[arg(long)]
     prefill: bool,
@@ -143,11 +161,26 @@ impl LoadArgs {
         if transport == Transport::Udp && (self.binary || self.meta) {
             return Err("--binary and --meta are for TCP".into());
         }
+        if transport == Transport::Udp && self.tls {
+            return Err("--tls is for TCP".into());
+        }
         if transport == Transport::Udp && self.get_ratio < 1.0 {
             return Err("UDP load sends gets only: use --get-ratio 1".into());
         }
+        let tls = if self.tls {
+            let cert_key = self.tls_cert.as_deref().zip(self.tls_key.as_deref());
+            Some(tls::ClientTls::new(
+                self.tls_ca.as_deref(),
+                cert_key,
+                &self.tls_server_name,
+                true,
+            )?)
+        } else {
+            None
+        };
         Ok(Config {
             server,
+            tls,
             transport,
             duration: Duration::from_secs_f64(self.duration),
             connections: self.connections,
