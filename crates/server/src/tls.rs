@@ -182,6 +182,10 @@ impl TlsStream {
     /// as for a plain socket.
     fn read_plain(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut got = 0;
+        // The last socket read came back short: the socket is empty, and
+        // once rustls' plaintext is taken there is nothing to wait for (a
+        // plain socket's rule; saves the read that would say WouldBlock).
+        let mut drained = false;
         loop {
             match self.tls.reader().read(&mut buf[got..]) {
                 // close_notify: the end of the stream.
@@ -193,7 +197,11 @@ impl TlsStream {
                     }
                     continue;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if drained && got > 0 {
+                        return Ok(got);
+                    }
+                }
                 // The peer closed without close_notify.
                 Err(_) if got > 0 => return Ok(got),
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
@@ -202,7 +210,13 @@ impl TlsStream {
                 }
                 Err(e) => return Err(e),
             }
-            match self.tls.read_tls(&mut self.sock) {
+            let mut src = ShortRead {
+                sock: &mut self.sock,
+                short: false,
+            };
+            let r = self.tls.read_tls(&mut src);
+            drained = src.short;
+            match r {
                 Ok(0) => {
                     self.failed();
                     return Ok(got);
@@ -245,6 +259,21 @@ impl TlsStream {
                 _ => {}
             }
         }
+    }
+}
+
+/// The socket as rustls reads it, noting a read that filled less than
+/// it was offered.
+struct ShortRead<'a> {
+    sock: &'a mut mio::net::TcpStream,
+    short: bool,
+}
+
+impl Read for ShortRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.sock.read(buf)?;
+        self.short = n < buf.len();
+        Ok(n)
     }
 }
 
