@@ -51,7 +51,8 @@ pub struct Args {
     /// enable ascii "shutdown" command
     #[arg(short = 'A', long = "enable-shutdown")]
     pub enable_shutdown: bool,
-    /// interface to listen on (default: INADDR_ANY); comma separated
+    /// interface to listen on (default: INADDR_ANY); comma separated; with
+    /// -Z, a 'notls:' prefix makes a listener plain (-l notls:<ip>:<port>)
     #[arg(short = 'l', long = "listen", action = ArgAction::Append)]
     pub listen: Vec<String>,
     /// run as a daemon
@@ -138,13 +139,17 @@ pub struct Args {
     /// mmap a file for item memory
     #[arg(short = 'e', long = "memory-file")]
     pub memory_file: Option<PathBuf>,
-    /// enable TLS/SSL
+    /// enable TLS/SSL (rustls) on TCP listeners; -o ssl_chain_cert=FILE is
+    /// required
     #[arg(short = 'Z', long = "enable-ssl")]
     pub ssl: bool,
     /// comma separated list of extended options; among them
     /// read_buf_mem_limit=MB: the connection budget (values on their way
     /// in, replies clients have not read; 0, the default: max(64 MB, -m/4,
-    /// 2 x -I))
+    /// 2 x -I)); TLS: ssl_chain_cert, ssl_key, ssl_keyformat (PEM only),
+    /// ssl_verify_mode (0-3), ssl_ca_cert, ssl_ciphers, ssl_wbuf_size (KB,
+    /// 16), ssl_session_cache, ssl_min_version (2 tlsv1.2, 3 tlsv1.3),
+    /// ssl_kernel_tls (taken; records stay in user space)
     #[arg(short = 'o', long = "extended", action = ArgAction::Append)]
     pub extended: Vec<String>,
 }
