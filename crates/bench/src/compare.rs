@@ -1059,26 +1059,23 @@ fn idle_run(
     let per = after.saturating_sub(before) as f64 / n as f64;
     drop(conns);
     Ok(Ok((
-        vec![
-            fig(
-                "RSS growth per idle connection",
-                "bytes",
-                Better::Lower,
-                per,
-            ),
-            fig(
-                "server RSS with connections open",
-                "MB",
-                Better::Lower,
-                after as f64 / 1048576.0,
-            ),
-            fig(
-                "server peak RSS",
-                "MB",
-                Better::Lower,
-                hwm as f64 / 1048576.0,
-            ),
-        ],
+        idle_figures("RSS growth per idle connection", per, after, hwm),
         None,
     )))
+}
+
+/// What an idle-connections run reports: RSS growth per connection (named
+/// `per_name`), RSS with them open, peak RSS.
+pub(crate) fn idle_figures(per_name: &str, per: f64, after: u64, hwm: u64) -> Figures {
+    const MB: f64 = 1048576.0;
+    vec![
+        fig(per_name, "bytes", Better::Lower, per),
+        fig(
+            "server RSS with connections open",
+            "MB",
+            Better::Lower,
+            after as f64 / MB,
+        ),
+        fig("server peak RSS", "MB", Better::Lower, hwm as f64 / MB),
+    ]
 }

@@ -419,26 +419,12 @@ pub fn idle_run(ctx: &Ctx, side: &ServerSpec, pki: &TestPki, n: u64) -> RunResul
     drop(conns);
     drop(first);
     Ok(Ok((
-        vec![
-            fig(
-                "RSS growth per idle TLS connection",
-                "bytes",
-                Better::Lower,
-                after.saturating_sub(before) as f64 / n as f64,
-            ),
-            fig(
-                "server RSS with connections open",
-                "MB",
-                Better::Lower,
-                after as f64 / 1048576.0,
-            ),
-            fig(
-                "server peak RSS",
-                "MB",
-                Better::Lower,
-                hwm as f64 / 1048576.0,
-            ),
-        ],
+        crate::compare::idle_figures(
+            "RSS growth per idle TLS connection",
+            after.saturating_sub(before) as f64 / n as f64,
+            after,
+            hwm,
+        ),
         None,
     )))
 }
