@@ -449,6 +449,20 @@ impl Settings {
             .max(2 * self.item_size_max as usize)
     }
 
+    /// Under an explicit `-o read_buf_mem_limit`, the 16 KB buffers each
+    /// worker may hold for read buffers and response objects, as memcached
+    /// counts them: the limit (as its unsigned int holds it) divided by the
+    /// threads, at least one. `None` without the option (memcached's
+    /// default: no limit; memcrab's connection budget still bounds bytes).
+    pub fn resp_buffers_per_worker(&self) -> Option<u32> {
+        let limit = self.ext.read_buf_mem_limit as u32;
+        if limit == 0 {
+            return None;
+        }
+        let per_thread = limit / self.threads.max(1) as u32;
+        Some((per_thread / crate::conn::READ_BUF as u32).max(1))
+    }
+
     /// Turns parsed flags into settings, applying memcached's checks.
     pub fn from_args(a: Args) -> Result<Settings, Early> {
         if a.help {
@@ -754,6 +768,10 @@ fn apply_extended(e: &mut Extended, opt: &str) -> Result<(), Early> {
         "slab_automove_window" => e.slab_automove_window = num(key, val)?,
         "slab_automove_freeratio" => e.slab_automove_freeratio = num(key, val)?,
         "modern" | "no_modern" | "no_hashexpand" | "lru_segmented" | "no_lru_segmented" => {}
+        // memcrab drops no privileges after start (no seccomp filter), so
+        // these change nothing; memcached's debug builds take
+        // relaxed_privileges, which its own test suite passes every server.
+        "drop_privileges" | "no_drop_privileges" | "relaxed_privileges" => {}
         "track_sizes" => return Err(not_yet("-o track_sizes", "item size histograms")),
         k if k.starts_with("ext_") => return Err(not_yet(&format!("-o {k}"), "extstore")),
         k if k.starts_with("ssl_") => apply_ssl(&mut e.ssl, k, val, opt)?,

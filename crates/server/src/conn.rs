@@ -70,7 +70,23 @@ pub struct WorkerCx<'a> {
     #[allow(clippy::vec_box)]
     pub io_pool: &'a mut Vec<Box<Io>>,
     /// What the worker's connections hold: [`Io::holding`] summed.
-    pub mem: &'a mut [i64; 4],
+    pub mem: &'a mut [i64; HOLDING],
+}
+
+/// How many figures [`Io::holding`] gives.
+pub const HOLDING: usize = 5;
+
+/// The response objects a connection may hold under `-o
+/// read_buf_mem_limit`, as memcached's per-thread cache would lend them:
+/// of the worker's `bufs` buffers, those the other connections hold as
+/// read buffers or response objects are taken, and this connection reads
+/// into one of its own.
+fn resp_cap(bufs: u32, mem: &[i64; HOLDING], mine: &[i64; HOLDING]) -> u32 {
+    let per = i64::from(crate::output::RESPS_PER_BUFFER);
+    let other_bufs = (mem[0] - mine[0]).max(0);
+    let other_resps = (mem[4] - mine[4]).max(0);
+    let free = (i64::from(bufs) - other_bufs - 1).max(0) * per - other_resps;
+    free.clamp(0, i64::from(u32::MAX)) as u32
 }
 
 const POOL_MAX: usize = 256;
@@ -172,8 +188,8 @@ impl Io {
 
     /// Read buffers, their bytes, reply buffers and their bytes, as the
     /// worker's gauges count them (a short partial request an idle
-    /// connection keeps is not a buffer).
-    fn holding(&self) -> [i64; 4] {
+    /// connection keeps is not a buffer), and response objects held.
+    fn holding(&self) -> [i64; HOLDING] {
         let rbuf = if self.rbuf.len() >= READ_BUF {
             self.rbuf.len()
         } else {
@@ -184,6 +200,7 @@ impl Io {
             rbuf as i64,
             i64::from(!self.out.released()),
             self.out.capacity() as i64,
+            i64::from(self.out.resps()),
         ]
     }
 
@@ -216,8 +233,8 @@ impl Conn {
     }
 
     /// What it holds, as [`Io::holding`] counts it.
-    pub fn holding(&self) -> [i64; 4] {
-        self.io.as_ref().map_or([0; 4], |io| io.holding())
+    pub fn holding(&self) -> [i64; HOLDING] {
+        self.io.as_ref().map_or([0; HOLDING], |io| io.holding())
     }
 
     /// Gives back what the connection holds of the input budget (it is
@@ -256,6 +273,9 @@ impl Conn {
             .take()
             .unwrap_or_else(|| cx.io_pool.pop().unwrap_or_default());
         let before = io.holding();
+        if let Some(bufs) = cx.sh.resp_buffers {
+            io.out.set_resp_cap(Some(resp_cap(bufs, cx.mem, &before)));
+        }
         let status = self.run_io(&mut io, cx);
         for (m, (a, b)) in cx.mem.iter_mut().zip(io.holding().iter().zip(before)) {
             *m += a - b;
@@ -528,8 +548,16 @@ impl Conn {
                 return Progress::Send;
             }
             self.info.set_state(ConnState::ParseCmd);
+            if !scx.out.resp_start() {
+                // memcached hangs up on a client it has no response object
+                // for, without the replies it had not written.
+                cx.stats.incr(Counter::ResponseObjOom);
+                scx.out.discard_unsent();
+                return Progress::Close;
+            }
             match self.session.step(avail, &mut scx) {
                 Step::Need(n) => {
+                    scx.out.resp_unstart();
                     if n > 0 {
                         self.info.set_state(ConnState::Nread);
                     }

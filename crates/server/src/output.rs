@@ -44,7 +44,22 @@ pub struct Output {
     since_commit: usize,
     /// Over UDP: where memcached's response objects begin and end.
     track: Option<Box<Track>>,
+    /// memcached's response objects (a command's reply; each key of a
+    /// multiget) queued since the last commit and not yet sent, which
+    /// memcached would still hold.
+    resps: u32,
+    /// How many of them this connection may hold now (`None`: no limit;
+    /// see [`RESPS_PER_BUFFER`]).
+    resp_cap: Option<u32>,
 }
+
+/// memcached 1.6.18 takes its response objects in bundles of 13 (each
+/// about 1.2 KB with its inline write buffer) out of the same per-thread
+/// cache of 16 KB buffers as read buffers, which `-o read_buf_mem_limit`
+/// bounds at the limit divided by the threads: with 32 KB a thread, a
+/// multiget of 13 keys is answered and one of 14 is refused (measured
+/// against Debian's build).
+pub const RESPS_PER_BUFFER: u32 = 13;
 
 /// What a UDP transport needs to frame replies as memcached does, which
 /// sends each response object (a command's reply; each key of a multiget)
@@ -81,11 +96,47 @@ impl Output {
     }
 
     /// memcached starts a new response object here (before each key of a
-    /// multiget but the first). Only a UDP reply shows the difference.
-    pub fn resp_break(&mut self) {
+    /// multiget but the first). A UDP reply shows the boundary; false when
+    /// the connection may hold no more response objects (then nothing is
+    /// recorded).
+    pub fn resp_break(&mut self) -> bool {
+        if !self.resp_start() {
+            return false;
+        }
         if let Some(t) = &mut self.track {
             t.breaks.push(self.pending);
         }
+        true
+    }
+
+    /// Takes a response object for a command's reply; false when the
+    /// limit has no room for one.
+    #[inline]
+    pub fn resp_start(&mut self) -> bool {
+        if let Some(cap) = self.resp_cap {
+            if self.resps >= cap {
+                return false;
+            }
+        }
+        self.resps = self.resps.saturating_add(1);
+        true
+    }
+
+    /// Gives back the response object [`resp_start`](Self::resp_start)
+    /// took for a command that turned out not to be complete yet.
+    #[inline]
+    pub fn resp_unstart(&mut self) {
+        self.resps = self.resps.saturating_sub(1);
+    }
+
+    /// Response objects held (queued since the last commit, unsent).
+    pub fn resps(&self) -> u32 {
+        self.resps
+    }
+
+    /// How many response objects the connection may hold from now on.
+    pub fn set_resp_cap(&mut self, cap: Option<u32>) {
+        self.resp_cap = cap;
     }
 
     /// Bytes of reply buffer this output holds (composed replies; values
@@ -190,6 +241,7 @@ impl Output {
     pub fn commit(&mut self) {
         self.mark = self.segs.len();
         self.since_commit = 0;
+        self.resps = 0;
         if let Some(t) = &mut self.track {
             t.commits += 1;
         }
@@ -207,6 +259,7 @@ impl Output {
         });
         self.segs.truncate(keep);
         self.since_commit = 0;
+        self.resps = 0;
         self.pending = self.segs[self.head.min(self.segs.len())..]
             .iter()
             .map(|s| match s {
@@ -323,6 +376,7 @@ impl Output {
         self.off = 0;
         self.pending = 0;
         self.since_commit = 0;
+        self.resps = 0;
         if self.buf.capacity() > KEEP_CAPACITY {
             self.buf = Vec::new();
         } else {

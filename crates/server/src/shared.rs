@@ -393,6 +393,8 @@ pub struct Shared {
     pub settings: Settings,
     /// Input buffer memory past each connection's pooled buffer.
     pub budget: ConnBudget,
+    /// `Settings::resp_buffers_per_worker`, worked out once.
+    pub resp_buffers: Option<u32>,
     pub store: Store,
     pub worker_stats: Vec<Arc<WorkerStats>>,
     pub conns: ConnRegistry,
@@ -429,6 +431,7 @@ impl Shared {
         let budget = ConnBudget::new(settings.conn_budget());
         Shared {
             budget,
+            resp_buffers: settings.resp_buffers_per_worker(),
             settings,
             store,
             worker_stats,

@@ -43,6 +43,7 @@ pub enum Counter {
     BytesWritten,
     ConnYields,
     ReadBufOom,
+    ResponseObjOom,
     IdleKicks,
     MetaCmds,
 }
@@ -222,11 +223,11 @@ pub fn general(sh: &Shared) -> Vec<Stat> {
     p.num("connection_structures", conns.structures);
     // memcached's read buffers and response objects come from one cache
     // per thread; memcrab's from a pool of read buffers and one of reply
-    // buffers per worker. A reply is never refused for memory (the
-    // connection waits to send instead), so response_obj_oom stays 0.
+    // buffers per worker. Response objects run out only under an explicit
+    // `-o read_buf_mem_limit`, as memcached's do (`Output::resp_start`).
     let g = |g| WorkerStats::gauge(&sh.worker_stats, g);
     let free = g(Gauge::ReadBufsFree);
-    p.num("response_obj_oom", 0);
+    p.num("response_obj_oom", t.get(Counter::ResponseObjOom));
     p.num("response_obj_count", g(Gauge::ReplyBufs));
     p.num("response_obj_bytes", g(Gauge::ReplyBufBytes));
     p.num("read_buf_count", g(Gauge::ReadBufs) + free);

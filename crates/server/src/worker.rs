@@ -94,7 +94,7 @@ struct Worker {
     /// Connections closed since the last sweep.
     closed: usize,
     /// What the connections hold in buffers (`Conn::holding`, summed).
-    mem: [i64; 4],
+    mem: [i64; crate::conn::HOLDING],
     udp: Vec<UdpPort>,
     /// UDP sockets that stopped with datagrams possibly left.
     udp_ready: Vec<usize>,
@@ -115,7 +115,7 @@ impl Worker {
             io_pool: Vec::new(),
             low: [0; 3],
             closed: 0,
-            mem: [0; 4],
+            mem: [0; crate::conn::HOLDING],
             udp: Vec::new(),
             udp_ready: Vec::new(),
         }

@@ -223,3 +223,88 @@ fn rss_kb(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+/// Under `-o read_buf_mem_limit`, response objects run out where
+/// memcached's do: its limit, divided by the threads, is a number of
+/// 16 KB buffers shared by read buffers and bundles of 13 response
+/// objects (one per command reply, one per key of a multiget). A
+/// multiget past it is answered `SERVER_ERROR out of memory writing get
+/// response`; a connection that stacks more commands than that in one
+/// read is closed without its replies. Same answers from both servers,
+/// for several limits and thread counts.
+#[test]
+fn response_objects_run_out_as_in_memcached() {
+    let memcached = common::require_memcached();
+    for (limit, threads) in [("1", "32"), ("2", "32"), ("1", "4")] {
+        let args = [
+            "-o",
+            &format!("read_buf_mem_limit={limit}"),
+            "-t",
+            threads,
+            "-R",
+            "5000",
+        ];
+        let mut got = Vec::new();
+        for bin in [memcached.as_str(), common::MEMCRAB] {
+            let srv = Server::start(bin, &args);
+            let mut c = srv.connect();
+            c.call(b"set foo 0 0 600\r\n", b"");
+            c.call(&[vec![b'v'; 600], b"\r\n".to_vec()].concat(), b"STORED\r\n");
+            let mut answers = Vec::new();
+            for n in [12, 13, 14, 38, 39, 40, 194, 195, 196, 500] {
+                let keys = vec!["foo"; n].join(" ");
+                let r = c.call(format!("get {keys}\r\n").as_bytes(), b"\r\n");
+                let r = if r.starts_with(b"VALUE") {
+                    // Read the rest: n values and END.
+                    let mut all = r;
+                    while !all.ends_with(b"END\r\n") {
+                        let more = c.read_until(b"END\r\n");
+                        assert!(!more.is_empty(), "{bin}: get of {n} keys cut short");
+                        all.extend_from_slice(&more);
+                    }
+                    format!(
+                        "{} values",
+                        all.windows(5).filter(|w| w == b"VALUE").count()
+                    )
+                } else {
+                    s(&r)
+                };
+                answers.push(format!("get x{n}: {r}"));
+                // Stacked meta gets on a connection of their own.
+                let mut m = srv.connect();
+                m.send(&b"mg foo s\r\n".repeat(n));
+                let mut replies = Vec::new();
+                m.s.set_read_timeout(Some(Duration::from_millis(300)))
+                    .unwrap();
+                let mut buf = [0u8; 65536];
+                loop {
+                    match m.s.read(&mut buf) {
+                        Ok(0) => {
+                            replies.extend_from_slice(b"<closed>");
+                            break;
+                        }
+                        Ok(k) => replies.extend_from_slice(&buf[..k]),
+                        Err(_) => break,
+                    }
+                }
+                let hd = replies.windows(4).filter(|w| w == b"HD s").count();
+                let closed = replies.ends_with(b"<closed>");
+                answers.push(format!("mg x{n}: {hd} answered, closed {closed}"));
+            }
+            let st = s(&c.call(b"stats\r\n", b"END\r\n"));
+            answers.push(format!(
+                "response_obj_oom {}",
+                common::stat_in(&st, "response_obj_oom")
+            ));
+            got.push(answers);
+        }
+        assert_eq!(got[0], got[1], "-o read_buf_mem_limit={limit} -t {threads}");
+        assert!(
+            got[1]
+                .iter()
+                .any(|a| a.contains("out of memory writing get response")),
+            "the limit was never reached: {:?}",
+            got[1]
+        );
+    }
+}

@@ -320,10 +320,14 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
 /// found, then END.
 fn get(c: &Ctx<'_>, keys: Keys<'_>, cas: bool, touch: Option<i32>, out: &mut Output) {
     for (i, key) in keys.enumerate() {
-        if i > 0 {
-            // memcached answers each key in a response object of its own
-            // (a UDP reply shows it: a datagram sequence per key).
-            out.resp_break();
+        // memcached answers each key in a response object of its own (a
+        // UDP reply shows it: a datagram sequence per key); with none left
+        // under `-o read_buf_mem_limit` it culls the unsent ones.
+        if i > 0 && !out.resp_break() {
+            out.discard_unsent();
+            c.stats.incr(Counter::ResponseObjOom);
+            out.line("SERVER_ERROR out of memory writing get response");
+            return;
         }
         if key.len() > KEY_MAX_LENGTH {
             // memcached culls every unsent response, then reports the key.
