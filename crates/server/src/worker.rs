@@ -332,7 +332,7 @@ impl Worker {
             self.ready.shrink_to_fit();
         }
         self.publish();
-        if freed >= 1 << 20 || self.closed >= 64 {
+        if freed > 0 || self.closed >= 64 {
             crate::sys::trim_heap();
         }
         self.closed = 0;
