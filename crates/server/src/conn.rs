@@ -89,7 +89,7 @@ fn resp_cap(bufs: u32, mem: &[i64; HOLDING], mine: &[i64; HOLDING]) -> u32 {
     free.clamp(0, i64::from(u32::MAX)) as u32
 }
 
-const POOL_MAX: usize = 256;
+pub const POOL_MAX: usize = 256;
 /// Unparsed bytes at most that an idle connection keeps in a buffer of
 /// their own size, giving its pooled buffer back.
 const KEEP_PARTIAL: usize = 2048;
@@ -386,6 +386,7 @@ impl Conn {
             io.rend -= io.rpos;
             io.rpos = 0;
         }
+        self.stream.lend(cx.pool);
         loop {
             if io.rend >= limit {
                 return Ok(false);
@@ -463,6 +464,7 @@ impl Conn {
     /// that an idle connection holds no buffers.
     fn idle(&mut self, io: &mut Io, cx: &mut WorkerCx<'_>) {
         self.info.set_waiting();
+        self.stream.release(cx.pool);
         if io.rpos == io.rend && !io.rbuf.is_empty() {
             Self::release_read_buf(io, cx);
         } else if io.rbuf.len() == READ_BUF && io.rend - io.rpos <= KEEP_PARTIAL {

@@ -31,6 +31,22 @@ impl Stream {
         matches!(self, Stream::Tls(s) if s.has_pending())
     }
 
+    /// Before a read: a TLS stream takes a pooled buffer to read its
+    /// records into (a plain socket reads straight into the connection's).
+    pub fn lend(&mut self, pool: &mut Vec<Vec<u8>>) {
+        if let Stream::Tls(s) = self {
+            s.lend(pool);
+        }
+    }
+
+    /// The connection went idle: a TLS stream gives back the buffers that
+    /// hold nothing.
+    pub fn release(&mut self, pool: &mut Vec<Vec<u8>>) {
+        if let Stream::Tls(s) = self {
+            s.release(pool);
+        }
+    }
+
     /// Sends what [`Stream::has_pending`] reports; `WouldBlock` when the
     /// socket filled first.
     pub fn send_pending(&mut self) -> io::Result<()> {

@@ -25,7 +25,9 @@ use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache, WebPkiClientVerifier};
-use rustls::{RootCertStore, ServerConfig, ServerConnection, SupportedCipherSuite};
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
+use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite};
 
 use crate::config::SslOptions;
 
@@ -99,11 +101,15 @@ impl Tls {
     /// A server side for a connection accepted on a TLS listener.
     pub fn accept(&self, sock: mio::net::TcpStream) -> io::Result<TlsStream> {
         let config = Arc::clone(&self.config.read());
-        let mut tls = ServerConnection::new(config).map_err(io::Error::other)?;
-        tls.set_buffer_limit(Some(self.opts.wbuf_size.max(1) as usize));
+        let conn = UnbufferedServerConnection::new(config).map_err(io::Error::other)?;
         Ok(TlsStream {
             sock,
-            tls,
+            conn,
+            input: In::default(),
+            out: Out::default(),
+            plain: Plain::default(),
+            stage: Vec::new(),
+            wbuf_size: self.opts.wbuf_size.max(1) as usize,
             counts: Arc::clone(&self.counts),
             session_cache: self.opts.session_cache,
             state: Handshake::Fresh,
@@ -122,43 +128,189 @@ enum Handshake {
     Failed,
 }
 
-/// A TCP connection with rustls over it.
+/// The most ciphertext a stream buffers: a handshake message may span
+/// records up to rustls' limit on one (64 KB), plus a record.
+const IN_MAX: usize = 80 * 1024;
+/// A TLS record's payload at most.
+const RECORD_PAYLOAD: usize = 16 * 1024;
+/// Slices shorter than this are gathered into one record with their
+/// neighbours (a reply's lines and small values); longer ones are
+/// encrypted where they lie.
+const GATHER_MAX: usize = 2048;
+
+/// Ciphertext from the socket: `buf[start..end]` is what rustls has not
+/// discarded yet (it may have looked at part of it: the same bytes must
+/// be at the front of the next call's input). A pooled read buffer,
+/// grown for a large record or handshake message.
+#[derive(Default)]
+struct In {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl In {
+    fn unprocessed(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.end]
+    }
+}
+
+/// Records for the socket: `buf[pos..end]` not yet sent.
+#[derive(Default)]
+struct Out {
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+}
+
+impl Out {
+    fn pending(&self) -> usize {
+        self.end - self.pos
+    }
+
+    /// Room for `n` more bytes of records.
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        if self.pos == self.end {
+            self.pos = 0;
+            self.end = 0;
+        }
+        if self.buf.len() < self.end + n {
+            self.buf.resize(self.end + n, 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Encodes a handshake record rustls has ready.
+    fn encode(&mut self, e: &mut rustls::unbuffered::EncodeTlsData<'_, ServerConnectionData>) {
+        let mut need = 2048;
+        loop {
+            match e.encode(self.room(need)) {
+                Ok(n) => {
+                    self.end += n;
+                    return;
+                }
+                Err(EncodeError::InsufficientSize(s)) => need = s.required_size,
+                Err(EncodeError::AlreadyEncoded) => return,
+            }
+        }
+    }
+
+    /// Writes what waits to `sock`.
+    fn send(&mut self, sock: &mut mio::net::TcpStream) -> io::Result<()> {
+        while self.pos < self.end {
+            match sock.write(&self.buf[self.pos..self.end]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.pos += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.pos = 0;
+        self.end = 0;
+        Ok(())
+    }
+}
+
+/// Decrypted bytes no read had room for: `buf[pos..]`.
+#[derive(Default)]
+struct Plain {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Plain {
+    /// Moves what is kept into `dst`.
+    fn take(&mut self, dst: &mut [u8]) -> usize {
+        let left = &self.buf[self.pos..];
+        let k = left.len().min(dst.len());
+        dst[..k].copy_from_slice(&left[..k]);
+        self.pos += k;
+        if self.pos == self.buf.len() {
+            *self = Plain::default();
+        }
+        k
+    }
+}
+
+/// A TCP connection with rustls over it, in rustls' unbuffered mode:
+/// the stream owns the buffers (ciphertext is read into a pooled read
+/// buffer, records are encrypted straight into the output buffer), each
+/// held only while it has bytes in it, so an idle TLS connection keeps
+/// rustls' state and nothing else.
 pub struct TlsStream {
     pub sock: mio::net::TcpStream,
-    tls: ServerConnection,
+    conn: UnbufferedServerConnection,
+    input: In,
+    out: Out,
+    plain: Plain,
+    /// Small slices gathered for one record.
+    stage: Vec<u8>,
+    /// `ssl_wbuf_size`: records waiting for the socket at most (more
+    /// replies wait in the connection's queue).
+    wbuf_size: usize,
     counts: Arc<TlsCounts>,
     session_cache: bool,
     state: Handshake,
 }
 
+/// Where driving rustls over the buffered ciphertext stopped.
+#[derive(PartialEq, Eq)]
+enum Stop {
+    /// The read's buffer is full.
+    Full,
+    /// rustls needs more bytes (the handshake, or the next record).
+    Blocked,
+    /// No input left to act on; application data may be sent.
+    Writable,
+    /// The peer sent close_notify.
+    Eof,
+}
+
 impl TlsStream {
     /// Encrypted bytes wait for room in the socket.
     pub fn has_pending(&self) -> bool {
-        self.tls.wants_write()
+        self.out.pending() > 0
     }
 
     /// Sends the records waiting; `WouldBlock` when the socket filled
     /// first.
     pub fn send_pending(&mut self) -> io::Result<()> {
-        while self.tls.wants_write() {
-            match self.tls.write_tls(&mut self.sock) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        self.out.send(&mut self.sock)
+    }
+
+    /// Takes a pooled read buffer to read ciphertext into, if it has none.
+    pub fn lend(&mut self, pool: &mut Vec<Vec<u8>>) {
+        if self.input.buf.is_empty() {
+            self.input.buf = pool
+                .pop()
+                .unwrap_or_else(|| vec![0; crate::conn::READ_BUF]);
         }
-        Ok(())
+    }
+
+    /// Gives the buffers back when they hold nothing (the connection is
+    /// idle): a pooled-size read buffer to `pool`, the rest to the
+    /// allocator.
+    pub fn release(&mut self, pool: &mut Vec<Vec<u8>>) {
+        if self.input.start != self.input.end || self.out.pending() > 0 || !self.plain.buf.is_empty()
+        {
+            return;
+        }
+        let buf = std::mem::take(&mut self.input).buf;
+        if buf.len() == crate::conn::READ_BUF && pool.len() < crate::conn::POOL_MAX {
+            pool.push(buf);
+        }
+        self.out = Out::default();
+        self.stage = Vec::new();
     }
 
     /// Sessions a finished handshake added to the cache, counted as
     /// memcached (OpenSSL) counts them: each TLS 1.3 ticket is one, a
     /// TLS 1.2 session one, a resumed TLS 1.2 session none.
     fn new_sessions(&self) -> u64 {
-        match self.tls.protocol_version() {
+        match self.conn.protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_3) => TLS13_TICKETS as u64,
             _ if matches!(
-                self.tls.handshake_kind(),
+                self.conn.handshake_kind(),
                 Some(rustls::HandshakeKind::Resumed)
             ) =>
             {
@@ -176,58 +328,177 @@ impl TlsStream {
         }
     }
 
+    /// Reads from the socket into the ciphertext buffer. Returns the
+    /// bytes read (0: end of stream) and whether the read came back short
+    /// (the socket is drained).
+    fn fill_in(&mut self) -> io::Result<(usize, bool)> {
+        let b = &mut self.input;
+        if b.buf.is_empty() {
+            b.buf = vec![0; crate::conn::READ_BUF];
+        }
+        if b.start == b.end {
+            b.start = 0;
+            b.end = 0;
+        } else if b.end == b.buf.len() && b.start > 0 {
+            b.buf.copy_within(b.start..b.end, 0);
+            b.end -= b.start;
+            b.start = 0;
+        }
+        if b.end == b.buf.len() {
+            // A record (or a handshake message) larger than the buffer.
+            if b.buf.len() >= IN_MAX {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "TLS input past its bound",
+                ));
+            }
+            let grown = (b.buf.len() * 2).min(IN_MAX);
+            b.buf.resize(grown, 0);
+        }
+        let asked = b.buf.len() - b.end;
+        let n = self.sock.read(&mut b.buf[b.end..])?;
+        b.end += n;
+        if n > 0 && self.state == Handshake::Fresh {
+            self.state = Handshake::Started;
+        }
+        Ok((n, n < asked))
+    }
+
+    /// Drives rustls over the buffered ciphertext: decrypted bytes go to
+    /// `dst` (until it is full) or, without one, are kept for the next
+    /// read; handshake records go to the output buffer and the socket.
+    fn drive(&mut self, mut dst: Option<(&mut [u8], &mut usize)>) -> io::Result<Stop> {
+        loop {
+            let status = self.conn.process_tls_records(self.input.unprocessed());
+            let mut discard = status.discard;
+            let mut transmit = false;
+            let mut failure = None;
+            let stop = match status.state {
+                Err(e) => {
+                    failure = Some(e);
+                    None
+                }
+                Ok(ConnectionState::ReadTraffic(mut r)) => {
+                    while let Some(rec) = r.next_record() {
+                        match rec {
+                            Ok(rec) => {
+                                discard += rec.discard;
+                                let mut p = rec.payload;
+                                if let Some((d, got)) = &mut dst {
+                                    let k = p.len().min(d.len() - **got);
+                                    d[**got..**got + k].copy_from_slice(&p[..k]);
+                                    **got += k;
+                                    p = &p[k..];
+                                }
+                                self.plain.buf.extend_from_slice(p);
+                            }
+                            Err(e) => {
+                                failure = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    match &dst {
+                        Some((d, got)) if **got == d.len() => Some(Stop::Full),
+                        _ => None,
+                    }
+                }
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    self.out.encode(&mut e);
+                    None
+                }
+                Ok(ConnectionState::TransmitTlsData(t)) => {
+                    // The records wait in the output buffer until the
+                    // socket takes them.
+                    t.done();
+                    transmit = true;
+                    None
+                }
+                Ok(ConnectionState::WriteTraffic(_)) => Some(Stop::Writable),
+                Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => Some(Stop::Eof),
+                // BlockedHandshake; early data is never enabled.
+                Ok(_) => Some(Stop::Blocked),
+            };
+            self.input.start += discard;
+            if let Some(e) = failure {
+                self.send_alert();
+                self.failed();
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+            if transmit {
+                match self.send_pending() {
+                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
+                        self.failed();
+                        return Err(e);
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(stop) = stop {
+                if self.state == Handshake::Started && !self.conn.is_handshaking() {
+                    self.state = Handshake::Done;
+                    if self.session_cache {
+                        self.counts
+                            .new_sessions
+                            .fetch_add(self.new_sessions(), Ordering::Relaxed);
+                    }
+                }
+                return Ok(stop);
+            }
+        }
+    }
+
+    /// After a failure: the alert rustls queued, if the socket takes it.
+    fn send_alert(&mut self) {
+        for _ in 0..4 {
+            let status = self.conn.process_tls_records(self.input.unprocessed());
+            match status.state {
+                Ok(ConnectionState::EncodeTlsData(mut e)) => self.out.encode(&mut e),
+                Ok(ConnectionState::TransmitTlsData(t)) => {
+                    t.done();
+                    let _ = self.send_pending();
+                    return;
+                }
+                _ => return,
+            }
+        }
+    }
+
     /// Reads and decrypts what the socket holds: returns when `buf` is
     /// full, the socket is empty (`WouldBlock` if nothing came) or at
     /// end-of-stream, so that a short read means the socket was drained,
     /// as for a plain socket.
     fn read_plain(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut got = 0;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut got = self.plain.take(buf);
         // The last socket read came back short: the socket is empty, and
-        // once rustls' plaintext is taken there is nothing to wait for (a
-        // plain socket's rule; saves the read that would say WouldBlock).
+        // once the buffered records are decrypted there is nothing to
+        // wait for (a plain socket's rule; saves the read that would say
+        // WouldBlock).
         let mut drained = false;
         loop {
-            match self.tls.reader().read(&mut buf[got..]) {
-                // close_notify: the end of the stream.
-                Ok(0) => return Ok(got),
-                Ok(n) => {
-                    got += n;
-                    if got == buf.len() {
+            if got == buf.len() {
+                return Ok(got);
+            }
+            match self.drive(Some((&mut *buf, &mut got)))? {
+                Stop::Eof | Stop::Full => return Ok(got),
+                Stop::Blocked | Stop::Writable if drained && got > 0 => return Ok(got),
+                Stop::Blocked | Stop::Writable => {}
+            }
+            match self.fill_in() {
+                Ok((0, _)) => {
+                    if got > 0 {
                         return Ok(got);
                     }
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if drained && got > 0 {
-                        return Ok(got);
-                    }
-                }
-                // The peer closed without close_notify.
-                Err(_) if got > 0 => return Ok(got),
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    // The peer closed without close_notify.
                     self.failed();
                     return Ok(0);
                 }
-                Err(e) => return Err(e),
-            }
-            let mut src = ShortRead {
-                sock: &mut self.sock,
-                short: false,
-            };
-            let r = self.tls.read_tls(&mut src);
-            drained = src.short;
-            match r {
-                Ok(0) => {
-                    self.failed();
-                    return Ok(got);
-                }
-                Ok(_) => {
-                    if self.state == Handshake::Fresh {
-                        self.state = Handshake::Started;
-                    }
-                }
+                Ok((_, short)) => drained = short,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => return Ok(got),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     if e.kind() != io::ErrorKind::WouldBlock {
                         self.failed();
@@ -235,45 +506,59 @@ impl TlsStream {
                     return Err(e);
                 }
             }
-            if let Err(e) = self.tls.process_new_packets() {
-                // The alert rustls queued, if the socket takes it.
-                let _ = self.send_pending();
-                self.failed();
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-            }
-            if self.state == Handshake::Started && !self.tls.is_handshaking() {
-                self.state = Handshake::Done;
-                if self.session_cache {
-                    self.counts
-                        .new_sessions
-                        .fetch_add(self.new_sessions(), Ordering::Relaxed);
-                }
-            }
-            // The handshake's next flight; what the socket has no room
-            // for waits (`has_pending`).
-            match self.send_pending() {
-                Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
-                    self.failed();
-                    return Err(e);
-                }
-                _ => {}
-            }
         }
     }
-}
 
-/// The socket as rustls reads it, noting a read that filled less than
-/// it was offered.
-struct ShortRead<'a> {
-    sock: &'a mut mio::net::TcpStream,
-    short: bool,
-}
+    /// Encrypts `data` into the output buffer as one or more records.
+    /// False when rustls cannot send application data (before the
+    /// handshake is done, or after close_notify went).
+    fn seal(&mut self, data: &[u8]) -> io::Result<bool> {
+        let mut need = data.len() + 64;
+        for _ in 0..8 {
+            let status = self.conn.process_tls_records(self.input.unprocessed());
+            let discard = status.discard;
+            let sealed = match status.state {
+                Ok(ConnectionState::WriteTraffic(mut w)) => {
+                    match w.encrypt(data, self.out.room(need)) {
+                        Ok(n) => {
+                            self.out.end += n;
+                            Some(true)
+                        }
+                        Err(EncryptError::InsufficientSize(s)) => {
+                            need = s.required_size;
+                            None
+                        }
+                        Err(e) => return Err(io::Error::other(e)),
+                    }
+                }
+                _ => Some(false),
+            };
+            self.input.start += discard;
+            match sealed {
+                Some(true) => return Ok(true),
+                // Not writable straight away: settle what rustls has to do
+                // first (records to send, input to take), then again.
+                Some(false) => {
+                    if self.drive(None)? != Stop::Writable {
+                        return Ok(false);
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(false)
+    }
 
-impl Read for ShortRead<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.sock.read(buf)?;
-        self.short = n < buf.len();
-        Ok(n)
+    /// Encrypts the gathered small slices.
+    fn seal_stage(&mut self) -> io::Result<bool> {
+        if self.stage.is_empty() {
+            return Ok(true);
+        }
+        let stage = std::mem::take(&mut self.stage);
+        let r = self.seal(&stage);
+        self.stage = stage;
+        self.stage.clear();
+        r
     }
 }
 
@@ -289,20 +574,46 @@ impl Write for TlsStream {
     }
 
     /// Takes at most `ssl_wbuf_size` bytes more than the socket has taken
-    /// (records rustls holds count), so that a client that does not read
+    /// (records waiting count), so that a client that does not read
     /// holds the server's replies in the connection's queue, where the
-    /// connection budget sees them, not here.
+    /// connection budget sees them, not here. Small slices are gathered
+    /// into records of up to 16 KB; large ones are encrypted in place.
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.send_pending()?;
-        let n = self.tls.writer().write_vectored(bufs)?;
         match self.send_pending() {
             Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
             _ => {}
         }
-        if n == 0 && bufs.iter().any(|b| !b.is_empty()) {
+        let mut room = self.wbuf_size.saturating_sub(self.out.pending());
+        let mut taken = 0;
+        for b in bufs {
+            if room == 0 {
+                break;
+            }
+            let b = &b[..b.len().min(room)];
+            if b.len() >= GATHER_MAX {
+                if !self.seal_stage()? || !self.seal(b)? {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+            } else {
+                if self.stage.len() + b.len() > RECORD_PAYLOAD && !self.seal_stage()? {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                self.stage.extend_from_slice(b);
+            }
+            room -= b.len();
+            taken += b.len();
+        }
+        if !self.seal_stage()? {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        Ok(n)
+        match self.send_pending() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+            _ => {}
+        }
+        if taken == 0 && bufs.iter().any(|b| !b.is_empty()) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(taken)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -314,10 +625,16 @@ impl Drop for TlsStream {
     /// memcached shuts TLS down before it closes: a close_notify, if the
     /// socket takes it now.
     fn drop(&mut self) {
-        if self.state == Handshake::Done {
-            self.tls.send_close_notify();
-            let _ = self.send_pending();
+        if self.state != Handshake::Done {
+            return;
         }
+        let status = self.conn.process_tls_records(self.input.unprocessed());
+        if let Ok(ConnectionState::WriteTraffic(mut w)) = status.state {
+            if let Ok(n) = w.queue_close_notify(self.out.room(64)) {
+                self.out.end += n;
+            }
+        }
+        let _ = self.send_pending();
     }
 }
 
