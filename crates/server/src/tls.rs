@@ -281,9 +281,7 @@ impl TlsStream {
     /// Takes a pooled read buffer to read ciphertext into, if it has none.
     pub fn lend(&mut self, pool: &mut Vec<Vec<u8>>) {
         if self.input.buf.is_empty() {
-            self.input.buf = pool
-                .pop()
-                .unwrap_or_else(|| vec![0; crate::conn::READ_BUF]);
+            self.input.buf = pool.pop().unwrap_or_else(|| vec![0; crate::conn::READ_BUF]);
         }
     }
 
@@ -291,7 +289,9 @@ impl TlsStream {
     /// idle): a pooled-size read buffer to `pool`, the rest to the
     /// allocator.
     pub fn release(&mut self, pool: &mut Vec<Vec<u8>>) {
-        if self.input.start != self.input.end || self.out.pending() > 0 || !self.plain.buf.is_empty()
+        if self.input.start != self.input.end
+            || self.out.pending() > 0
+            || !self.plain.buf.is_empty()
         {
             return;
         }
