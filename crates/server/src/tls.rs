@@ -4,15 +4,17 @@
 //! listener reads and writes through.
 //!
 //! ```text
-//!  socket ─read_tls─► rustls (decrypt) ─reader─► Conn's pooled read buffer
-//!  Conn's Output ─writev─► TlsStream::write_vectored ─► rustls (records,
-//!     at most ssl_wbuf_size pending) ─write_tls (writev)─► socket
+//!  socket ─read─► In (a pooled read buffer) ─process_tls_records─► rustls
+//!     (unbuffered: decrypts, or has handshake records to encode) ─► Conn's read buffer
+//!  Conn's Output ─writev─► TlsStream::write_vectored ─► small slices gathered,
+//!     WriteTraffic::encrypt ─► Out (at most ssl_wbuf_size pending) ─write─► socket
 //! ```
 //!
 //! A handshake advances as bytes arrive, like any read: a worker never
-//! waits on one client. Records the socket had no room for stay in rustls
+//! waits on one client. Records the socket had no room for stay in `Out`
 //! ([`TlsStream::has_pending`]) and the connection waits for the writable
-//! edge as it does for its own replies.
+//! edge as it does for its own replies. The buffers are held only while
+//! they hold bytes: an idle connection gives them back (`release`).
 
 use std::io::{self, IoSlice, Read, Write};
 use std::path::{Path, PathBuf};
