@@ -540,12 +540,8 @@ impl TlsStream {
                 Some(true) => return Ok(true),
                 // Not writable straight away: settle what rustls has to do
                 // first (records to send, input to take), then again.
-                Some(false) => {
-                    if self.drive(None)? != Stop::Writable {
-                        return Ok(false);
-                    }
-                }
-                None => {}
+                Some(false) if self.drive(None)? != Stop::Writable => return Ok(false),
+                _ => {}
             }
         }
         Ok(false)
