@@ -78,14 +78,15 @@ pub const HOLDING: usize = 5;
 
 /// The response objects a connection may hold under `-o
 /// read_buf_mem_limit`, as memcached's per-thread cache would lend them:
-/// of the worker's `bufs` buffers, those the other connections hold as
-/// read buffers or response objects are taken, and this connection reads
-/// into one of its own.
+/// of the worker's `bufs` buffers, this connection reads into one, and
+/// the other connections' response objects are taken. Their read buffers
+/// are not counted (memcached's are, from the same cache): memcrab bounds
+/// those with its byte budget, which slows the connection that holds them
+/// rather than refusing the others.
 fn resp_cap(bufs: u32, mem: &[i64; HOLDING], mine: &[i64; HOLDING]) -> u32 {
     let per = i64::from(crate::output::RESPS_PER_BUFFER);
-    let other_bufs = (mem[0] - mine[0]).max(0);
     let other_resps = (mem[4] - mine[4]).max(0);
-    let free = (i64::from(bufs) - other_bufs - 1).max(0) * per - other_resps;
+    let free = (i64::from(bufs) - 1).max(0) * per - other_resps;
     free.clamp(0, i64::from(u32::MAX)) as u32
 }
 

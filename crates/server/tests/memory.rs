@@ -125,11 +125,16 @@ fn a_long_line_without_budget_closes_the_connection() {
     let mut b = [0u8; 16];
     assert!(matches!(c.read(&mut b), Ok(0) | Err(_)), "not closed");
     assert_eq!(stat(&mut admin, "read_buf_oom"), 1);
-    // With the budget free, the same line is answered.
+    // With the budget free, the same line is read and answered: with
+    // memcached's answer for a multiget of 25,000 keys, past the response
+    // objects `read_buf_mem_limit=1` leaves a worker.
     drop(_held);
     std::thread::sleep(Duration::from_millis(200));
     let mut c = srv.connect();
-    assert_eq!(c.call(&line, b"END\r\n"), b"END\r\n");
+    assert_eq!(
+        c.call(&line, b"\r\n"),
+        b"SERVER_ERROR out of memory writing get response\r\n"
+    );
 }
 
 /// `stats` counts the read buffers connections hold and the pool keeps,
