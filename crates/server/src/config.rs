@@ -174,6 +174,10 @@ impl fmt::Display for Protocol {
 /// The validated settings every part of the server reads.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `-D`: the per-prefix stats delimiter (`:`), and whether they start
+    /// on (with `-D`).
+    pub prefix_delimiter: u8,
+    pub detail_enabled: bool,
     /// memcached's meaning: 0 = no TCP, -1 = an ephemeral port.
     pub port: i32,
     /// The same for UDP; 0 (off) unless `-U` asks.
@@ -480,9 +484,15 @@ impl Settings {
         if a.memory_file.is_some() {
             return Err(not_yet("-e/--memory-file", "restartable cache"));
         }
-        if a.delimiter.is_some() {
-            return Err(not_yet("-D", "per-prefix stats"));
-        }
+        // memcached takes the first character of -D's argument and turns
+        // per-prefix stats on.
+        let (prefix_delimiter, detail_enabled) = match a.delimiter.as_deref() {
+            None => (b':', false),
+            Some(d) => match d.as_bytes().first() {
+                Some(&c) => (c, true),
+                None => return Err(usage("No delimiter specified")),
+            },
+        };
         let protocol = match a.protocol.as_deref().unwrap_or("auto") {
             "auto" => Protocol::Auto,
             "ascii" => Protocol::Ascii,
@@ -667,6 +677,8 @@ impl Settings {
             item_size_max: item_size_max as u32,
             flush_enabled: !a.disable_flush_all,
             dump_enabled: !a.disable_dumping,
+            prefix_delimiter,
+            detail_enabled,
             shutdown_command: a.enable_shutdown,
             sasl,
             auth_file,

@@ -35,6 +35,7 @@ pub mod config;
 pub mod conn;
 pub mod listen;
 pub mod output;
+pub mod prefix;
 pub mod session;
 pub mod shared;
 pub mod shutdown;

@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 
 use crate::cmd::hook::Observer;
 use crate::config::Settings;
+use crate::prefix::PrefixStats;
 use crate::stats::WorkerStats;
 
 /// A listening socket, for `stats conns`.
@@ -405,6 +406,8 @@ pub struct Shared {
     pub started: u32,
     /// What sees every key command (`cmd::hook`); fixed at start.
     pub observers: Vec<Box<dyn Observer>>,
+    /// `stats detail`: per-prefix counts, fed by the same hook.
+    pub prefix: PrefixStats,
     verbose: AtomicU8,
     /// `slabs automove` mode (0, 1, 2), from `-o slab_automove` at start.
     automove: AtomicU32,
@@ -429,6 +432,7 @@ impl Shared {
         );
         let started = store.clock().now();
         let budget = ConnBudget::new(settings.conn_budget());
+        let (delimiter, detail) = (settings.prefix_delimiter, settings.detail_enabled);
         Shared {
             budget,
             resp_buffers: settings.resp_buffers_per_worker(),
@@ -440,6 +444,7 @@ impl Shared {
             udp,
             started,
             observers: Vec::new(),
+            prefix: PrefixStats::new(delimiter, detail),
             verbose,
             automove,
         }
@@ -469,5 +474,6 @@ impl Shared {
         }
         self.store.reset_stats();
         self.conns.reset_counts();
+        self.prefix.clear();
     }
 }

@@ -392,8 +392,15 @@ pub fn settings(sh: &Shared) -> Vec<Stat> {
     p.num("chunk_size", u64::from(s.chunk_size));
     p.num("num_threads", s.threads as u64);
     p.num("num_threads_per_udp", s.threads as u64);
-    p.text("stat_key_prefix", ":");
-    p.text("detail_enabled", "no");
+    let d = sh.prefix.delimiter();
+    p.text(
+        "stat_key_prefix",
+        String::from_utf8_lossy(&[d]).into_owned(),
+    );
+    p.text(
+        "detail_enabled",
+        if sh.prefix.is_on() { "yes" } else { "no" },
+    );
     p.num("reqs_per_event", s.reqs_per_event as u64);
     p.text("cas_enabled", yes_no(s.use_cas));
     p.text("tcp_backlog", s.backlog.to_string());

@@ -21,7 +21,19 @@ pub fn get<R>(
     touch: Option<i32>,
     hit: impl FnOnce(&mut Found<'_>) -> R,
 ) -> Result<R, Missed> {
-    let found = lookup(cx, key, touch.into(), |f| Ok::<R, Infallible>(hit(f)));
+    get_as(cx, key, touch, None, hit)
+}
+
+/// [`get`], told which operation observers see (`None`: a get, or a gat
+/// with `touch`).
+pub(super) fn get_as<R>(
+    cx: &Ctx<'_>,
+    key: &[u8],
+    touch: Option<i32>,
+    op: Option<Op>,
+    hit: impl FnOnce(&mut Found<'_>) -> R,
+) -> Result<R, Missed> {
+    let found = lookup_as(cx, key, touch.into(), op, |f| Ok::<R, Infallible>(hit(f)));
     found.map(|r| match r {
         Ok(r) => r,
         Err(never) => match never {},
@@ -45,6 +57,17 @@ pub fn lookup<R, E>(
     cx: &Ctx<'_>,
     key: &[u8],
     opts: GetOpts,
+    f: impl FnOnce(&mut Found<'_>) -> Result<R, E>,
+) -> Result<Result<R, E>, Missed> {
+    lookup_as(cx, key, opts, None, f)
+}
+
+#[inline]
+fn lookup_as<R, E>(
+    cx: &Ctx<'_>,
+    key: &[u8],
+    opts: GetOpts,
+    op: Option<Op>,
     f: impl FnOnce(&mut Found<'_>) -> Result<R, E>,
 ) -> Result<Result<R, E>, Missed> {
     let mut missed_before = None;
@@ -78,11 +101,11 @@ pub fn lookup<R, E>(
     };
     count_why(cx, missed);
     hook::record(cx, || Event {
-        op: if touch_hit || opts.touch.is_some() {
-            Op::Touch
+        op: op.unwrap_or(if touch_hit || opts.touch.is_some() {
+            Op::Gat
         } else {
             Op::Get
-        },
+        }),
         key,
         hit: found.is_ok(),
     });

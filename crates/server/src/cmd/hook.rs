@@ -1,7 +1,7 @@
 //! The one point every key command passes after it has run: what it did
 //! to which key. Observers attach here (memcached's per-prefix stats,
 //! `stats detail`, and its `watch` log are the two it has); with none
-//! attached a command pays one branch.
+//! attached and per-prefix stats off a command pays two branches.
 
 use memcrab_proto::StoreMode;
 
@@ -10,9 +10,12 @@ use super::{Ctx, Proto};
 /// A key command, as observers see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
-    /// A plain lookup (get, gets, binary Get).
+    /// A plain lookup (get, gets, binary Get, meta mg).
     Get,
-    /// A lookup that sets a new exptime (gat, touch, binary Gat, Touch).
+    /// A lookup that sets a new exptime (gat, gats, binary Gat, Touch).
+    Gat,
+    /// Text `touch`: a new exptime, no value (memcached's per-prefix
+    /// stats do not count it, where they count a gat and binary Touch).
     Touch,
     Store(StoreMode),
     Delete,
@@ -40,10 +43,14 @@ pub trait Observer: Send + Sync {
 #[inline]
 pub fn record<'k>(cx: &Ctx<'_>, event: impl FnOnce() -> Event<'k>) {
     let observers = &cx.sh.observers;
-    if observers.is_empty() {
+    let prefix = &cx.sh.prefix;
+    if observers.is_empty() && !prefix.is_on() {
         return;
     }
     let e = event();
+    if prefix.is_on() {
+        prefix.observe(cx.proto, &e);
+    }
     for o in observers {
         o.observe(cx.proto, &e);
     }

@@ -23,8 +23,10 @@ pub enum Reply {
     DumpDisabled,
     /// `stats detail` with a wrong or missing argument.
     DetailUsage,
-    /// `stats detail on|off|dump`: memcrab keeps no per-prefix stats.
-    DetailUnsupported,
+    /// `stats detail on` or `off` done.
+    DetailSet,
+    /// `stats detail dump`: `PREFIX` lines and `END`, as text.
+    DetailDump(Vec<u8>),
     /// A group this protocol does not serve (binary `Stat` with a key
     /// memcached does not know).
     Unknown,
@@ -57,8 +59,10 @@ pub fn stats(cx: &Ctx<'_>, group: Option<StatsGroup>) -> Reply {
             )
         }
         StatsGroup::DetailUsage => Reply::DetailUsage,
-        StatsGroup::DetailOn | StatsGroup::DetailOff | StatsGroup::DetailDump => {
-            Reply::DetailUnsupported
+        StatsGroup::DetailOn | StatsGroup::DetailOff => {
+            sh.prefix.set_on(group == StatsGroup::DetailOn);
+            Reply::DetailSet
         }
+        StatsGroup::DetailDump => Reply::DetailDump(sh.prefix.dump()),
     }
 }

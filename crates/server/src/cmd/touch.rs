@@ -4,9 +4,10 @@
 
 use memcrab_store::Missed;
 
+use super::hook::Op;
 use super::{get, Ctx};
 
 /// Gives `key` a new exptime if it is live.
 pub fn touch(cx: &Ctx<'_>, key: &[u8], exptime: i32) -> Result<(), Missed> {
-    get::get(cx, key, Some(exptime), |_| ())
+    get::get_as(cx, key, Some(exptime), Some(Op::Touch), |_| ())
 }

@@ -491,12 +491,25 @@ fn stat(opcode: u8, opaque: u32, reply: stats::Reply, cx: &mut Cx<'_>) {
     let pairs = match reply {
         stats::Reply::Pairs(p) => p,
         stats::Reply::Reset => Vec::new(),
-        // Per-prefix stats are not kept.
-        stats::Reply::DetailUsage | stats::Reply::DetailUnsupported => {
-            error(cx, opcode, opaque, Status::NotSupported);
-            return;
+        stats::Reply::DetailSet => Vec::new(),
+        // memcached sends the text dump as one stat named "detailed".
+        stats::Reply::DetailDump(text) => {
+            respond(
+                cx,
+                opcode,
+                opaque,
+                Status::NoError,
+                0,
+                &[],
+                b"detailed",
+                &text,
+            );
+            Vec::new()
         }
-        stats::Reply::Unknown | stats::Reply::Dump(_) | stats::Reply::DumpDisabled => {
+        stats::Reply::DetailUsage
+        | stats::Reply::Unknown
+        | stats::Reply::Dump(_)
+        | stats::Reply::DumpDisabled => {
             error(cx, opcode, opaque, Status::KeyNotFound);
             return;
         }

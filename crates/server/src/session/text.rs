@@ -389,9 +389,8 @@ fn stats_reply(r: stats::Reply, out: &mut Output) {
         }),
         stats::Reply::DumpDisabled => out.line("CLIENT_ERROR stats cachedump not allowed"),
         stats::Reply::DetailUsage => out.line("CLIENT_ERROR usage: stats detail on|off|dump"),
-        stats::Reply::DetailUnsupported => {
-            out.line("SERVER_ERROR per-prefix stats (stats detail) are not supported by memcrab")
-        }
+        stats::Reply::DetailSet => out.line("OK"),
+        stats::Reply::DetailDump(text) => out.bytes(&text),
         // Text `stats` with an unknown group is a parse error (ERROR).
         stats::Reply::Unknown => out.line("ERROR"),
     }
