@@ -116,6 +116,8 @@ pub enum Request<'a> {
         mode: u32,
         noreply: bool,
     },
+    /// `lru_crawler <subcommand> ...` (memcached's words; no `noreply`).
+    LruCrawler(LruCrawler<'a>),
     /// `mn`: flush marker of the meta protocol.
     MetaNoop,
     /// A meta command (`mg ms md ma me`): `meta::parse` reads the line.
@@ -131,6 +133,76 @@ pub enum Request<'a> {
     },
     /// Lines memcached answers by closing the connection (an HTTP request).
     Close,
+}
+
+/// `lru_crawler` subcommands, read as memcached 1.6.18 reads them: the
+/// subcommand and its argument must be the whole line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LruCrawler<'a> {
+    /// `crawl <classes>`: reap expired items (`all`, `hash`, or class ids
+    /// separated by commas).
+    Crawl(Classes),
+    /// `metadump <classes>`: list every live item's key and metadata.
+    Metadump(Classes),
+    /// `tocrawl <n>`; `None`: not a number.
+    Tocrawl(Option<u32>),
+    /// `sleep <microseconds>`; `None`: not a number.
+    Sleep(Option<u32>),
+    Enable,
+    Disable,
+    /// Anything else: `ERROR`.
+    Unknown(&'a [u8]),
+}
+
+/// The classes an `lru_crawler` request names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Classes {
+    All,
+    /// memcached's hash-table walk (`hash`).
+    Hash,
+    /// Class ids (each 1 to 63); empty when the list named none.
+    Ids(Vec<u8>),
+    /// An id that is not a class (`BADCLASS invalid class id`).
+    Bad,
+}
+
+impl Classes {
+    fn parse(arg: &[u8]) -> Classes {
+        match arg {
+            b"all" => Classes::All,
+            b"hash" => Classes::Hash,
+            _ => {
+                let mut ids = Vec::new();
+                for p in arg.split(|&b| b == b',').filter(|p| !p.is_empty()) {
+                    match safe_strtoul(p) {
+                        Some(id) if (1..64).contains(&id) => ids.push(id as u8),
+                        _ => return Classes::Bad,
+                    }
+                }
+                Classes::Ids(ids)
+            }
+        }
+    }
+}
+
+fn parse_lru_crawler<'a>(t: &Tokens<'a>) -> Request<'a> {
+    let sub = t.value(1).unwrap_or(b"");
+    let c = match t.n() {
+        4 => match sub {
+            b"crawl" => LruCrawler::Crawl(Classes::parse(t.get(2))),
+            b"metadump" => LruCrawler::Metadump(Classes::parse(t.get(2))),
+            b"tocrawl" => LruCrawler::Tocrawl(safe_strtoul(t.get(2))),
+            b"sleep" => LruCrawler::Sleep(safe_strtoul(t.get(2))),
+            _ => LruCrawler::Unknown(sub),
+        },
+        3 => match sub {
+            b"enable" => LruCrawler::Enable,
+            b"disable" => LruCrawler::Disable,
+            _ => LruCrawler::Unknown(sub),
+        },
+        _ => LruCrawler::Unknown(sub),
+    };
+    Request::LruCrawler(c)
 }
 
 pub const ERROR: &str = "ERROR";
@@ -427,6 +499,7 @@ pub fn parse(line: &[u8]) -> Request<'_> {
         }
         b"stats" => parse_stats(&t),
         b"slabs" => parse_slabs(&t),
+        b"lru_crawler" => parse_lru_crawler(&t),
         b"refresh_certs" => Request::RefreshCerts {
             noreply: t.noreply(),
         },

@@ -173,6 +173,9 @@ pub struct Io {
     need: usize,
     /// Bytes of `Shared::budget` held for replies past `KEEP_CAPACITY`.
     out_held: Cell<usize>,
+    /// A `lru_crawler metadump` being streamed: the connection handles no
+    /// request until it has ended (memcached's `conn_watch`).
+    listing: Option<Box<crate::cmd::crawler::Listing>>,
 }
 
 impl Io {
@@ -214,6 +217,7 @@ impl Io {
             && self.held.get() == 0
             && self.out_held.get() == 0
             && self.need == 0
+            && self.listing.is_none()
     }
 }
 
@@ -305,6 +309,16 @@ impl Conn {
             }
             if self.close_after_flush {
                 return Status::Close;
+            }
+            if let Some(l) = &mut io.listing {
+                // The next piece of the listing, once the last one is out.
+                if io.out.released() {
+                    io.out.adopt(cx.out_pool.pop());
+                }
+                if l.fill(cx.sh, &mut io.out) {
+                    io.listing = None;
+                }
+                continue;
             }
             let drained = match self.fill(io, cx) {
                 Ok(d) => d,
@@ -524,6 +538,7 @@ impl Conn {
             out: &mut io.out,
             fd: self.info.fd,
             held: Some(&io.held),
+            listing: Some(&mut io.listing),
         };
         self.session.begin_batch(&mut scx);
         let mut handled = 0;
@@ -576,6 +591,11 @@ impl Conn {
                     io.swallow = swallow;
                     if close {
                         return Progress::Close;
+                    }
+                    if scx.listing.as_deref().is_some_and(Option::is_some) {
+                        // A metadump streams before anything else runs.
+                        self.yielded = true;
+                        return Progress::Send;
                     }
                 }
             }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use memcrab_store::Store;
 use parking_lot::Mutex;
 
+use crate::cmd::crawler::Crawler;
 use crate::cmd::hook::Observer;
 use crate::config::Settings;
 use crate::prefix::PrefixStats;
@@ -408,6 +409,8 @@ pub struct Shared {
     pub observers: Vec<Box<dyn Observer>>,
     /// `stats detail`: per-prefix counts, fed by the same hook.
     pub prefix: PrefixStats,
+    /// `lru_crawler` settings changed at run time.
+    pub crawler: Crawler,
     verbose: AtomicU8,
     /// `slabs automove` mode (0, 1, 2), from `-o slab_automove` at start.
     automove: AtomicU32,
@@ -433,6 +436,11 @@ impl Shared {
         let started = store.clock().now();
         let budget = ConnBudget::new(settings.conn_budget());
         let (delimiter, detail) = (settings.prefix_delimiter, settings.detail_enabled);
+        let crawler = Crawler::new(
+            settings.ext.lru_crawler,
+            settings.ext.lru_crawler_sleep,
+            settings.ext.lru_crawler_tocrawl,
+        );
         Shared {
             budget,
             resp_buffers: settings.resp_buffers_per_worker(),
@@ -445,6 +453,7 @@ impl Shared {
             started,
             observers: Vec::new(),
             prefix: PrefixStats::new(delimiter, detail),
+            crawler,
             verbose,
             automove,
         }

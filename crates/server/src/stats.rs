@@ -424,9 +424,9 @@ pub fn settings(sh: &Shared) -> Vec<Stat> {
     );
     p.num("slab_automove_window", u64::from(e.slab_automove_window));
     p.num("slab_chunk_max", u64::from(e.slab_chunk_max));
-    p.text("lru_crawler", yes_no(e.lru_crawler));
-    p.num("lru_crawler_sleep", u64::from(e.lru_crawler_sleep));
-    p.num("lru_crawler_tocrawl", u64::from(e.lru_crawler_tocrawl));
+    p.text("lru_crawler", yes_no(sh.crawler.enabled()));
+    p.num("lru_crawler_sleep", u64::from(sh.crawler.sleep()));
+    p.num("lru_crawler_tocrawl", u64::from(sh.crawler.tocrawl()));
     p.num("tail_repair_time", u64::from(e.tail_repair_time));
     p.text("flush_enabled", yes_no(s.flush_enabled));
     p.text("dump_enabled", yes_no(s.dump_enabled));

@@ -158,6 +158,7 @@ impl Replies {
             let before = self.out.pending();
             let mut scx = session::Cx {
                 held: None,
+                listing: None,
                 sh,
                 stats: cx.stats,
                 out: &mut self.out,

@@ -26,6 +26,28 @@ fn exchange(port: u16, chunks: &[Vec<u8>]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Sends each chunk alone and reads its answer: `lines` lines ending in
+/// `\r\n` (a metadump's item lines end in `\n` alone, its `END` in
+/// `\r\n`). memcached leaves a command pipelined after a metadump unread
+/// until more input comes, so nothing follows one here.
+fn replies(port: u16, chunks: &[(Vec<u8>, usize)]) -> Vec<Vec<u8>> {
+    let mut c = common::Client::connect(port);
+    chunks
+        .iter()
+        .map(|(chunk, lines)| {
+            c.send(chunk);
+            let mut out = Vec::new();
+            let mut buf = [0u8; 65536];
+            while out.windows(2).filter(|w| w == b"\r\n").count() < *lines {
+                let n = c.s.read(&mut buf).expect("reply");
+                assert!(n > 0, "closed after {}", common::s(&out));
+                out.extend_from_slice(&buf[..n]);
+            }
+            out
+        })
+        .collect()
+}
+
 /// What each protocol's commands count, per prefix, the dump's order
 /// (memcached's hash table), `on`/`off`/`reset` and the usage error:
 /// the same bytes from both servers, with the default delimiter and `-D`.
@@ -175,4 +197,327 @@ fn binary_stats_detail_agrees_with_memcached() {
         String::from_utf8_lossy(&got[1])
     );
     assert!(String::from_utf8_lossy(&got[0]).contains("PREFIX b1 get"));
+}
+
+/// `lru_crawler` replies, byte for byte against memcached: every
+/// subcommand, its errors, `enable`/`disable` and what they gate, `-X`,
+/// a metadump after other replies in the same read, `stats settings`.
+#[test]
+fn lru_crawler_replies_agree_with_memcached() {
+    let memcached = common::require_memcached();
+    let script: Vec<(Vec<u8>, usize)> = [
+        // (Nothing here starts memcached's crawler thread: once started it
+        // answers the next crawler commands BUSY or "ERROR an unknown
+        // error happened" for as long as it runs, by its timing; memcrab
+        // reaps expired items as they expire and is never busy. Those are
+        // checked on memcrab alone below, listings in the next test.)
+        &b"lru_crawler crawl ,\r\n"[..],
+        b"lru_crawler crawl 0\r\n",
+        b"lru_crawler metadump 64\r\n",
+        b"lru_crawler metadump x\r\n",
+        b"lru_crawler metadump ,\r\n",
+        b"lru_crawler metadump all noreply\r\n",
+        b"lru_crawler tocrawl 5\r\n",
+        b"lru_crawler tocrawl -1\r\n",
+        b"lru_crawler tocrawl 4294967296\r\n",
+        b"lru_crawler sleep 2000000\r\n",
+        b"lru_crawler sleep 1000000\r\n",
+        b"lru_crawler sleep 100\r\n",
+        b"lru_crawler\r\n",
+        b"lru_crawler foo\r\n",
+        b"lru_crawler a b c\r\n",
+        b"set x 0 0 1\r\nx\r\nlru_crawler metadump all\r\n",
+    ]
+    .iter()
+    .map(|c| {
+        let lines = if c.starts_with(b"set") { 2 } else { 1 };
+        (c.to_vec(), lines)
+    })
+    .collect();
+    let settings = |port: u16| {
+        let mut c = common::Client::connect(port);
+        let st = common::s(&c.call(b"stats settings\r\n", b"END\r\n"));
+        st.lines()
+            .filter(|l| l.starts_with("STAT lru_crawler"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let a = Server::memcrab(&[]);
+    let b = Server::start(&memcached, &[]);
+    let got = replies(a.port, &script);
+    let want = replies(b.port, &script);
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            g == w,
+            "step {i} {}:\nmemcrab:   {}\nmemcached: {}",
+            common::s(&script[i].0),
+            common::s(g),
+            common::s(w)
+        );
+    }
+    assert_eq!(settings(a.port), settings(b.port));
+    let crawl = replies(
+        a.port,
+        &[
+            (b"lru_crawler crawl all\r\n".to_vec(), 1),
+            (b"lru_crawler crawl hash\r\n".to_vec(), 1),
+            (b"lru_crawler metadump 63\r\n".to_vec(), 1),
+            (b"lru_crawler metadump hash\r\n".to_vec(), 1),
+        ],
+    );
+    assert_eq!(common::s(&crawl[2]), "END\r\n");
+    // memcached stops and starts its crawler thread on these, a moment
+    // later (so the differential above leaves them out); its answers, seen
+    // one at a time: OK, the disabled errors, OK again, OK, and an error
+    // for starting a running thread.
+    let toggles = replies(
+        a.port,
+        &[
+            (b"lru_crawler disable\r\n".to_vec(), 1),
+            (b"lru_crawler metadump all\r\n".to_vec(), 1),
+            (b"lru_crawler crawl 1\r\n".to_vec(), 1),
+            (b"lru_crawler disable\r\n".to_vec(), 1),
+            (b"lru_crawler enable\r\n".to_vec(), 1),
+            (b"lru_crawler enable\r\n".to_vec(), 1),
+        ],
+    );
+    let toggles: Vec<String> = toggles.iter().map(|r| common::s(r)).collect();
+    assert_eq!(
+        toggles,
+        [
+            "OK\r\n",
+            "CLIENT_ERROR lru crawler disabled\r\n",
+            "CLIENT_ERROR lru crawler disabled\r\n",
+            "OK\r\n",
+            "OK\r\n",
+            "ERROR failed to start lru crawler thread\r\n"
+        ]
+    );
+    assert!(
+        common::s(&crawl[3]).starts_with("key=x exp=-1 "),
+        "{}",
+        common::s(&crawl[3])
+    );
+    assert_eq!(common::s(&crawl[0]), "OK\r\n");
+    assert_eq!(common::s(&crawl[1]), "ERROR an unknown error happened\r\n");
+    for bin in [common::MEMCRAB, memcached.as_str()] {
+        let srv = Server::start(bin, &["-X"]);
+        let got = replies(srv.port, &[(b"lru_crawler metadump all\r\n".to_vec(), 1)]);
+        assert_eq!(
+            common::s(&got[0]),
+            "ERROR metadump not allowed\r\n",
+            "{bin}"
+        );
+    }
+}
+
+/// A metadump's lines for 2,000 items of every kind (no exptime, an
+/// exptime, fetched or not, flags, keys that need encoding, several
+/// classes, expired and deleted ones left out), and a dump of one class:
+/// the same lines as memcached's but for their order and the clock
+/// (`la=` and `exp=` are unix times, compared to the second they were
+/// set in with one second's slack).
+#[test]
+fn metadump_lists_what_memcached_lists() {
+    let memcached = common::require_memcached();
+    let mut setup = Vec::new();
+    for i in 0..2000 {
+        let key = match i % 5 {
+            0 => format!("k{i}"),
+            1 => format!("user:{i}/a%b"),
+            _ => format!("item-{i}.x_y~z"),
+        };
+        let len = (i * 37) % 3000;
+        let exp = if i % 4 == 0 { 3600 } else { 0 };
+        setup.extend(format!("set {key} {} {exp} {len}\r\n", i % 3).bytes());
+        setup.extend(vec![b'v'; len]);
+        setup.extend(b"\r\n");
+        if i % 6 == 0 {
+            setup.extend(format!("get {key}\r\n").bytes());
+        }
+        if i % 50 == 0 {
+            setup.extend(format!("delete {key}\r\n").bytes());
+        }
+    }
+    setup.extend(b"set gone 0 1 1\r\nx\r\n");
+    let listing = |port: u16, classes: &str| -> Vec<String> {
+        let out = replies(
+            port,
+            &[(
+                format!("lru_crawler metadump {classes}\r\n").into_bytes(),
+                1,
+            )],
+        );
+        let text = common::s(&out[0]);
+        assert!(text.ends_with("END\r\n"), "{text}");
+        let mut lines: Vec<String> = text
+            .trim_end_matches("END\r\n")
+            .split('\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                // The clock's seconds: masked to "set/read" or "-1".
+                l.split(' ')
+                    .map(|f| match f.split_once('=') {
+                        Some(("la", _)) => "la=T".to_string(),
+                        Some(("exp", v)) if v != "-1" => "exp=T+3600".to_string(),
+                        _ => f.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        lines.sort();
+        lines
+    };
+    let mut got = Vec::new();
+    for bin in [common::MEMCRAB, memcached.as_str()] {
+        let srv = Server::start(bin, &["-m", "64"]);
+        let mut c = srv.connect();
+        c.send(&setup);
+        c.call(b"mn\r\n", b"MN\r\n");
+        std::thread::sleep(Duration::from_millis(2100));
+        got.push((listing(srv.port, "all"), listing(srv.port, "1")));
+    }
+    let (a, b) = (&got[0], &got[1]);
+    assert_eq!(a.0.len(), b.0.len(), "items listed");
+    assert!(a.0.len() > 1900, "{}", a.0.len());
+    // memcrab's items are smaller: a value can sit in a lower class than
+    // memcached's, so the class is compared apart, by item.
+    let strip = |v: &[String]| -> Vec<String> {
+        v.iter()
+            .map(|l| {
+                l.split(' ')
+                    .filter(|f| !f.starts_with("cls="))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    };
+    assert_eq!(strip(&a.0), strip(&b.0));
+    assert!(!a.1.is_empty() && a.1.iter().all(|l| l.contains(" cls=1 ")));
+    // Every small item (memcached's class 1 too) is in both class listings.
+    let small = |v: &[String]| {
+        v.iter()
+            .filter(|l| l.ends_with("size=61") || l.ends_with("size=65"))
+            .count()
+    };
+    assert_eq!(small(&a.1), small(&b.1));
+}
+
+/// `memcached-tool HOST:PORT dump` (the script Debian's memcached ships,
+/// which reads `lru_crawler metadump all` and then gets every key) prints
+/// the same `add` lines against memcrab as against memcached, in its own
+/// (hash) order, so compared sorted; expiry times to the second they
+/// were set in, with a second's slack.
+#[test]
+fn memcached_tool_dump_lists_the_same_items() {
+    let memcached = common::require_memcached();
+    let tool = "/usr/share/memcached/scripts/memcached-tool";
+    assert!(
+        std::path::Path::new(tool).exists(),
+        "{tool}: Debian's memcached package ships it"
+    );
+    let mut setup = Vec::new();
+    for i in 0..300 {
+        let len = (i * 37) % 3000;
+        let exp = if i % 3 == 0 { 3600 } else { 0 };
+        setup.extend(format!("set key:{i}/x {} {exp} {len}\r\n", i % 7).bytes());
+        setup.extend(vec![b'a' + (i % 26) as u8; len]);
+        setup.extend(b"\r\n");
+    }
+    let mut got = Vec::new();
+    for bin in [common::MEMCRAB, memcached.as_str()] {
+        let srv = Server::start(bin, &[]);
+        let mut c = srv.connect();
+        c.send(&setup);
+        c.call(b"mn\r\n", b"MN\r\n");
+        let out = std::process::Command::new("perl")
+            .arg(tool)
+            .arg(format!("127.0.0.1:{}", srv.port))
+            .arg("dump")
+            .output()
+            .expect("perl runs memcached-tool");
+        assert!(out.status.success(), "{bin}: {}", common::s(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        // "add <key> <flags> <exptime> <len>\r\n<value>\r\n": the exptime
+        // (a unix time, or 0) masked to whether it is set.
+        let mut records: Vec<String> = text
+            .split("add ")
+            .filter(|r| !r.is_empty())
+            .map(|r| {
+                let (head, rest) = r.split_once("\r\n").expect("a record");
+                let mut f: Vec<&str> = head.split(' ').collect();
+                if f[2] != "0" {
+                    f[2] = "T";
+                }
+                format!("{} | {}", f.join(" "), rest)
+            })
+            .collect();
+        records.sort();
+        got.push(records);
+    }
+    assert_eq!(got[0].len(), 300);
+    assert!(got[0] == got[1], "memcached-tool dump differs");
+}
+
+/// A metadump of 200,000 items to a client that reads slowly streams in
+/// bounded memory (a piece at a time, as the socket takes it) while
+/// another client is served, and lists every item once.
+#[test]
+fn a_large_metadump_streams_in_bounded_memory() {
+    let srv = Server::memcrab(&["-m", "256"]);
+    let mut c = srv.connect();
+    let n = 200_000;
+    let mut batch = Vec::new();
+    for i in 0..n {
+        batch.extend(format!("set item:{i:07} 0 0 4 noreply\r\nvalu\r\n").bytes());
+        if batch.len() > 1 << 20 {
+            c.send(&batch);
+            batch.clear();
+        }
+    }
+    c.send(&batch);
+    c.call(b"mn\r\n", b"MN\r\n");
+    std::thread::sleep(Duration::from_millis(1200));
+    let before = common::rss_kb(srv.pid());
+    let mut d = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    d.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    d.write_all(b"lru_crawler metadump all\r\n").unwrap();
+    let mut probe = srv.connect();
+    let mut worst = Duration::ZERO;
+    let mut peak = before;
+    let mut text = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    while !text.ends_with(b"END\r\n") {
+        let k = d.read(&mut buf).expect("dump");
+        assert!(k > 0, "closed");
+        text.extend_from_slice(&buf[..k]);
+        if text.len() % 64 < 8 {
+            // Now and then: is another client served, and how is memory?
+            let t = std::time::Instant::now();
+            assert_eq!(probe.call(b"get item:0000001\r\n", b"END\r\n").len(), 35);
+            worst = worst.max(t.elapsed());
+            peak = peak.max(common::rss_kb(srv.pid()));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let lines = text
+        .split(|&b| b == b'\n')
+        .filter(|l| l.starts_with(b"key="))
+        .count();
+    assert_eq!(lines, n, "every item listed once");
+    let mut keys: Vec<&[u8]> = text
+        .split(|&b| b == b'\n')
+        .filter(|l| l.starts_with(b"key="))
+        .map(|l| l.split(|&b| b == b' ').next().unwrap_or(l))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "no item twice");
+    // The listing is about 16 MB of text; the server holds a piece of it.
+    assert!(peak - before < 8 * 1024, "RSS {before} -> {peak} KB");
+    assert!(
+        worst < Duration::from_secs(1),
+        "another client waited {worst:?}"
+    );
 }

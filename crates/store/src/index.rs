@@ -157,6 +157,32 @@ impl Index {
         self.old.is_some()
     }
 
+    /// Appends the ids of up to `max` slots from position `from` of the
+    /// table to `out`. Returns the position to go on from, `None` past the
+    /// end. While the index is expanding it first moves up to `max` slots'
+    /// worth of entries to the new table (what lookups would move anyway)
+    /// and lists nothing: a walk then starts on one table that lookups do
+    /// not reshuffle. Entries moved by inserts and deletes between calls
+    /// (a delete shifts its neighbours back, a growing table doubles) may
+    /// be missed or seen twice.
+    pub fn collect(&mut self, from: usize, max: usize, out: &mut Vec<u32>) -> Option<usize> {
+        if self.old.is_some() {
+            for _ in 0..max.div_ceil(MIGRATE_STEP) {
+                self.migrate();
+            }
+            return Some(from);
+        }
+        let cur = &self.cur.slots;
+        let stop = from.saturating_add(max).min(cur.len());
+        out.extend(
+            cur[from.min(stop)..stop]
+                .iter()
+                .filter(|&&e| e != EMPTY)
+                .map(|&e| e as u32),
+        );
+        (stop < cur.len()).then_some(stop)
+    }
+
     pub fn find(&mut self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
         self.migrate();
         if let Some(id) = self.cur.find(hash, &mut eq) {

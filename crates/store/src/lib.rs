@@ -452,6 +452,22 @@ pub struct StoreStats {
     pub classes: Vec<ClassSnapshot>,
 }
 
+/// One item of a key listing (`lru_crawler metadump`), as memcached
+/// reports it: unix times, and the size memcached's item would take.
+#[derive(Debug)]
+pub struct ListedItem<'a> {
+    /// As stored (a key that came base64-encoded, decoded).
+    pub key: &'a [u8],
+    /// Unix expiry time; `None`: never.
+    pub exptime: Option<u64>,
+    /// Unix time of the last access.
+    pub last_access: u64,
+    pub cas: u64,
+    pub fetched: bool,
+    pub class: usize,
+    pub size: usize,
+}
+
 /// One line of `stats cachedump`.
 #[derive(Debug, Clone)]
 pub struct DumpEntry {

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::item;
-use crate::{ClassSnapshot, ClassStats, DumpEntry, Store, StoreStats};
+use crate::{ClassSnapshot, ClassStats, DumpEntry, ListedItem, Store, StoreStats};
 
 impl ClassStats {
     fn add(&mut self, o: &ClassStats) {
@@ -127,6 +127,59 @@ impl Store {
             });
         }
         s
+    }
+
+    /// Shards a key listing walks ([`Store::list_ids`]).
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// A bounded step of a key listing (`lru_crawler metadump`): the item
+    /// ids of up to `max_slots` index slots of `shard` from `from`, taken
+    /// under its lock, which is held for this step only. Returns where to
+    /// go on, `None` when the shard is done.
+    pub fn list_ids(
+        &self,
+        shard: usize,
+        from: usize,
+        max_slots: usize,
+        out: &mut Vec<u32>,
+    ) -> Option<usize> {
+        self.shards[shard]
+            .lock()
+            .index
+            .collect(from, max_slots, out)
+    }
+
+    /// The live items among `ids` (listed from `shard` by
+    /// [`Store::list_ids`]; ids that have been freed or now name an item
+    /// of another shard since are skipped), handed to `f` under the
+    /// shard's lock: no I/O in `f`. Expired and flushed items are left out.
+    pub fn list_meta(&self, shard: usize, ids: &[u32], mut f: impl FnMut(&ListedItem<'_>)) {
+        let started = self.clock.started();
+        let now = self.clock.now();
+        let _g = self.shards[shard].lock();
+        for &id in ids {
+            let it = self.mem.item(id);
+            if !it.linked_in(shard) || crate::shard::Shard::is_dead(self, it, now).is_some() {
+                continue;
+            }
+            let value_len = it.nbytes() as usize - 2;
+            f(&ListedItem {
+                key: it.key(),
+                exptime: (it.exptime() != 0).then(|| started + u64::from(it.exptime())),
+                last_access: started + u64::from(it.time()),
+                cas: it.cas(),
+                fetched: it.has(item::fl::FETCHED),
+                class: self.class_of(it),
+                size: item::memcached_ntotal(
+                    it.nkey() as usize,
+                    it.flags(),
+                    value_len,
+                    self.cfg.use_cas,
+                ),
+            });
+        }
     }
 
     /// `stats cachedump`: up to `limit` (0 = all) items of a class, most

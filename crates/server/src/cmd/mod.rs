@@ -30,6 +30,7 @@
 
 pub mod admin;
 pub mod arith;
+pub mod crawler;
 pub mod delete;
 pub mod flush;
 pub mod get;

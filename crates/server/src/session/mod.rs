@@ -37,6 +37,9 @@ pub struct Cx<'a> {
     pub fd: i32,
     /// The connection's hold on the input budget (`None` over UDP).
     pub held: Option<&'a std::cell::Cell<usize>>,
+    /// Where a `lru_crawler metadump` puts its listing for the transport
+    /// to stream (`None` over UDP, which has no stream to put it on).
+    pub listing: Option<&'a mut Option<Box<crate::cmd::crawler::Listing>>>,
 }
 
 impl<'a> Cx<'a> {
@@ -164,6 +167,7 @@ pub struct Feeder {
     pos: usize,
     swallow: u64,
     held: std::cell::Cell<usize>,
+    listing: Option<Box<crate::cmd::crawler::Listing>>,
 }
 
 impl Feeder {
@@ -190,8 +194,14 @@ impl Feeder {
                 out: &mut self.out,
                 fd: 0,
                 held: Some(&self.held),
+                listing: Some(&mut self.listing),
             };
-            match self.session.step(&self.buf[self.pos..], &mut cx) {
+            let step = self.session.step(&self.buf[self.pos..], &mut cx);
+            // A listing goes out whole before the next request.
+            if let Some(mut l) = self.listing.take() {
+                while !l.fill(sh, &mut self.out) {}
+            }
+            match step {
                 Step::Need(_) => break true,
                 Step::Done {
                     used,

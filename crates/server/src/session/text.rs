@@ -286,6 +286,17 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
         } else {
             "ERROR: shutdown not enabled"
         }),
+        Request::LruCrawler(req) => {
+            let stacked = out.uncommitted() > 0;
+            match cmd::crawler::lru_crawler(&c, &req, stacked) {
+                cmd::crawler::Reply::Line(line) => out.line(line),
+                cmd::crawler::Reply::Listing(l) => match cx.listing.as_deref_mut() {
+                    Some(slot) => *slot = Some(l),
+                    // Over UDP there is no stream to list onto.
+                    None => out.line("SERVER_ERROR metadump needs a TCP or unix connection"),
+                },
+            }
+        }
         Request::RefreshCerts { noreply } => match admin::refresh_certs(&c) {
             Ok(()) => reply(out, "OK", noreply),
             // memcached sends its error even with noreply.
