@@ -9,13 +9,14 @@
 //!
 //! ```text
 //!  lru_crawler metadump all ─► Listing { shard, slot, ids }
-//!    conn: output empty? ─► Listing::fill ─► Store::list_ids (≤ SLOTS_PER_STEP slots, one lock)
+//!    conn: output empty? ─► Listing::fill ─► Store::list_ids (≤ 1,024 slots, one lock)
 //!                                         ─► Store::list_meta (≤ ids, one lock) ─► "key=.. exp=.. ..\n"
 //!    ... until every shard is done ─► "END\r\n"
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
+use memcrab_proto::num::write_u64;
 use memcrab_proto::text::{Classes, LruCrawler};
 use memcrab_store::ListedItem;
 
@@ -24,7 +25,7 @@ use crate::output::Output;
 use crate::shared::Shared;
 
 /// Index slots read under one shard lock.
-const SLOTS_PER_STEP: usize = 2048;
+const SLOTS_PER_STEP: usize = 1024;
 /// Output composed per fill before the socket gets it.
 const FILL_BYTES: usize = 128 * 1024;
 
@@ -187,18 +188,24 @@ fn line(b: &mut Vec<u8>, key: &mut Vec<u8>, it: &ListedItem<'_>) {
     uri_encode(it.key, key);
     b.extend_from_slice(b"key=");
     b.extend_from_slice(key);
-    let exp = it.exptime.map_or(-1, |e| e as i64);
-    b.extend_from_slice(
-        format!(
-            " exp={exp} la={} cas={} fetch={} cls={} size={}\n",
-            it.last_access,
-            it.cas,
-            if it.fetched { "yes" } else { "no" },
-            it.class,
-            it.size
-        )
-        .as_bytes(),
-    );
+    b.extend_from_slice(b" exp=");
+    match it.exptime {
+        Some(e) => write_u64(b, e),
+        None => b.extend_from_slice(b"-1"),
+    }
+    b.extend_from_slice(b" la=");
+    write_u64(b, it.last_access);
+    b.extend_from_slice(b" cas=");
+    write_u64(b, it.cas);
+    b.extend_from_slice(if it.fetched {
+        b" fetch=yes cls="
+    } else {
+        b" fetch=no cls="
+    });
+    write_u64(b, it.class as u64);
+    b.extend_from_slice(b" size=");
+    write_u64(b, it.size as u64);
+    b.push(b'\n');
 }
 
 /// memcached's `uriencode`: letters, digits and `-._~` as they are, every
