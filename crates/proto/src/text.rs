@@ -116,6 +116,11 @@ pub enum Request<'a> {
         mode: u32,
         noreply: bool,
     },
+    /// `cache_memlimit <megabytes> [noreply]`; `None`: not a number.
+    CacheMemlimit {
+        mb: Option<u32>,
+        noreply: bool,
+    },
     /// `lru_crawler <subcommand> ...` (memcached's words; no `noreply`).
     LruCrawler(LruCrawler<'a>),
     /// `mn`: flush marker of the meta protocol.
@@ -500,6 +505,15 @@ pub fn parse(line: &[u8]) -> Request<'_> {
         b"stats" => parse_stats(&t),
         b"slabs" => parse_slabs(&t),
         b"lru_crawler" => parse_lru_crawler(&t),
+        b"cache_memlimit" => {
+            if n != 3 && n != 4 {
+                return err(ERROR);
+            }
+            Request::CacheMemlimit {
+                mb: safe_strtoul(t.get(1)),
+                noreply: t.noreply(),
+            }
+        }
         b"refresh_certs" => Request::RefreshCerts {
             noreply: t.noreply(),
         },

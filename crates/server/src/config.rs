@@ -437,6 +437,7 @@ impl Settings {
                 self.ext.hashpower_init
             },
             prealloc: self.large_pages,
+            mem_room: physical_memory(),
         }
     }
 
@@ -849,6 +850,15 @@ fn safe_strtol(s: &str) -> Option<i64> {
         return None;
     }
     t.trim_start().parse().ok()
+}
+
+/// The machine's memory in bytes (what `cache_memlimit` may raise `-m`
+/// to without reserving the address space again); 0 if unknown.
+fn physical_memory() -> u64 {
+    use nix::unistd::{sysconf, SysconfVar};
+    let pages = sysconf(SysconfVar::_PHYS_PAGES).ok().flatten().unwrap_or(0);
+    let size = sysconf(SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(0);
+    (pages.max(0) as u64).saturating_mul(size.max(0) as u64)
 }
 
 #[cfg(test)]

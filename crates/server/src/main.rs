@@ -197,6 +197,8 @@ fn serve(settings: Settings) -> Result<(), String> {
                 msh.store
                     .automove_step(msh.automove(), msh.settings.ext.slab_automove_ratio);
             }
+            // Above a lowered cache_memlimit: pages go back as they empty.
+            msh.store.shrink_step();
         })
         .map_err(|e| format!("maintainer thread: {e}"))?;
 

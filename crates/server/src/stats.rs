@@ -267,7 +267,7 @@ pub fn general(sh: &Shared) -> Vec<Stat> {
     }
     p.num("bytes_read", t.get(Counter::BytesRead));
     p.num("bytes_written", t.get(Counter::BytesWritten));
-    p.num("limit_maxbytes", sh.settings.maxbytes);
+    p.num("limit_maxbytes", sh.store.mem_limit());
     let (accepting, disabled, disabled_us) = sh.conns.listen_state();
     p.num("accepting_conns", u64::from(accepting));
     p.num("listen_disabled_num", disabled);
@@ -364,7 +364,7 @@ pub fn settings(sh: &Shared) -> Vec<Stat> {
     let e = &s.ext;
     let null_or = |o: Option<String>| o.unwrap_or_else(|| "NULL".into());
     let mut p = Pairs::default();
-    p.num("maxbytes", s.maxbytes);
+    p.num("maxbytes", sh.store.mem_limit());
     p.num("maxconns", s.maxconns as u64);
     p.text(
         "tcpport",

@@ -521,3 +521,98 @@ fn a_large_metadump_streams_in_bounded_memory() {
         "another client waited {worst:?}"
     );
 }
+
+/// `cache_memlimit`: memcached's answers for every kind of argument, and
+/// the new limit in `stats` and `stats settings`.
+#[test]
+fn cache_memlimit_answers_as_memcached() {
+    let memcached = common::require_memcached();
+    let script: Vec<(Vec<u8>, usize)> = [
+        &b"cache_memlimit x\r\n"[..],
+        b"cache_memlimit 7\r\n",
+        b"cache_memlimit -1\r\n",
+        b"cache_memlimit 1000000001\r\n",
+        b"cache_memlimit 8 noreply\r\ncache_memlimit 9\r\n",
+        b"cache_memlimit\r\n",
+        b"cache_memlimit 8 9 10\r\n",
+        b"cache_memlimit 100\r\n",
+        b"stats settings\r\n",
+        b"stats\r\n",
+    ]
+    .iter()
+    .map(|c| (c.to_vec(), if c.starts_with(b"stats") { 0 } else { 1 }))
+    .collect();
+    let mut got = Vec::new();
+    for bin in [common::MEMCRAB, memcached.as_str()] {
+        let srv = Server::start(bin, &["-m", "64"]);
+        let mut c = srv.connect();
+        let mut answers = Vec::new();
+        for (req, lines) in &script {
+            if *lines == 0 {
+                let st = common::s(&c.call(req, b"END\r\n"));
+                let want = if req.starts_with(b"stats settings") {
+                    "maxbytes"
+                } else {
+                    "limit_maxbytes"
+                };
+                answers.push(format!("{want} {}", common::stat_in(&st, want)));
+            } else {
+                answers.push(common::s(&replies(srv.port, &[(req.clone(), *lines)])[0]));
+            }
+        }
+        got.push(answers);
+    }
+    assert_eq!(got[0], got[1]);
+    assert!(
+        got[0].contains(&"maxbytes 104857600".to_string()),
+        "{:?}",
+        got[0]
+    );
+}
+
+/// Lowering the limit gives memory back as classes empty: after the items
+/// are deleted, `total_malloced` falls to the new limit within seconds
+/// (memcached's `t/dyn-maxbytes.t` checks the same), and a raised limit
+/// takes more pages than `-m` allowed.
+#[test]
+fn cache_memlimit_grows_and_shrinks_the_cache() {
+    let srv = Server::memcrab(&["-m", "8"]);
+    let mut c = srv.connect();
+    let value = vec![b'B'; 66_560];
+    let set = |c: &mut common::Client, k: usize| {
+        let mut req = format!("set key{k} 0 0 {}\r\n", value.len()).into_bytes();
+        req.extend_from_slice(&value);
+        req.extend_from_slice(b"\r\n");
+        assert_eq!(c.call(&req, b"\r\n"), b"STORED\r\n");
+    };
+    let malloced = |c: &mut common::Client| {
+        common::stat_in(
+            &common::s(&c.call(b"stats slabs\r\n", b"END\r\n")),
+            "total_malloced",
+        )
+    };
+    for k in 0..150 {
+        set(&mut c, k);
+    }
+    let small = malloced(&mut c);
+    assert!(small <= 9 << 20, "{small}");
+    assert_eq!(c.call(b"cache_memlimit 32\r\n", b"\r\n"), b"OK\r\n");
+    for k in 150..600 {
+        set(&mut c, k);
+    }
+    let big = malloced(&mut c);
+    assert!(big > 24 << 20 && big <= 33 << 20, "{big}");
+    assert_eq!(c.call(b"cache_memlimit 8\r\n", b"\r\n"), b"OK\r\n");
+    for k in 0..600 {
+        c.call(format!("delete key{k}\r\n").as_bytes(), b"\r\n");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = malloced(&mut c);
+        if now <= 9 << 20 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "total_malloced {now}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -101,6 +101,22 @@ impl Arena {
         (page < self.pages as usize).then(|| (page as u32, off % self.page_size))
     }
 
+    /// Gives page `page`'s memory back to the system: it reads as zeros
+    /// when next touched, as a page never used.
+    pub fn discard(&self, page: u32) {
+        let p = self.page_ptr(page);
+        // SAFETY: `p` starts page `page` of our mapping and the page lies
+        // inside it; the caller owns the page (no chunk of it is in use),
+        // so nothing reads the bytes this zeroes.
+        let _ = unsafe {
+            madvise(
+                NonNull::new_unchecked(p.cast()),
+                self.page_size,
+                MmapAdvise::MADV_DONTNEED,
+            )
+        };
+    }
+
     /// The first byte of page `page`.
     pub fn page_ptr(&self, page: u32) -> *mut u8 {
         assert!(page < self.pages, "page {page} outside the arena");

@@ -120,6 +120,9 @@ pub struct Config {
     pub hashpower: u8,
     /// `-L`: make the arena resident at start, on huge pages if possible.
     pub prealloc: bool,
+    /// Address space reserved beyond `mem_limit` for `cache_memlimit` to
+    /// grow into (0: none).
+    pub mem_room: u64,
 }
 
 impl Default for Config {
@@ -135,6 +138,7 @@ impl Default for Config {
             evictions: true,
             hashpower: 16,
             prealloc: false,
+            mem_room: 0,
         }
     }
 }
@@ -523,7 +527,7 @@ impl Store {
             cfg.item_size_max,
         );
         let nclasses = table.largest() + 1;
-        let (mem, warning) = Mem::new(table, cfg.mem_limit, cfg.prealloc)?;
+        let (mem, warning) = Mem::new(table, cfg.mem_limit, cfg.mem_room, cfg.prealloc)?;
         let per_shard = u32::from(cfg.hashpower.min(40)).saturating_sub(SHARDS.trailing_zeros());
         let now = clock.now();
         let shards = (0..SHARDS)

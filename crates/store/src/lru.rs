@@ -78,7 +78,7 @@ mod tests {
     #[test]
     fn push_bump_unlink() {
         let table = ClassTable::new(48, 1.25, 1 << 20, 1 << 19, 1 << 20);
-        let (mem, _) = Mem::new(table, 4 << 20, false).unwrap();
+        let (mem, _) = Mem::new(table, 4 << 20, 0, false).unwrap();
         let mut ids = Chunks::new();
         assert!(mem.take(&mut mem.slabs.lock(), 1, 4, &mut ids));
         let mut l = Lru::default();

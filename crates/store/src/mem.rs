@@ -13,7 +13,7 @@
 //! the page joins the destination class.
 
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -67,6 +67,9 @@ pub(crate) struct Slabs {
     pub pool: Vec<u32>,
     /// Pages never given out start here.
     next_page: u32,
+    /// Pages given back to the system (`cache_memlimit` lowered): taken
+    /// again before new ones, as zeroed pages.
+    released: Vec<u32>,
     pub malloced: u64,
     pub moving: Option<Move>,
     pub slabs_moved: u64,
@@ -84,23 +87,31 @@ pub struct Mem {
     /// Read without the lock to turn a chunk id into an address; written
     /// only while no chunk of the page is in use.
     page_chunk: Box<[AtomicU32]>,
-    limit: u64,
+    /// `-m`, or what `cache_memlimit` set since.
+    limit: AtomicU64,
+    /// `-L`: the memory was made resident at start; its limit is fixed.
+    prealloc: bool,
     pub(crate) slabs: Mutex<Slabs>,
 }
 
 impl Mem {
-    /// Reserves `limit` bytes plus one page per class.
+    /// Reserves `limit` bytes plus one page per class; without `prealloc`,
+    /// address space for `room` bytes if that is more (what
+    /// `cache_memlimit` may raise the limit to: only reserved, and only
+    /// resident once used).
     pub fn new(
         table: ClassTable,
         limit: u64,
+        room: u64,
         prealloc: bool,
     ) -> std::io::Result<(Mem, Option<String>)> {
         let page = u64::from(table.page_size());
-        let pages =
-            (limit / page + table.largest() as u64 + 1).min(u64::from(item::MAX_PAGES) - 1) as u32;
+        let reserve = if prealloc { limit } else { limit.max(room) };
+        let pages = (reserve / page + table.largest() as u64 + 1)
+            .min(u64::from(item::MAX_PAGES) - 1) as u32;
         let resident = prealloc.then_some((limit / page) as u32);
         let (arena, warning) = Arena::new(pages, page as usize, resident)?;
-        let page_chunk = (0..pages).map(|_| AtomicU32::new(0)).collect();
+        let page_chunk = zeroed_atomics(pages as usize);
         let classes = vec![SlabClass::default(); table.largest() + 1];
         Ok((
             Mem {
@@ -109,6 +120,7 @@ impl Mem {
                     page_used: vec![0; pages as usize],
                     pool: Vec::new(),
                     next_page: 0,
+                    released: Vec::new(),
                     malloced: 0,
                     moving: None,
                     slabs_moved: 0,
@@ -118,10 +130,45 @@ impl Mem {
                 arena,
                 table,
                 page_chunk,
-                limit,
+                limit: AtomicU64::new(limit),
+                prealloc,
             },
             warning,
         ))
+    }
+
+    /// The memory limit now.
+    pub fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// `cache_memlimit`: a new limit, `false` when it cannot be had (`-L`
+    /// made the memory resident at start, or the arena has not the pages).
+    /// Pages in the global pool past the new limit go back at once.
+    pub fn set_limit(&self, bytes: u64) -> bool {
+        let page = u64::from(self.table.page_size());
+        if self.prealloc || bytes / page > u64::from(self.arena.pages()) {
+            return false;
+        }
+        self.limit.store(bytes, Ordering::Relaxed);
+        let mut s = self.slabs.lock();
+        self.release_pool(&mut s);
+        true
+    }
+
+    /// Gives pooled pages back to the system while more is taken than the
+    /// limit allows. Returns how many.
+    pub(crate) fn release_pool(&self, s: &mut Slabs) -> usize {
+        let page = u64::from(self.table.page_size());
+        let mut n = 0;
+        while s.malloced > self.limit() {
+            let Some(p) = s.pool.pop() else { break };
+            self.arena.discard(p);
+            s.released.push(p);
+            s.malloced -= page;
+            n += 1;
+        }
+        n
     }
 
     /// The item whose chunk is `id`.
@@ -289,13 +336,18 @@ impl Mem {
         }
         let page = u64::from(self.table.page_size());
         let c = &s.classes[class];
-        let may = c.pages == 0 || s.malloced + page <= self.limit;
-        if !may || s.next_page >= self.arena.pages() {
+        let may = c.pages == 0 || s.malloced + page <= self.limit();
+        if !may || (s.released.is_empty() && s.next_page >= self.arena.pages()) {
             return false;
         }
         self.retire_end_page(s, class);
-        let p = s.next_page;
-        s.next_page += 1;
+        let p = match s.released.pop() {
+            Some(p) => p,
+            None => {
+                s.next_page += 1;
+                s.next_page - 1
+            }
+        };
         s.malloced += page;
         self.page_chunk[p as usize].store(self.table.size(class), Ordering::Relaxed);
         let c = &mut s.classes[class];
@@ -529,6 +581,16 @@ impl Drop for ItemRef {
     fn drop(&mut self) {
         self.mem.release(self.head);
     }
+}
+
+/// `n` atomics, zero, from zeroed memory: a large table is not touched
+/// (and so not resident) until used.
+fn zeroed_atomics(n: usize) -> Box<[AtomicU32]> {
+    let zeros: Box<[u32]> = vec![0u32; n].into_boxed_slice();
+    // SAFETY: `AtomicU32` has the size, alignment and bit validity of
+    // `u32`, so a boxed slice of one is a boxed slice of the other; the
+    // box is moved, not copied.
+    unsafe { Box::from_raw(Box::into_raw(zeros) as *mut [AtomicU32]) }
 }
 
 #[cfg(test)]

@@ -129,6 +129,52 @@ impl Store {
         s
     }
 
+    /// The item memory limit (`-m`, or `cache_memlimit`'s), in bytes.
+    pub fn mem_limit(&self) -> u64 {
+        self.mem.limit()
+    }
+
+    /// `cache_memlimit`: a new limit in bytes; false when it cannot be
+    /// changed (`-L`) or the arena reserved too little for it. Pooled
+    /// pages past it go back to the system now; [`Store::shrink_step`]
+    /// frees more as classes empty.
+    pub fn set_mem_limit(&self, bytes: u64) -> bool {
+        self.mem.set_limit(bytes)
+    }
+
+    /// While more memory is taken than the limit: a class with a page's
+    /// worth of free chunks gives its emptiest page to the global pool
+    /// (evicting what is left in it), and pooled pages go back to the
+    /// system. The maintainer calls it; nothing happens under the limit.
+    /// Returns whether a page went back.
+    pub fn shrink_step(&self) -> bool {
+        let over = {
+            let mut s = self.mem.slabs.lock();
+            if self.mem.release_pool(&mut s) > 0 {
+                return true;
+            }
+            s.malloced > self.mem.limit() && s.moving.is_none()
+        };
+        if !over {
+            return false;
+        }
+        let src = {
+            let s = self.mem.slabs.lock();
+            (1..s.classes.len())
+                .filter(|&c| {
+                    let k = &s.classes[c];
+                    k.pages > 1 && k.free_count >= self.mem.table.per_page(c)
+                })
+                .max_by_key(|&c| s.classes[c].free_count / self.mem.table.per_page(c).max(1))
+        };
+        let Some(src) = src else { return false };
+        if self.move_page(src, 0).is_err() {
+            return false;
+        }
+        let mut s = self.mem.slabs.lock();
+        self.mem.release_pool(&mut s) > 0
+    }
+
     /// Shards a key listing walks ([`Store::list_ids`]).
     pub fn shard_count(&self) -> usize {
         self.shards.len()

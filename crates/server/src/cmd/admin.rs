@@ -7,6 +7,25 @@ use memcrab_store::ReassignError;
 use super::Ctx;
 use crate::config::MEMCACHED_VERSION;
 
+/// `cache_memlimit <MB>`: the item memory limit changed at run time, with
+/// memcached's answers (`None`: not a number, answered `ERROR`).
+pub fn cache_memlimit(cx: &Ctx<'_>, mb: Option<u32>) -> &'static str {
+    let Some(mb) = mb else { return "ERROR" };
+    if mb < 8 {
+        return "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m";
+    }
+    if mb > 1_000_000_000 {
+        return "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes";
+    }
+    if !cx.sh.store.set_mem_limit(u64::from(mb) << 20) {
+        return "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust";
+    }
+    if cx.sh.verbose() > 0 {
+        eprintln!("maxbytes adjusted to {mb}m");
+    }
+    "OK"
+}
+
 /// The version memcrab reports: the memcached protocol it implements.
 pub fn version() -> &'static str {
     MEMCACHED_VERSION

@@ -286,6 +286,9 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
         } else {
             "ERROR: shutdown not enabled"
         }),
+        Request::CacheMemlimit { mb, noreply } => {
+            reply(out, admin::cache_memlimit(&c, mb), noreply)
+        }
         Request::LruCrawler(req) => {
             let stacked = out.uncommitted() > 0;
             match cmd::crawler::lru_crawler(&c, &req, stacked) {
