@@ -116,6 +116,11 @@ pub enum Request<'a> {
         mode: u32,
         noreply: bool,
     },
+    /// `watch [types...]`: the whole line (the types are the words after
+    /// `watch`).
+    Watch {
+        line: &'a [u8],
+    },
     /// `cache_memlimit <megabytes> [noreply]`; `None`: not a number.
     CacheMemlimit {
         mb: Option<u32>,
@@ -505,6 +510,7 @@ pub fn parse(line: &[u8]) -> Request<'_> {
         b"stats" => parse_stats(&t),
         b"slabs" => parse_slabs(&t),
         b"lru_crawler" => parse_lru_crawler(&t),
+        b"watch" => Request::Watch { line },
         b"cache_memlimit" => {
             if n != 3 && n != 4 {
                 return err(ERROR);

@@ -130,7 +130,7 @@ pub struct Args {
     /// disable stats cachedump and lru_crawler metadump
     #[arg(short = 'X', long = "disable-dumping")]
     pub disable_dumping: bool,
-    /// disable watch commands (live logging; memcrab has none to disable)
+    /// disable watch commands (live logging)
     #[arg(short = 'W', long = "disable-watch")]
     pub disable_watch: bool,
     /// enable ASCII protocol authentication
@@ -174,6 +174,8 @@ impl fmt::Display for Protocol {
 /// The validated settings every part of the server reads.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `-W`: no `watch`.
+    pub disable_watch: bool,
     /// `-D`: the per-prefix stats delimiter (`:`), and whether they start
     /// on (with `-D`).
     pub prefix_delimiter: u8,
@@ -680,6 +682,7 @@ impl Settings {
             dump_enabled: !a.disable_dumping,
             prefix_delimiter,
             detail_enabled,
+            disable_watch: a.disable_watch,
             shutdown_command: a.enable_shutdown,
             sasl,
             auth_file,

@@ -20,7 +20,7 @@ use std::io::{self, Read};
 use std::sync::Arc;
 
 use crate::output::{Output, Spare, KEEP_CAPACITY};
-use crate::session::{self, Session, Step};
+use crate::session::{self, Session, Step, Takeover};
 use crate::shared::{ConnInfo, ConnState, Shared};
 use crate::stats::{Counter, WorkerStats};
 use crate::stream::Stream;
@@ -71,6 +71,28 @@ pub struct WorkerCx<'a> {
     pub io_pool: &'a mut Vec<Box<Io>>,
     /// What the worker's connections hold: [`Io::holding`] summed.
     pub mem: &'a mut [i64; HOLDING],
+    /// The worker's waker (for watchers).
+    pub waker: &'a std::sync::Arc<mio::Waker>,
+}
+
+/// Why a connection closed, as memcached's `watch connevents` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    Error,
+    Normal,
+    IdleTimeout,
+    Shutdown,
+}
+
+impl CloseReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            CloseReason::Error => "error",
+            CloseReason::Normal => "normal",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
 }
 
 /// How many figures [`Io::holding`] gives.
@@ -142,6 +164,9 @@ pub struct Conn {
     /// The peer shut its side (EPOLLRDHUP came): read on to end-of-file
     /// instead of stopping at a short read, so the close is seen at once.
     peer_closed: bool,
+    /// Why it closes, if it does (the end of the stream or `quit` is a
+    /// normal close, anything else an error, as memcached counts).
+    pub close_reason: CloseReason,
 }
 
 /// The most a connection sends in one turn: one owed megabytes of replies
@@ -173,9 +198,9 @@ pub struct Io {
     need: usize,
     /// Bytes of `Shared::budget` held for replies past `KEEP_CAPACITY`.
     out_held: Cell<usize>,
-    /// A `lru_crawler metadump` being streamed: the connection handles no
-    /// request until it has ended (memcached's `conn_watch`).
-    listing: Option<Box<crate::cmd::crawler::Listing>>,
+    /// A metadump being streamed or a `watch`: the connection handles no
+    /// request while it lasts (memcached's `conn_watch`).
+    takeover: Option<Takeover>,
 }
 
 impl Io {
@@ -217,7 +242,7 @@ impl Io {
             && self.held.get() == 0
             && self.out_held.get() == 0
             && self.need == 0
-            && self.listing.is_none()
+            && self.takeover.is_none()
     }
 }
 
@@ -234,6 +259,7 @@ impl Conn {
             yielded: false,
             may_read: true,
             peer_closed: false,
+            close_reason: CloseReason::Error,
         }
     }
 
@@ -256,6 +282,33 @@ impl Conn {
     pub fn readable(&mut self, closed: bool) {
         self.may_read = true;
         self.peer_closed |= closed;
+    }
+
+    /// Whether it is a watcher (`watch`).
+    pub fn is_watching(&self) -> bool {
+        matches!(
+            self.io.as_ref().and_then(|io| io.takeover.as_ref()),
+            Some(Takeover::Watch(_))
+        )
+    }
+
+    /// Reads and drops what a watcher's client sends; false at its end
+    /// (or an error).
+    fn drain_input(&mut self) -> bool {
+        let mut sink = [0u8; 1024];
+        while self.may_read {
+            match self.stream.read(&mut sink) {
+                Ok(0) => {
+                    self.close_reason = CloseReason::Normal;
+                    return false;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.may_read = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        true
     }
 
     /// Whether replies are waiting for room in the socket.
@@ -310,15 +363,33 @@ impl Conn {
             if self.close_after_flush {
                 return Status::Close;
             }
-            if let Some(l) = &mut io.listing {
-                // The next piece of the listing, once the last one is out.
-                if io.out.released() {
-                    io.out.adopt(cx.out_pool.pop());
+            match &mut io.takeover {
+                None => {}
+                Some(Takeover::Listing(l)) => {
+                    // The next piece of the listing, once the last one is out.
+                    if io.out.released() {
+                        io.out.adopt(cx.out_pool.pop());
+                    }
+                    if l.fill(cx.sh, &mut io.out) {
+                        io.takeover = None;
+                    }
+                    continue;
                 }
-                if l.fill(cx.sh, &mut io.out) {
-                    io.listing = None;
+                Some(Takeover::Watch(w)) => {
+                    // A watcher's input is read and dropped (memcached reads
+                    // none); its end closes the watcher.
+                    if !self.drain_input() {
+                        return Status::Close;
+                    }
+                    if io.out.released() {
+                        io.out.adopt(cx.out_pool.pop());
+                    }
+                    if w.take(WRITE_TURN, |b| io.out.bytes(b)) == 0 {
+                        self.info.set_state(ConnState::Watch);
+                        return Status::Wait;
+                    }
+                    continue;
                 }
-                continue;
             }
             let drained = match self.fill(io, cx) {
                 Ok(d) => d,
@@ -428,6 +499,7 @@ impl Conn {
                 Ok(0) => {
                     self.eof = true;
                     self.may_read = false;
+                    self.close_reason = CloseReason::Normal;
                     return Ok(true);
                 }
                 Ok(n) => {
@@ -538,7 +610,9 @@ impl Conn {
             out: &mut io.out,
             fd: self.info.fd,
             held: Some(&io.held),
-            listing: Some(&mut io.listing),
+            takeover: Some(&mut io.takeover),
+            waker: Some(cx.waker),
+            quit: false,
         };
         self.session.begin_batch(&mut scx);
         let mut handled = 0;
@@ -590,9 +664,12 @@ impl Conn {
                     io.rpos += used;
                     io.swallow = swallow;
                     if close {
+                        if scx.quit {
+                            self.close_reason = CloseReason::Normal;
+                        }
                         return Progress::Close;
                     }
-                    if scx.listing.as_deref().is_some_and(Option::is_some) {
+                    if scx.takeover.as_deref().is_some_and(Option::is_some) {
                         // A metadump streams before anything else runs.
                         self.yielded = true;
                         return Progress::Send;

@@ -45,4 +45,5 @@ pub mod stream;
 pub mod sys;
 pub mod tls;
 pub mod udp;
+pub mod watch;
 pub mod worker;

@@ -67,6 +67,28 @@ pub fn peer_name(fd: i32) -> String {
     sock_name(nix::sys::socket::getpeername(fd).ok())
 }
 
+/// A client's address as memcached's `watch connevents` lines give it:
+/// `rip=ADDR rport=PORT transport=tcp|local` (`unix`, port 0, for a unix
+/// socket; an address the socket cannot give reads as memcached's zeroed
+/// one).
+pub fn conn_event_peer(fd: i32, tcp: bool) -> String {
+    let peer = nix::sys::socket::getpeername::<nix::sys::socket::SockaddrStorage>(fd).ok();
+    let (ip, port) = match peer.as_ref() {
+        Some(a) if a.as_sockaddr_in().is_some() => {
+            let v4 = a.as_sockaddr_in().expect("checked");
+            (v4.ip().to_string(), v4.port())
+        }
+        Some(a) if a.as_sockaddr_in6().is_some() => {
+            let v6 = a.as_sockaddr_in6().expect("checked");
+            (v6.ip().to_string(), v6.port())
+        }
+        _ if !tcp => ("unix".to_string(), 0),
+        _ => (String::new(), 0),
+    };
+    let transport = if tcp { "tcp" } else { "local" };
+    format!("rip={ip} rport={port} transport={transport}")
+}
+
 /// memcached's name for the address a client reached (its `listen_addr`).
 pub fn local_name(fd: i32) -> String {
     sock_name(nix::sys::socket::getsockname(fd).ok())

@@ -154,6 +154,26 @@ fn serve(settings: Settings) -> Result<(), String> {
         infos,
         udp_infos,
     ));
+    // `watch evictions`: the store tells of each eviction under its lock;
+    // the line goes into the watchers' buffers (their own locks only).
+    let watch = Arc::clone(&sh.watch);
+    sh.store.observe_evictions(Box::new(move |e| {
+        watch.log(memcrab_server::watch::EVICTIONS, |b| {
+            b.extend_from_slice(b"type=eviction key=");
+            memcrab_server::watch::uri_encode(e.key, b);
+            b.extend(
+                format!(
+                    " fetch={} ttl={} la={} clsid={} size={}\n",
+                    if e.fetched { "yes" } else { "no" },
+                    e.ttl,
+                    e.idle,
+                    e.class,
+                    e.value_len
+                )
+                .bytes(),
+            );
+        });
+    }));
     if sh.conns.too_few(sh.settings.maxconns) {
         eprintln!("Maxconns setting is too low, use -c to increase.");
         exit(1);

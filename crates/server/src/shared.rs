@@ -77,6 +77,8 @@ pub enum ConnState {
     Nread = 3,
     Swallow = 4,
     Mwrite = 5,
+    /// A watcher (memcached's `conn_watch`).
+    Watch = 6,
 }
 
 /// One client connection's public face: only what `stats conns` and
@@ -139,6 +141,7 @@ impl ConnInfo {
             2 => "conn_parse_cmd",
             3 => "conn_nread",
             4 => "conn_swallow",
+            6 => "conn_watch",
             _ => "conn_mwrite",
         }
     }
@@ -411,6 +414,8 @@ pub struct Shared {
     pub prefix: PrefixStats,
     /// `lru_crawler` settings changed at run time.
     pub crawler: Crawler,
+    /// `watch`: the live log's watchers.
+    pub watch: Arc<crate::watch::Watch>,
     verbose: AtomicU8,
     /// `slabs automove` mode (0, 1, 2), from `-o slab_automove` at start.
     automove: AtomicU32,
@@ -436,6 +441,10 @@ impl Shared {
         let started = store.clock().now();
         let budget = ConnBudget::new(settings.conn_budget());
         let (delimiter, detail) = (settings.prefix_delimiter, settings.detail_enabled);
+        let watch = Arc::new(crate::watch::Watch::new(
+            !settings.disable_watch,
+            settings.ext.watcher_logbuf_size as usize,
+        ));
         let crawler = Crawler::new(
             settings.ext.lru_crawler,
             settings.ext.lru_crawler_sleep,
@@ -454,6 +463,7 @@ impl Shared {
             observers: Vec::new(),
             prefix: PrefixStats::new(delimiter, detail),
             crawler,
+            watch,
             verbose,
             automove,
         }

@@ -292,12 +292,19 @@ pub fn general(sh: &Shared) -> Vec<Stat> {
         "malloc_fails",
         "log_worker_dropped",
         "log_worker_written",
-        "log_watcher_skipped",
-        "log_watcher_sent",
-        "log_watchers",
     ] {
         p.num(name, 0);
     }
+    let w = &sh.watch;
+    p.num(
+        "log_watcher_skipped",
+        w.skipped.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    p.num(
+        "log_watcher_sent",
+        w.sent.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    p.num("log_watchers", w.count() as u64);
     if let Some(tls) = &sh.settings.tls {
         use std::sync::atomic::Ordering::Relaxed;
         if tls.options().session_cache {

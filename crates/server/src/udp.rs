@@ -158,7 +158,9 @@ impl Replies {
             let before = self.out.pending();
             let mut scx = session::Cx {
                 held: None,
-                listing: None,
+                takeover: None,
+                waker: None,
+                quit: false,
                 sh,
                 stats: cx.stats,
                 out: &mut self.out,

@@ -52,11 +52,12 @@ pub fn spawn(
 ) -> io::Result<(WorkerHandle, JoinHandle<()>)> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let wake = Arc::clone(&waker);
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::Builder::new()
         .name(format!("worker-{id}"))
         .spawn(move || {
-            let mut w = Worker::new(poll, rx, sh, stats);
+            let mut w = Worker::new(poll, rx, sh, stats, wake);
             for (k, (sock, info)) in udp.into_iter().enumerate() {
                 let mut port = UdpPort::new(sock, info);
                 if let Err(e) = w.poll.registry().register(
@@ -98,10 +99,20 @@ struct Worker {
     udp: Vec<UdpPort>,
     /// UDP sockets that stopped with datagrams possibly left.
     udp_ready: Vec<usize>,
+    /// Wakes the poll: new connections, and lines for a watcher.
+    waker: Arc<Waker>,
+    /// Connections that are watchers (`watch`): run when woken.
+    watching: Vec<usize>,
 }
 
 impl Worker {
-    fn new(poll: Poll, rx: Receiver<NewConn>, sh: Arc<Shared>, stats: Arc<WorkerStats>) -> Self {
+    fn new(
+        poll: Poll,
+        rx: Receiver<NewConn>,
+        sh: Arc<Shared>,
+        stats: Arc<WorkerStats>,
+        waker: Arc<Waker>,
+    ) -> Self {
         Worker {
             poll,
             rx,
@@ -118,6 +129,8 @@ impl Worker {
             mem: [0; crate::conn::HOLDING],
             udp: Vec::new(),
             udp_ready: Vec::new(),
+            waker,
+            watching: Vec::new(),
         }
     }
 
@@ -144,7 +157,12 @@ impl Worker {
             }
             for ev in events.iter() {
                 match ev.token() {
-                    WAKER => self.take_new(),
+                    WAKER => {
+                        self.take_new();
+                        for i in self.watching.clone() {
+                            self.drive(i);
+                        }
+                    }
                     Token(i) if i >= UDP_TOKENS => self.drive_udp(i - UDP_TOKENS),
                     Token(i) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -234,6 +252,11 @@ impl Worker {
             if self.sh.verbose() > 1 {
                 eprintln!("<{fd} new client connection");
             }
+            let tcp = !matches!(stream, Stream::Unix(_));
+            self.sh.watch.log(crate::watch::CONNEVENTS, |b| {
+                let peer = crate::listen::conn_event_peer(fd, tcp);
+                b.extend(format!("type=conn_new {peer} cfd={fd}\n").bytes());
+            });
             self.conns[slot] = Some(Conn::new(stream, info));
             self.drive(slot);
         }
@@ -250,8 +273,12 @@ impl Worker {
             out_pool: &mut self.out_pool,
             io_pool: &mut self.io_pool,
             mem: &mut self.mem,
+            waker: &self.waker,
         };
         let status = conn.run(&mut cx);
+        if conn.is_watching() && !self.watching.contains(&i) {
+            self.watching.push(i);
+        }
         if status != Status::Close && conn.blocked_on_write() != conn.watching_writes {
             // Watch for room in the socket only while replies wait for it:
             // a writable edge after every reply would wake the loop twice
@@ -366,6 +393,14 @@ impl Worker {
 
     fn close(&mut self, i: usize) {
         if let Some(mut conn) = self.conns[i].take() {
+            self.watching.retain(|&w| w != i);
+            let fd = conn.info.fd;
+            let tcp = !matches!(conn.stream, Stream::Unix(_));
+            let reason = conn.close_reason.name();
+            self.sh.watch.log(crate::watch::CONNEVENTS, |b| {
+                let peer = crate::listen::conn_event_peer(fd, tcp);
+                b.extend(format!("type=conn_close {peer} reason={reason} cfd={fd}\n").bytes());
+            });
             let _ = self.poll.registry().deregister(&mut conn.stream);
             conn.release(&self.sh);
             for (m, h) in self.mem.iter_mut().zip(conn.holding()) {
@@ -412,6 +447,9 @@ impl Worker {
                 eprintln!("Closing idle fd {fd}");
             }
             self.stats.incr(crate::stats::Counter::IdleKicks);
+            if let Some(c) = self.conns[i].as_mut() {
+                c.close_reason = crate::conn::CloseReason::IdleTimeout;
+            }
             self.close(i);
         }
     }

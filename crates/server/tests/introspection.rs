@@ -616,3 +616,191 @@ fn cache_memlimit_grows_and_shrinks_the_cache() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Reads `watch` lines until `n` have come (or 5 s pass).
+fn watch_lines(w: &mut common::Client, n: usize) -> Vec<String> {
+    watch_until(w, |text| text.iter().filter(|&&b| b == b'\n').count() >= n)
+}
+
+/// Reads `watch` lines until `done` says so (or 5 s pass).
+fn watch_until(w: &mut common::Client, done: impl Fn(&[u8]) -> bool) -> Vec<String> {
+    let mut text = Vec::new();
+    let mut buf = [0u8; 65536];
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    w.s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    while !done(&text) && std::time::Instant::now() < deadline {
+        if let Ok(k) = w.s.read(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            text.extend_from_slice(&buf[..k]);
+        }
+    }
+    common::s(&text).lines().map(str::to_string).collect()
+}
+
+/// `watch` lines for fetches, stores (with the lookup memcached logs
+/// before each), refusals, evictions and connection events, against
+/// memcached's, field for field but the clock, the sequence number, the
+/// descriptor and the client's port.
+#[test]
+fn watch_lines_agree_with_memcached() {
+    let memcached = common::require_memcached();
+    // The clock, sequence numbers, descriptors and ports differ; so do
+    // which item is evicted and its class (memcrab's items are smaller),
+    // and a refused store's class (memcached 1.6.18 prints the descriptor
+    // there: its log call passes one argument too few).
+    let mask = |l: &str| -> String {
+        let odd = l.contains("type=eviction") || l.contains("status=too_large");
+        l.split(' ')
+            .map(|f| match f.split_once('=') {
+                Some((k @ ("ts" | "gid" | "cfd" | "rport"), _)) => format!("{k}=X"),
+                Some((k @ ("key" | "la" | "clsid"), _)) if odd => format!("{k}=X"),
+                _ => f.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut got = Vec::new();
+    for bin in [common::MEMCRAB, memcached.as_str()] {
+        let srv = Server::start(bin, &["-m", "2"]);
+        let mut bad = srv.connect();
+        let answers = bad.call(b"watch nonsense\r\n", b"\r\n");
+        assert_eq!(answers, b"ERROR\r\n", "{bin}");
+        let answers = bad.call(b"set k 0 0 1\r\nx\r\nwatch\r\n", b"before watch\r\n");
+        assert_eq!(
+            common::s(&answers),
+            "STORED\r\nERROR cannot pipeline other commands before watch\r\n"
+        );
+        drop(bad);
+        let mut w = srv.connect();
+        w.send(b"watch fetchers mutations evictions connevents\r\n");
+        assert_eq!(watch_lines(&mut w, 1), ["OK"], "{bin}");
+        let mut c = srv.connect();
+        let script: &[&[u8]] = &[
+            b"set a:1 5 100 3\r\nabc\r\n",
+            b"get a:1 nokey\r\n",
+            b"add a:1 0 0 1\r\nx\r\n",
+            b"replace nokey 0 0 1\r\nx\r\n",
+            b"append a:1 0 0 2\r\nde\r\n",
+            b"cas a:1 0 0 1 999\r\nz\r\n",
+            b"gat 50 a:1\r\n",
+            b"mg a:1 v\r\n",
+            b"ms m%1 2\r\nhi\r\n",
+        ];
+        for req in script {
+            c.send(req);
+            c.read_until(b"\r\n");
+        }
+        // Too large for -I: refused before any item is made.
+        let mut big = b"set huge 0 0 1100000\r\n".to_vec();
+        big.extend(vec![b'x'; 1_100_000]);
+        big.extend(b"\r\n");
+        assert_eq!(
+            c.call(&big, b"\r\n"),
+            b"SERVER_ERROR object too large for cache\r\n"
+        );
+        let mut lines = watch_until(&mut w, |t| {
+            let t = common::s(t);
+            t.contains("type=item_get key=huge") && t.ends_with('\n')
+        });
+        // Fill -m 2 until something is evicted; then quit.
+        let value = vec![b'e'; 50_000];
+        for k in 0..100 {
+            let mut req = format!("set ev{k} 0 0 {}\r\n", value.len()).into_bytes();
+            req.extend_from_slice(&value);
+            req.extend_from_slice(b"\r\n");
+            c.call(&req, b"\r\n");
+        }
+        c.send(b"quit\r\n");
+        let rest = watch_until(&mut w, |t| {
+            common::s(t).contains("type=conn_close") && common::s(t).ends_with('\n')
+        });
+        let first_eviction = rest
+            .iter()
+            .find(|l| l.contains("type=eviction"))
+            .cloned()
+            .unwrap_or_default();
+        let close = rest
+            .iter()
+            .filter(|l| l.contains("type=conn_close"))
+            .cloned()
+            .collect::<Vec<_>>();
+        lines.push(first_eviction);
+        lines.extend(close);
+        got.push(lines.iter().map(|l| mask(l)).collect::<Vec<_>>());
+    }
+    assert!(
+        got[0] == got[1],
+        "memcrab {:#?}\nmemcached {:#?}",
+        got[0],
+        got[1]
+    );
+}
+
+/// A watcher that never reads loses lines, never memory: its buffer is
+/// bounded (`watcher_logbuf_size`), what does not fit is counted in
+/// `log_watcher_skipped`, and other clients are served meanwhile. Two
+/// watchers at once each get every line while they keep up, and
+/// `log_watchers` counts them until they leave; `-W` refuses `watch`.
+#[test]
+fn watchers_are_bounded_and_counted() {
+    let srv = Server::memcrab(&["-o", "watcher_logbuf_size=64"]);
+    let mut c = srv.connect();
+    let mut idle = srv.connect();
+    idle.send(b"watch fetchers\r\n");
+    let mut a = srv.connect();
+    a.send(b"watch fetchers\r\n");
+    assert_eq!(watch_lines(&mut a, 1), ["OK"]);
+    let before = common::rss_kb(srv.pid());
+    let key = "k".repeat(200);
+    let mut batch = Vec::new();
+    for _ in 0..100 {
+        batch.extend(format!("get {key}\r\n").bytes());
+    }
+    for round in 0..2000 {
+        c.send(&batch);
+        let mut got = 0;
+        while got < 100 {
+            got += c
+                .read_until(b"END\r\n")
+                .windows(5)
+                .filter(|w| w == b"END\r\n")
+                .count();
+        }
+        if round == 0 {
+            // The reading watcher has every line of the first round.
+            let lines = watch_lines(&mut a, 100);
+            assert_eq!(lines.len(), 100, "{lines:?}");
+            assert!(lines.iter().all(|l| l.contains("type=item_get key=kkk")));
+        }
+    }
+    let st = common::s(&c.call(b"stats\r\n", b"END\r\n"));
+    assert!(common::stat_in(&st, "log_watcher_skipped") > 0, "{st}");
+    assert_eq!(common::stat_in(&st, "log_watchers"), 2);
+    let grown = common::rss_kb(srv.pid()).saturating_sub(before);
+    // 200,000 lines of ~270 bytes went past; each watcher holds 64 KB.
+    assert!(grown < 8 * 1024, "RSS grew {grown} KB");
+    drop(idle);
+    drop(a);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        c.call(format!("get {key}\r\n").as_bytes(), b"END\r\n");
+        let st = common::s(&c.call(b"stats\r\n", b"END\r\n"));
+        if common::stat_in(&st, "log_watchers") == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "watchers still counted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let nowatch = Server::memcrab(&["-W"]);
+    let mut n = nowatch.connect();
+    assert_eq!(
+        n.call(b"watch mutations\r\n", b"\r\n"),
+        b"CLIENT_ERROR watch commands not allowed\r\n"
+    );
+}

@@ -239,7 +239,28 @@ pub struct StoreResult {
     pub cas: u64,
     /// The stored item's value length (after an append, the whole).
     pub value_len: usize,
+    /// The live item the store found under the key first: its class and
+    /// value length (memcached's `watch` logs that lookup).
+    pub old: Option<(usize, usize)>,
+    /// The stored item's exptime (store clock; 0: none), when stored.
+    pub exptime: u32,
 }
+
+/// An item evicted to make room, as the eviction observer sees it.
+#[derive(Debug)]
+pub struct Evicted<'a> {
+    pub key: &'a [u8],
+    pub fetched: bool,
+    /// Seconds it had left to live; -1: no exptime.
+    pub ttl: i64,
+    /// Seconds since its last access.
+    pub idle: u32,
+    pub class: usize,
+    pub value_len: usize,
+}
+
+/// What the store calls for each eviction (set once, at start).
+pub type EvictObserver = Box<dyn Fn(&Evicted<'_>) + Send + Sync>;
 
 /// `incr`/`decr`: `parse` reads the stored number with the protocol's
 /// rules (the store does not know the protocol).
@@ -507,6 +528,8 @@ pub struct Store {
     automove: Mutex<Automove>,
     /// Wheel entries the reaper has looked at.
     reaper_checked: AtomicU64,
+    /// Told of every eviction, under the shard lock (no I/O in it).
+    pub(crate) evict_observer: std::sync::OnceLock<EvictObserver>,
     /// `-L` fell back: what to tell the operator.
     warning: Option<String>,
 }
@@ -550,6 +573,7 @@ impl Store {
             flush_lock: Mutex::new(()),
             automove: Mutex::new(Automove::default()),
             reaper_checked: AtomicU64::new(0),
+            evict_observer: std::sync::OnceLock::new(),
             warning,
         })
     }

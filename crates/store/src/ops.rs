@@ -121,6 +121,16 @@ impl Store {
 
     /// Counts a store attempt whose data block was malformed: memcached
     /// counts the `set` in the item's class before it checks the block.
+    /// The class an item of this key length, flags and value length
+    /// would take (what `watch` reports for a store).
+    pub fn class_for_item(&self, nkey: usize, flags: u32, value_len: usize) -> usize {
+        if self.item_size_ok(nkey, flags, value_len) {
+            self.class_for_size(Self::size_for(nkey, flags, value_len + 2))
+        } else {
+            0
+        }
+    }
+
     pub fn note_set_attempt(&self, key: &[u8], flags: u32, value_len: usize) {
         if self.item_size_ok(key.len(), flags, value_len) {
             let c = self.class_for_size(Self::size_for(key.len(), flags, value_len + 2));
@@ -132,15 +142,25 @@ impl Store {
     /// outcome memcached would report, and the new item's CAS value.
     pub fn store(&self, req: &StoreReq<'_>) -> StoreResult {
         let mut value_len = 0;
-        let (outcome, cas) = self.store_inner(req, &mut value_len);
+        let mut old = None;
+        let mut exptime = 0;
+        let (outcome, cas) = self.store_inner(req, &mut value_len, &mut old, &mut exptime);
         StoreResult {
             outcome,
             cas,
+            old,
+            exptime,
             value_len,
         }
     }
 
-    fn store_inner(&self, req: &StoreReq<'_>, value_len: &mut usize) -> (StoreOutcome, u64) {
+    fn store_inner(
+        &self,
+        req: &StoreReq<'_>,
+        value_len: &mut usize,
+        found: &mut Option<(usize, usize)>,
+        stored_exptime: &mut u32,
+    ) -> (StoreOutcome, u64) {
         let StoreReq {
             mode,
             key,
@@ -167,6 +187,10 @@ impl Store {
         let shard = &mut *g;
         shard.classes[class_in].stats.cmd_set += 1;
         let old = shard.find_live(self, hash, key, now).unwrap_or(None);
+        if let Some(o) = old {
+            let it = self.mem.item(o);
+            *found = Some((self.class_of(it), it.nbytes() as usize - 2));
+        }
         let crlf: &[u8] = b"\r\n";
 
         // Decide from the existing item what to store, if anything.
@@ -230,6 +254,7 @@ impl Store {
             }
         };
         *value_len = pieces.iter().map(|p| p.len()).sum::<usize>() - 2;
+        *stored_exptime = exptime;
         let new = NewItem {
             hash,
             key,
@@ -246,12 +271,15 @@ impl Store {
 
     /// Removes `key` if present, counting nothing (memcached drops the old
     /// value of a `set` that cannot be stored).
-    pub fn unlink_key(&self, key: &[u8]) {
+    /// Returns the class and value length of what it removed.
+    pub fn unlink_key(&self, key: &[u8]) -> Option<(usize, usize)> {
         let hash = self.hash(key);
         let mut g = self.shard(hash).lock();
-        if let Some(i) = g.find(self, hash, key) {
-            g.unlink_free(self, i, hash);
-        }
+        let i = g.find(self, hash, key)?;
+        let it = self.mem.item(i);
+        let seen = (self.class_of(it), it.nbytes() as usize - 2);
+        g.unlink_free(self, i, hash);
+        Some(seen)
     }
 
     /// Deletes `req.key` if it is live and, with `req.cas`, has that CAS

@@ -220,6 +220,20 @@ impl Shard {
         if !it.has(fl::FETCHED) {
             st.evicted_unfetched += 1;
         }
+        if let Some(observe) = store.evict_observer.get() {
+            observe(&crate::Evicted {
+                key: it.key(),
+                fetched: it.has(fl::FETCHED),
+                ttl: if it.exptime() == 0 {
+                    -1
+                } else {
+                    i64::from(it.exptime()) - i64::from(now)
+                },
+                idle: now.saturating_sub(it.time()),
+                class,
+                value_len: it.nbytes() as usize - 2,
+            });
+        }
         self.unlink_free(store, victim, store.hash(it.key()));
         true
     }

@@ -129,6 +129,12 @@ impl Store {
         s
     }
 
+    /// Sets what is told of every eviction (once; later calls are
+    /// ignored).
+    pub fn observe_evictions(&self, f: crate::EvictObserver) {
+        let _ = self.evict_observer.set(f);
+    }
+
     /// The item memory limit (`-m`, or `cache_memlimit`'s), in bytes.
     pub fn mem_limit(&self) -> u64 {
         self.mem.limit()

@@ -71,7 +71,9 @@ fn lookup_as<R, E>(
     f: impl FnOnce(&mut Found<'_>) -> Result<R, E>,
 ) -> Result<Result<R, E>, Missed> {
     let mut missed_before = None;
+    let mut seen = (0, 0);
     let found = cx.sh.store.get_with(key, opts, |found| {
+        seen = (found.meta.class, found.value_len);
         let r = f(found);
         missed_before = found.created;
         r
@@ -100,6 +102,14 @@ fn lookup_as<R, E>(
         }
     };
     count_why(cx, missed);
+    let status = match missed {
+        None if found.is_ok() => "found",
+        Some(Missed::Expired) => "expired",
+        Some(Missed::Flushed) => "flushed",
+        _ => "not_found",
+    };
+    let (class, size) = if found.is_ok() { seen } else { (0, 0) };
+    log_get(cx, key, status, class, size);
     hook::record(cx, || Event {
         op: op.unwrap_or(if touch_hit || opts.touch.is_some() {
             Op::Gat
@@ -133,4 +143,14 @@ fn count_why(cx: &Ctx<'_>, missed: Option<Missed>) {
         Some(Missed::Flushed) => cx.stats.incr(Counter::GetFlushed),
         Some(Missed::Miss) | None => {}
     }
+}
+
+/// memcached's `watch fetchers` line for a lookup (`status` found,
+/// not_found, expired or flushed; a miss shows class and size 0).
+pub(super) fn log_get(cx: &Ctx<'_>, key: &[u8], status: &str, class: usize, size: usize) {
+    cx.sh.watch.log(crate::watch::FETCHERS, |b| {
+        b.extend_from_slice(b"type=item_get key=");
+        crate::watch::uri_encode(key, b);
+        b.extend(format!(" status={status} clsid={class} cfd={} size={size}\n", cx.fd).bytes());
+    });
 }

@@ -61,4 +61,6 @@ pub struct Ctx<'a> {
     /// The connection's hold on `Shared::budget`, where its input can grow
     /// past one pooled buffer (TCP; a datagram never does).
     pub held: Option<&'a std::cell::Cell<usize>>,
+    /// The connection's descriptor (`watch` lines name it).
+    pub fd: i32,
 }

@@ -98,8 +98,19 @@ pub fn admit(cx: &Ctx<'_>, op: &StoreOp<'_>, value_len: usize) -> Result<(), Ref
     } else {
         return Ok(());
     };
+    let status = match refused {
+        Refused::TooLarge => "too_large",
+        Refused::OutOfMemory => "no_memory",
+    };
+    // memcached logs the refusal with no item: ttl, class and size 0
+    // (1.6.18 prints the descriptor where the class goes), then the lookup
+    // that drops a set's old value.
+    log_store(cx, op, status, cmd_name(op.mode), None);
     if drops_old(cx, op) {
-        store.unlink_key(op.key);
+        match store.unlink_key(op.key) {
+            Some((class, len)) => super::get::log_get(cx, op.key, "found", class, len),
+            None => super::get::log_get(cx, op.key, "not_found", 0, 0),
+        }
     }
     hook::record(cx, || Event {
         op: Op::Store(op.mode),
@@ -107,6 +118,47 @@ pub fn admit(cx: &Ctx<'_>, op: &StoreOp<'_>, value_len: usize) -> Result<(), Ref
         hit: false,
     });
     Err(refused)
+}
+
+/// memcached's name of a store command in `watch mutations` lines.
+fn cmd_name(mode: StoreMode) -> &'static str {
+    match mode {
+        StoreMode::Add => "add",
+        StoreMode::Set => "set",
+        StoreMode::Replace => "replace",
+        StoreMode::Append => "append",
+        StoreMode::Prepend => "prepend",
+        StoreMode::Cas => "cas",
+    }
+}
+
+/// memcached's `watch mutations` line for a store: `item` is the item
+/// logged (its value length and exptime on the store clock, 0: none),
+/// `None` for a refusal before any item was made.
+fn log_store(cx: &Ctx<'_>, op: &StoreOp<'_>, status: &str, cmd: &str, item: Option<(usize, u32)>) {
+    cx.sh.watch.log(crate::watch::MUTATIONS, |b| {
+        let store = &cx.sh.store;
+        let (ttl, class, size) = match item {
+            Some((len, t)) => {
+                let ttl = if t == 0 {
+                    0
+                } else {
+                    t.wrapping_sub(store.clock().now())
+                };
+                (ttl, store.class_for_item(op.key.len(), op.flags, len), len)
+            }
+            None => (0, 0, 0),
+        };
+        b.extend_from_slice(b"type=item_store key=");
+        crate::watch::uri_encode(op.key, b);
+        b.extend(
+            format!(
+                " status={status} cmd={cmd} ttl={ttl} clsid={class} cfd={} size={size}\n",
+                cx.fd
+            )
+            .bytes(),
+        );
+    });
 }
 
 /// Reserves, in the connection input budget, room for a request with a
@@ -178,6 +230,33 @@ pub fn store(cx: &Ctx<'_>, op: &StoreOp<'_>, value: &[u8]) -> Done {
         key_binary: op.key_binary,
         vivify: op.vivify,
     });
+    // memcached looks the key up first (a `watch fetchers` line), then
+    // logs the store.
+    match r.old {
+        Some((class, len)) => super::get::log_get(cx, op.key, "found", class, len),
+        None => super::get::log_get(cx, op.key, "not_found", 0, 0),
+    }
+    let status = match r.outcome {
+        StoreOutcome::Stored => "stored",
+        StoreOutcome::NotStored => "not_stored",
+        StoreOutcome::Exists => "exists",
+        StoreOutcome::NotFound => "not_found",
+        StoreOutcome::TooLarge => "too_large",
+        StoreOutcome::OutOfMemory => "no_memory",
+    };
+    let cmd = if mode == Mode::Cas {
+        "cas"
+    } else {
+        cmd_name(op.mode)
+    };
+    // A stored append or prepend is logged as the joined item (its whole
+    // value, the old exptime), anything else as the request's.
+    let item = if r.outcome == StoreOutcome::Stored {
+        (r.value_len, r.exptime)
+    } else {
+        (value.len(), cx.sh.store.clock().realtime(op.exptime))
+    };
+    log_store(cx, op, status, cmd, Some(item));
     match r.outcome {
         StoreOutcome::NotFound => cx.stats.incr(Counter::CasMisses),
         StoreOutcome::TooLarge => count_refusal(cx, Counter::StoreTooLarge),

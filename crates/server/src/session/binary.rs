@@ -353,6 +353,7 @@ impl Binary {
             }
             Command::Quit => {
                 ok(cx, 0, &[]);
+                cx.quit = true;
                 return true;
             }
             Command::Flush { delay } => match flush::flush(c, Some(exptime(delay))) {

@@ -37,9 +37,21 @@ pub struct Cx<'a> {
     pub fd: i32,
     /// The connection's hold on the input budget (`None` over UDP).
     pub held: Option<&'a std::cell::Cell<usize>>,
-    /// Where a `lru_crawler metadump` puts its listing for the transport
-    /// to stream (`None` over UDP, which has no stream to put it on).
-    pub listing: Option<&'a mut Option<Box<crate::cmd::crawler::Listing>>>,
+    /// Where a `lru_crawler metadump` puts its listing, or `watch` its
+    /// watcher, for the transport to stream (`None` over UDP, which has no
+    /// stream to put it on).
+    pub takeover: Option<&'a mut Option<Takeover>>,
+    /// The worker's waker (a watcher wakes it when lines come).
+    pub waker: Option<&'a std::sync::Arc<mio::Waker>>,
+    /// Set by `quit`: the close that follows is a normal one.
+    pub quit: bool,
+}
+
+/// What takes a connection over after its command: it handles no more
+/// requests until this ends (memcached's `conn_watch`).
+pub enum Takeover {
+    Listing(Box<crate::cmd::crawler::Listing>),
+    Watch(crate::watch::WatchGuard),
 }
 
 impl<'a> Cx<'a> {
@@ -50,6 +62,7 @@ impl<'a> Cx<'a> {
             stats: self.stats,
             proto,
             held: self.held,
+            fd: self.fd,
         }
     }
 }
@@ -167,7 +180,7 @@ pub struct Feeder {
     pos: usize,
     swallow: u64,
     held: std::cell::Cell<usize>,
-    listing: Option<Box<crate::cmd::crawler::Listing>>,
+    takeover: Option<Takeover>,
 }
 
 impl Feeder {
@@ -194,11 +207,13 @@ impl Feeder {
                 out: &mut self.out,
                 fd: 0,
                 held: Some(&self.held),
-                listing: Some(&mut self.listing),
+                takeover: Some(&mut self.takeover),
+                waker: None,
+                quit: false,
             };
             let step = self.session.step(&self.buf[self.pos..], &mut cx);
             // A listing goes out whole before the next request.
-            if let Some(mut l) = self.listing.take() {
+            if let Some(Takeover::Listing(mut l)) = self.takeover.take() {
                 while !l.fill(sh, &mut self.out) {}
             }
             match step {

@@ -276,7 +276,10 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
             admin::slabs_automove(&c, mode);
             reply(out, "OK", noreply);
         }
-        Request::Quit => return Step::close(used),
+        Request::Quit => {
+            cx.quit = true;
+            return Step::close(used);
+        }
         Request::Shutdown { graceful } => match admin::shutdown(&c, graceful) {
             Ok(()) => return Step::close(used),
             Err(admin::ShutdownDisabled) => out.line("ERROR: shutdown not enabled"),
@@ -286,6 +289,27 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
         } else {
             "ERROR: shutdown not enabled"
         }),
+        Request::Watch { line } => {
+            let w = &c.sh.watch;
+            let words = line.split(|&b| b == b' ').filter(|w| !w.is_empty()).skip(1);
+            if !w.allowed {
+                out.line("CLIENT_ERROR watch commands not allowed");
+            } else if out.uncommitted() > 0 {
+                out.line("ERROR cannot pipeline other commands before watch");
+            } else {
+                match crate::watch::parse_types(words) {
+                    None => out.line("ERROR"),
+                    Some(flags) => match (cx.takeover.as_deref_mut(), cx.waker) {
+                        (Some(slot), Some(waker)) => match w.add(flags, waker) {
+                            // Its OK comes first in the watcher's lines.
+                            Ok(g) => *slot = Some(super::Takeover::Watch(g)),
+                            Err(line) => out.line(line),
+                        },
+                        _ => out.line("SERVER_ERROR watch needs a TCP or unix connection"),
+                    },
+                }
+            }
+        }
         Request::CacheMemlimit { mb, noreply } => {
             reply(out, admin::cache_memlimit(&c, mb), noreply)
         }
@@ -293,8 +317,8 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
             let stacked = out.uncommitted() > 0;
             match cmd::crawler::lru_crawler(&c, &req, stacked) {
                 cmd::crawler::Reply::Line(line) => out.line(line),
-                cmd::crawler::Reply::Listing(l) => match cx.listing.as_deref_mut() {
-                    Some(slot) => *slot = Some(l),
+                cmd::crawler::Reply::Listing(l) => match cx.takeover.as_deref_mut() {
+                    Some(slot) => *slot = Some(super::Takeover::Listing(l)),
                     // Over UDP there is no stream to list onto.
                     None => out.line("SERVER_ERROR metadump needs a TCP or unix connection"),
                 },
