@@ -451,18 +451,15 @@ impl TlsStream {
     }
 
     /// After a failure: the alert rustls queued, if the socket takes it.
+    /// rustls hands a queued record out before it looks at the input
+    /// again, so one call gets the alert; a second would run the bad
+    /// input through again (and raise a second fatal alert, which rustls
+    /// asserts never happens).
     fn send_alert(&mut self) {
-        for _ in 0..4 {
-            let status = self.conn.process_tls_records(self.input.unprocessed());
-            match status.state {
-                Ok(ConnectionState::EncodeTlsData(mut e)) => self.out.encode(&mut e),
-                Ok(ConnectionState::TransmitTlsData(t)) => {
-                    t.done();
-                    let _ = self.send_pending();
-                    return;
-                }
-                _ => return,
-            }
+        let status = self.conn.process_tls_records(self.input.unprocessed());
+        if let Ok(ConnectionState::EncodeTlsData(mut e)) = status.state {
+            self.out.encode(&mut e);
+            let _ = self.send_pending();
         }
     }
 
