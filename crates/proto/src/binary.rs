@@ -431,6 +431,7 @@ pub fn stat_group(key: &[u8]) -> Option<StatsGroup> {
             b"items" => StatsGroup::Items,
             b"slabs" => StatsGroup::Slabs,
             b"sizes" => StatsGroup::Sizes,
+            b"memcrab" => StatsGroup::Memcrab,
             _ => return None,
         }
     })

@@ -56,6 +56,9 @@ pub enum StatsGroup {
     Slabs,
     Sizes,
     Conns,
+    /// `stats memcrab`: memcrab's own figures (memcached has none of
+    /// them), kept out of `stats` and `stats settings`.
+    Memcrab,
     Reset,
     /// `stats cachedump <class> <limit>`.
     CacheDump {

@@ -611,6 +611,7 @@ fn parse_stats<'a>(t: &Tokens<'a>) -> Request<'a> {
         b"slabs" => StatsGroup::Slabs,
         b"sizes" => StatsGroup::Sizes,
         b"conns" => StatsGroup::Conns,
+        b"memcrab" => StatsGroup::Memcrab,
         b"detail" => {
             if n < 4 {
                 StatsGroup::DetailUsage

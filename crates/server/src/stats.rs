@@ -341,11 +341,21 @@ pub fn general(sh: &Shared) -> Vec<Stat> {
     ] {
         p.num(name, 0);
     }
-    // memcrab's own (after memcached's fields, so parsers that read
-    // memcached's order are not disturbed).
+    p.0
+}
+
+/// `stats memcrab`: memcrab's own figures and settings, which memcached
+/// has not (so that `stats` and `stats settings` list memcached's fields
+/// only, for tools that count or parse them).
+pub fn memcrab(sh: &Shared) -> Vec<Stat> {
+    let s = sh.store.stats();
+    let mut p = Pairs::default();
     p.num("expired_reclaimed", s.expired_reclaimed);
     p.num("expiry_wheel_entries", s.wheel_entries);
     p.num("expiry_wheel_bytes", s.wheel_bytes);
+    p.num("expiry_batch", u64::from(sh.settings.ext.expiry_batch));
+    p.num("expiry_wheel_seconds", memcrab_store::EXPIRY_RING as u64);
+    p.num("connection_budget", sh.settings.conn_budget() as u64);
     p.0
 }
 
@@ -497,8 +507,6 @@ pub fn settings(sh: &Shared) -> Vec<Stat> {
     );
     p.text("num_napi_ids", "(null)");
     p.text("memory_file", "(null)");
-    p.num("expiry_batch", u64::from(e.expiry_batch));
-    p.num("expiry_wheel_seconds", memcrab_store::EXPIRY_RING as u64);
     p.0
 }
 

@@ -804,3 +804,50 @@ fn watchers_are_bounded_and_counted() {
         b"CLIENT_ERROR watch commands not allowed\r\n"
     );
 }
+
+/// `stats` and `stats settings` list memcached's fields, the same names
+/// in the same order (tools count and parse them); memcrab's own figures
+/// are in `stats memcrab`, in text and binary.
+#[test]
+fn memcrabs_own_figures_are_a_group_of_their_own() {
+    let memcached = common::require_memcached();
+    let names = |port: u16, group: &str| -> Vec<String> {
+        let mut c = common::Client::connect(port);
+        let st = common::s(&c.call(format!("stats{group}\r\n").as_bytes(), b"END\r\n"));
+        st.lines()
+            .filter_map(|l| l.strip_prefix("STAT "))
+            .map(|l| l.split(' ').next().unwrap_or("").to_string())
+            .collect()
+    };
+    let a = Server::memcrab(&[]);
+    let b = Server::start(&memcached, &[]);
+    assert_eq!(names(a.port, ""), names(b.port, ""));
+    assert_eq!(names(a.port, " settings"), names(b.port, " settings"));
+    let own = names(a.port, " memcrab");
+    assert_eq!(
+        own,
+        [
+            "expired_reclaimed",
+            "expiry_wheel_entries",
+            "expiry_wheel_bytes",
+            "expiry_batch",
+            "expiry_wheel_seconds",
+            "connection_budget"
+        ]
+    );
+    // memcached has no such group.
+    let mut c = b.connect();
+    assert_eq!(c.call(b"stats memcrab\r\n", b"\r\n"), b"ERROR\r\n");
+    // Binary: Stat "memcrab".
+    let mut s = TcpStream::connect(("127.0.0.1", a.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut req = bin(0x10, b"memcrab", &[], &[]);
+    req.extend(bin(0x0a, &[], &[], &[]));
+    s.write_all(&req).unwrap();
+    let got = read_until_noop(&mut s);
+    assert!(
+        String::from_utf8_lossy(&got).contains("expiry_batch256"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+}

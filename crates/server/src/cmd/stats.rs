@@ -45,6 +45,7 @@ pub fn stats(cx: &Ctx<'_>, group: Option<StatsGroup>) -> Reply {
         StatsGroup::Slabs => Reply::Pairs(snapshot::slabs(sh)),
         StatsGroup::Sizes => Reply::Pairs(snapshot::sizes()),
         StatsGroup::Conns => Reply::Pairs(snapshot::conns(sh)),
+        StatsGroup::Memcrab => Reply::Pairs(snapshot::memcrab(sh)),
         StatsGroup::Reset => {
             sh.reset_stats();
             Reply::Reset

@@ -11,34 +11,6 @@ use std::time::{Duration, Instant};
 
 pub const MEMCRAB: &str = env!("CARGO_BIN_EXE_memcrab");
 
-/// memcrab's own `stats` and `stats settings` fields (the expiry wheel's),
-/// which memcached does not have.
-pub const MEMCRAB_ONLY: &[&str] = &[
-    "expired_reclaimed",
-    "expiry_wheel_entries",
-    "expiry_wheel_bytes",
-    "expiry_batch",
-    "expiry_wheel_seconds",
-];
-
-/// Takes memcrab's own fields off the end of a list of `stats` field
-/// names; panics if one of them is anywhere but at the end.
-pub fn without_memcrab_only(mut names: Vec<String>) -> Vec<String> {
-    let own = names
-        .iter()
-        .position(|n| MEMCRAB_ONLY.contains(&n.as_str()))
-        .unwrap_or(names.len());
-    assert!(
-        names[own..]
-            .iter()
-            .all(|n| MEMCRAB_ONLY.contains(&n.as_str())),
-        "memcrab's own stats fields are not all at the end: {:?}",
-        &names[own..]
-    );
-    names.truncate(own);
-    names
-}
-
 pub struct Server {
     child: Child,
     pub port: u16,
