@@ -236,6 +236,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn keys_are_uri_encoded_as_memcached_does() {
+        let mut v = Vec::new();
+        uri_encode(b"c%20d a:b~_.-Z9\x00\xff", &mut v);
+        assert_eq!(v, b"c%2520d%20a%3Ab~_.-Z9%00%FF");
+    }
+
+    #[test]
     fn types_as_memcached_reads_them() {
         let p = |s: &str| parse_types(s.split_whitespace().map(str::as_bytes));
         assert_eq!(p(""), Some(FETCHERS));

@@ -185,7 +185,7 @@ impl Listing {
 /// URI-encoded as memcached encodes it.
 fn line(b: &mut Vec<u8>, key: &mut Vec<u8>, it: &ListedItem<'_>) {
     key.clear();
-    uri_encode(it.key, key);
+    crate::watch::uri_encode(it.key, key);
     b.extend_from_slice(b"key=");
     b.extend_from_slice(key);
     b.extend_from_slice(b" exp=");
@@ -206,29 +206,4 @@ fn line(b: &mut Vec<u8>, key: &mut Vec<u8>, it: &ListedItem<'_>) {
     b.extend_from_slice(b" size=");
     write_u64(b, it.size as u64);
     b.push(b'\n');
-}
-
-/// memcached's `uriencode`: letters, digits and `-._~` as they are, every
-/// other byte `%XX` (upper-case hex).
-fn uri_encode(src: &[u8], dst: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &c in src {
-        if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
-            dst.push(c);
-        } else {
-            dst.extend_from_slice(&[b'%', HEX[usize::from(c >> 4)], HEX[usize::from(c & 15)]]);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_uri_encoded_as_memcached_does() {
-        let mut v = Vec::new();
-        uri_encode(b"c%20d a:b~_.-Z9\x00\xff", &mut v);
-        assert_eq!(v, b"c%2520d%20a%3Ab~_.-Z9%00%FF");
-    }
 }

@@ -486,6 +486,12 @@ fn get(
     }
 }
 
+/// One statistic of a Stat reply: its name as the key, its value as the
+/// value.
+fn stat_response(cx: &mut Cx<'_>, opcode: u8, opaque: u32, name: &[u8], value: &[u8]) {
+    respond(cx, opcode, opaque, Status::NoError, 0, &[], name, value);
+}
+
 /// Stat: a response per statistic, its name as the key and its value as
 /// the value; an empty response ends the list.
 fn stat(opcode: u8, opaque: u32, reply: stats::Reply, cx: &mut Cx<'_>) {
@@ -495,16 +501,7 @@ fn stat(opcode: u8, opaque: u32, reply: stats::Reply, cx: &mut Cx<'_>) {
         stats::Reply::DetailSet => Vec::new(),
         // memcached sends the text dump as one stat named "detailed".
         stats::Reply::DetailDump(text) => {
-            respond(
-                cx,
-                opcode,
-                opaque,
-                Status::NoError,
-                0,
-                &[],
-                b"detailed",
-                &text,
-            );
+            stat_response(cx, opcode, opaque, b"detailed", &text);
             Vec::new()
         }
         stats::Reply::DetailUsage
@@ -519,16 +516,7 @@ fn stat(opcode: u8, opaque: u32, reply: stats::Reply, cx: &mut Cx<'_>) {
     for s in &pairs {
         value.clear();
         s.value.write(&mut value);
-        respond(
-            cx,
-            opcode,
-            opaque,
-            Status::NoError,
-            0,
-            &[],
-            s.name.as_bytes(),
-            &value,
-        );
+        stat_response(cx, opcode, opaque, s.name.as_bytes(), &value);
     }
     respond(cx, opcode, opaque, Status::NoError, 0, &[], &[], &[]);
 }
