@@ -665,6 +665,8 @@ fn watch_lines_agree_with_memcached() {
     let mut got = Vec::new();
     for bin in [common::MEMCRAB, memcached.as_str()] {
         let srv = Server::start(bin, &["-m", "2"]);
+        let mut w = srv.connect();
+        let alone = common::stat(&mut w, "curr_connections");
         let mut bad = srv.connect();
         let answers = bad.call(b"watch nonsense\r\n", b"\r\n");
         assert_eq!(answers, b"ERROR\r\n", "{bin}");
@@ -674,7 +676,11 @@ fn watch_lines_agree_with_memcached() {
             "STORED\r\nERROR cannot pipeline other commands before watch\r\n"
         );
         drop(bad);
-        let mut w = srv.connect();
+        // Its close is logged when the server sees it: wait for that, so
+        // that the watcher below does not see it.
+        while common::stat(&mut w, "curr_connections") != alone {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         w.send(b"watch fetchers mutations evictions connevents\r\n");
         assert_eq!(watch_lines(&mut w, 1), ["OK"], "{bin}");
         let mut c = srv.connect();
