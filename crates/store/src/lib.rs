@@ -239,9 +239,10 @@ pub struct StoreResult {
     pub cas: u64,
     /// The stored item's value length (after an append, the whole).
     pub value_len: usize,
-    /// The live item the store found under the key first: its class and
-    /// value length (memcached's `watch` logs that lookup).
-    pub old: Option<(usize, usize)>,
+    /// The live item the store found under the key first: its flags and
+    /// value length (memcached's `watch` logs that lookup; the class is
+    /// worked out only then, with `class_for_item`).
+    pub old: Option<(u32, usize)>,
     /// The stored item's exptime (store clock; 0: none), when stored.
     pub exptime: u32,
 }

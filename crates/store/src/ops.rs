@@ -158,7 +158,7 @@ impl Store {
         &self,
         req: &StoreReq<'_>,
         value_len: &mut usize,
-        found: &mut Option<(usize, usize)>,
+        found: &mut Option<(u32, usize)>,
         stored_exptime: &mut u32,
     ) -> (StoreOutcome, u64) {
         let StoreReq {
@@ -189,7 +189,7 @@ impl Store {
         let old = shard.find_live(self, hash, key, now).unwrap_or(None);
         if let Some(o) = old {
             let it = self.mem.item(o);
-            *found = Some((self.class_of(it), it.nbytes() as usize - 2));
+            *found = Some((it.flags(), it.nbytes() as usize - 2));
         }
         let crlf: &[u8] = b"\r\n";
 

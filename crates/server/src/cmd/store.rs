@@ -232,9 +232,14 @@ pub fn store(cx: &Ctx<'_>, op: &StoreOp<'_>, value: &[u8]) -> Done {
     });
     // memcached looks the key up first (a `watch fetchers` line), then
     // logs the store.
-    match r.old {
-        Some((class, len)) => super::get::log_get(cx, op.key, "found", class, len),
-        None => super::get::log_get(cx, op.key, "not_found", 0, 0),
+    if cx.sh.watch.wants(crate::watch::FETCHERS) {
+        match r.old {
+            Some((flags, len)) => {
+                let class = cx.sh.store.class_for_item(op.key.len(), flags, len);
+                super::get::log_get(cx, op.key, "found", class, len)
+            }
+            None => super::get::log_get(cx, op.key, "not_found", 0, 0),
+        }
     }
     let status = match r.outcome {
         StoreOutcome::Stored => "stored",
