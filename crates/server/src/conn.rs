@@ -628,6 +628,12 @@ impl Conn {
             }
             let avail = &io.rbuf[io.rpos..io.rend];
             if avail.is_empty() {
+                if handled >= max_reqs {
+                    // memcached counts a yield once its -R requests are
+                    // done, before it looks for more input (6 pipelined
+                    // sets under -R 1: 5 yields).
+                    cx.stats.incr(Counter::ConnYields);
+                }
                 self.yielded = false;
                 return Progress::NeedMore(0);
             }

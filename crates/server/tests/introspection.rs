@@ -857,3 +857,27 @@ fn memcrabs_own_figures_are_a_group_of_their_own() {
         String::from_utf8_lossy(&got)
     );
 }
+
+/// `conn_yields` as memcached counts it when `-R` requests are done and
+/// no more input is there: six pipelined sets under `-R 1` yield five
+/// times in both servers (memcached's `t/issue_61.t` asks for at least
+/// five).
+#[test]
+fn conn_yields_after_the_last_request_of_a_batch() {
+    let memcached = common::require_memcached();
+    let mut got = Vec::new();
+    for bin in [common::MEMCRAB, memcached.as_str()] {
+        let srv = Server::start(bin, &["-R", "1"]);
+        let mut c = srv.connect();
+        c.send(&b"set foobar 0 0 5\r\nBubba\r\n".repeat(6));
+        let mut replies = Vec::new();
+        while replies.windows(6).filter(|w| w == b"STORED").count() < 6 {
+            let more = c.read_until(b"STORED\r\n");
+            assert!(!more.is_empty(), "{bin}: replies cut short");
+            replies.extend_from_slice(&more);
+        }
+        got.push(common::stat(&mut c, "conn_yields"));
+    }
+    assert_eq!(got[0], got[1]);
+    assert_eq!(got[0], 5);
+}
