@@ -205,11 +205,6 @@ impl WatchGuard {
         }
         n
     }
-
-    /// Bytes waiting.
-    pub fn waiting(&self) -> bool {
-        !self.0.buf.lock().data.is_empty()
-    }
 }
 
 impl Drop for WatchGuard {

@@ -11,7 +11,7 @@
 //! ```
 
 use memcrab_proto::StoreMode;
-use memcrab_store::{Mode, StoreOutcome, StoreReq};
+use memcrab_store::{Mode, StoreOutcome, StoreReq, StoreResult};
 
 use super::hook::{self, Event, Op};
 use super::{Ctx, Proto};
@@ -230,9 +230,40 @@ pub fn store(cx: &Ctx<'_>, op: &StoreOp<'_>, value: &[u8]) -> Done {
         key_binary: op.key_binary,
         vivify: op.vivify,
     });
-    // memcached looks the key up first (a `watch fetchers` line), then
-    // logs the store.
-    if cx.sh.watch.wants(crate::watch::FETCHERS) {
+    log_outcome(cx, op, mode, value.len(), &r);
+    match r.outcome {
+        StoreOutcome::NotFound => cx.stats.incr(Counter::CasMisses),
+        StoreOutcome::TooLarge => count_refusal(cx, Counter::StoreTooLarge),
+        StoreOutcome::OutOfMemory => {
+            count_refusal(cx, Counter::StoreNoMemory);
+            if drops_old(cx, op) {
+                cx.sh.store.unlink_key(op.key);
+            }
+        }
+        StoreOutcome::Stored | StoreOutcome::NotStored | StoreOutcome::Exists => {}
+    }
+    hook::record(cx, || Event {
+        op: Op::Store(op.mode),
+        key: op.key,
+        hit: r.outcome == StoreOutcome::Stored,
+    });
+    Done {
+        outcome: r.outcome,
+        cas: r.cas,
+        compared: mode == Mode::Cas,
+        value_len: r.value_len,
+    }
+}
+
+/// memcached's `watch` lines for a store that ran: the lookup before it
+/// (fetchers), then the store (mutations). Nothing is worked out unless a
+/// watcher wants them.
+fn log_outcome(cx: &Ctx<'_>, op: &StoreOp<'_>, mode: Mode, value_len: usize, r: &StoreResult) {
+    use crate::watch::{FETCHERS, MUTATIONS};
+    if !cx.sh.watch.wants(FETCHERS | MUTATIONS) {
+        return;
+    }
+    if cx.sh.watch.wants(FETCHERS) {
         match r.old {
             Some((flags, len)) => {
                 let class = cx.sh.store.class_for_item(op.key.len(), flags, len);
@@ -259,31 +290,9 @@ pub fn store(cx: &Ctx<'_>, op: &StoreOp<'_>, value: &[u8]) -> Done {
     let item = if r.outcome == StoreOutcome::Stored {
         (r.value_len, r.exptime)
     } else {
-        (value.len(), cx.sh.store.clock().realtime(op.exptime))
+        (value_len, cx.sh.store.clock().realtime(op.exptime))
     };
     log_store(cx, op, status, cmd, Some(item));
-    match r.outcome {
-        StoreOutcome::NotFound => cx.stats.incr(Counter::CasMisses),
-        StoreOutcome::TooLarge => count_refusal(cx, Counter::StoreTooLarge),
-        StoreOutcome::OutOfMemory => {
-            count_refusal(cx, Counter::StoreNoMemory);
-            if drops_old(cx, op) {
-                cx.sh.store.unlink_key(op.key);
-            }
-        }
-        StoreOutcome::Stored | StoreOutcome::NotStored | StoreOutcome::Exists => {}
-    }
-    hook::record(cx, || Event {
-        op: Op::Store(op.mode),
-        key: op.key,
-        hit: r.outcome == StoreOutcome::Stored,
-    });
-    Done {
-        outcome: r.outcome,
-        cas: r.cas,
-        compared: mode == Mode::Cas,
-        value_len: r.value_len,
-    }
 }
 
 #[cfg(test)]
