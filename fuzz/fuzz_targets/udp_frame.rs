@@ -56,6 +56,7 @@ fuzz_target!(|data: &[u8]| {
         stats: &stats,
         info: &info,
         fd: 0,
+        pending: None,
     };
     let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let mut replies = Replies::default();

@@ -432,6 +432,7 @@ pub fn stat_group(key: &[u8]) -> Option<StatsGroup> {
             b"slabs" => StatsGroup::Slabs,
             b"sizes" => StatsGroup::Sizes,
             b"memcrab" => StatsGroup::Memcrab,
+            b"hotkeys" => StatsGroup::HotKeys,
             _ => return None,
         }
     })

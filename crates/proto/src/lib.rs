@@ -59,6 +59,8 @@ pub enum StatsGroup {
     /// `stats memcrab`: memcrab's own figures (memcached has none of
     /// them), kept out of `stats` and `stats settings`.
     Memcrab,
+    /// memcrab's own: the most requested keys (`-o hot_keys`).
+    HotKeys,
     Reset,
     /// `stats cachedump <class> <limit>`.
     CacheDump {

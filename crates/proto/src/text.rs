@@ -612,6 +612,7 @@ fn parse_stats<'a>(t: &Tokens<'a>) -> Request<'a> {
         b"sizes" => StatsGroup::Sizes,
         b"conns" => StatsGroup::Conns,
         b"memcrab" => StatsGroup::Memcrab,
+        b"hotkeys" => StatsGroup::HotKeys,
         b"detail" => {
             if n < 4 {
                 StatsGroup::DetailUsage

@@ -149,7 +149,12 @@ pub struct Args {
     /// 2 x -I)); TLS: ssl_chain_cert, ssl_key, ssl_keyformat (PEM only),
     /// ssl_verify_mode (0-3), ssl_ca_cert, ssl_ciphers, ssl_wbuf_size (KB,
     /// 16), ssl_session_cache, ssl_min_version (2 tlsv1.2, 3 tlsv1.3),
-    /// ssl_kernel_tls (taken; records stay in user space)
+    /// ssl_kernel_tls (taken; records stay in user space); memcrab's own:
+    /// metrics_port=N (Prometheus text at http://-l address:N/metrics,
+    /// with per-command latency histograms), hot_keys[=K] (the K most
+    /// requested keys, 10 when bare, in `stats hotkeys`), hot_keys_window=S
+    /// (their counts halve every S seconds, 60), hot_keys_sample=N (count
+    /// one request in N at random, 64)
     #[arg(short = 'o', long = "extended", action = ArgAction::Append)]
     pub extended: Vec<String>,
 }
@@ -258,6 +263,15 @@ pub struct Extended {
     /// memcrab's own: wheel entries the reaper checks per taking of a
     /// shard's lock.
     pub expiry_batch: u32,
+    /// memcrab's own: the Prometheus endpoint's TCP port (on each `-l`
+    /// address); latency histograms are kept while it is set.
+    pub metrics_port: Option<u16>,
+    /// memcrab's own: how many hot keys `stats hotkeys` reports (0: none
+    /// kept), the seconds after which their counts halve, and one request
+    /// in how many is counted.
+    pub hot_keys: u32,
+    pub hot_keys_window: u32,
+    pub hot_keys_sample: u32,
     /// memcrab's own: the `user:password` file for `-S`.
     pub sasl_file: Option<PathBuf>,
     /// `-o ssl_*`: what `-Z` serves with (read by `crate::tls`).
@@ -314,6 +328,8 @@ pub fn ssl_version_name(v: u8) -> &'static str {
 
 /// The largest `-o expiry_batch`.
 pub const MAX_EXPIRY_BATCH: u32 = 1 << 20;
+/// The most hot keys `-o hot_keys` may ask for.
+pub const MAX_HOT_KEYS: u32 = 1000;
 
 impl Default for Extended {
     fn default() -> Self {
@@ -343,6 +359,10 @@ impl Default for Extended {
             slab_automove_window: 30,
             slab_automove_freeratio: 0.01,
             expiry_batch: 256,
+            metrics_port: None,
+            hot_keys: 0,
+            hot_keys_window: 60,
+            hot_keys_sample: 64,
             sasl_file: None,
             ssl: SslOptions::default(),
         }
@@ -776,6 +796,35 @@ fn apply_extended(e: &mut Extended, opt: &str) -> Result<(), Early> {
                 )));
             }
             e.expiry_batch = n;
+        }
+        "metrics_port" => {
+            let p: u16 = num(key, val)?;
+            if p == 0 {
+                return Err(usage("metrics_port must be a TCP port (1-65535)"));
+            }
+            e.metrics_port = Some(p);
+        }
+        "hot_keys" => {
+            // Bare: the ten hottest.
+            let k: u32 = if val.is_none() { 10 } else { num(key, val)? };
+            if k > MAX_HOT_KEYS {
+                return Err(usage(format!("hot_keys must be at most {MAX_HOT_KEYS}")));
+            }
+            e.hot_keys = k;
+        }
+        "hot_keys_window" => {
+            let w: u32 = num(key, val)?;
+            if w == 0 {
+                return Err(usage("hot_keys_window must be at least 1 (seconds)"));
+            }
+            e.hot_keys_window = w;
+        }
+        "hot_keys_sample" => {
+            let n: u32 = num(key, val)?;
+            if n == 0 || n > 1 << 20 {
+                return Err(usage("hot_keys_sample must be between 1 and 1048576"));
+            }
+            e.hot_keys_sample = n;
         }
         "slab_reassign" => e.slab_reassign = true,
         "no_slab_reassign" => e.slab_reassign = false,

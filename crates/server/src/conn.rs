@@ -18,7 +18,9 @@
 use std::cell::Cell;
 use std::io::{self, Read};
 use std::sync::Arc;
+use std::time::Instant;
 
+use crate::latency::Cmd;
 use crate::output::{Output, Spare, KEEP_CAPACITY};
 use crate::session::{self, Session, Step, Takeover};
 use crate::shared::{ConnInfo, ConnState, Shared};
@@ -73,6 +75,9 @@ pub struct WorkerCx<'a> {
     pub mem: &'a mut [i64; HOLDING],
     /// The worker's waker (for watchers).
     pub waker: &'a std::sync::Arc<mio::Waker>,
+    /// Requests handled since the last read, by command, while latency
+    /// is kept (`-o metrics_port`); `None` otherwise.
+    pub pending: Option<&'a mut crate::latency::Pending>,
 }
 
 /// Why a connection closed, as memcached's `watch connevents` says it.
@@ -395,6 +400,8 @@ impl Conn {
                 Ok(d) => d,
                 Err(_) => return Status::Close,
             };
+            // A request arrives with the read that completes it.
+            let arrived = cx.pending.is_some().then(Instant::now);
             let progress = self.process(io, cx);
             io.need = match progress {
                 Progress::NeedMore(n) => n,
@@ -402,6 +409,11 @@ impl Conn {
             };
             if !self.flush(io, cx) {
                 return Status::Close;
+            }
+            if let (Some(t0), Some(p)) = (arrived, cx.pending.as_deref_mut()) {
+                if !p.is_empty() {
+                    cx.stats.lat.record(p, t0.elapsed());
+                }
             }
             match progress {
                 Progress::Close => {
@@ -613,6 +625,7 @@ impl Conn {
             takeover: Some(&mut io.takeover),
             waker: Some(cx.waker),
             quit: false,
+            cmd: Cmd::Other,
         };
         self.session.begin_batch(&mut scx);
         let mut handled = 0;
@@ -653,6 +666,7 @@ impl Conn {
                 scx.out.discard_unsent();
                 return Progress::Close;
             }
+            scx.cmd = Cmd::Other;
             match self.session.step(avail, &mut scx) {
                 Step::Need(n) => {
                     scx.out.resp_unstart();
@@ -667,6 +681,9 @@ impl Conn {
                     close,
                 } => {
                     self.info.touch(now);
+                    if let Some(p) = cx.pending.as_deref_mut() {
+                        p.add(scx.cmd);
+                    }
                     io.rpos += used;
                     io.swallow = swallow;
                     if close {

@@ -19,6 +19,8 @@
 //!  store      memcrab_store::Store (its own map: crates/store/src/lib.rs)
 //!
 //!  stats.rs: per-worker counters; every stats group as (name, value) pairs
+//!  latency.rs, hotkeys.rs: per-worker histograms and top-K (off unless asked)
+//!  metrics thread (metrics.rs): Prometheus text over HTTP (-o metrics_port)
 //!  maintainer thread: advances the store clock, steps slab automove
 //!  expiry thread: frees expired and flushed items once a second
 //!  main thread: signals (SIGINT/SIGTERM, and `shutdown`) end the process
@@ -33,7 +35,10 @@ pub mod auth;
 pub mod cmd;
 pub mod config;
 pub mod conn;
+pub mod hotkeys;
+pub mod latency;
 pub mod listen;
+pub mod metrics;
 pub mod output;
 pub mod prefix;
 pub mod session;

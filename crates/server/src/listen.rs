@@ -251,6 +251,45 @@ fn addresses(s: &Settings, port: u16) -> Result<Vec<(Option<String>, SocketAddr,
     Ok(out)
 }
 
+/// `-o metrics_port`: a blocking listener on each `-l` address at that
+/// port (every address without `-l`; only 127.0.0.1 under `-s`, which
+/// opens no network port of its own).
+pub fn bind_metrics(s: &Settings, port: u16) -> Result<Vec<std::net::TcpListener>, String> {
+    let addrs = if s.unix_socket.is_some() {
+        vec![(
+            Some(String::new()),
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            false,
+        )]
+    } else {
+        addresses(s, port)?
+    };
+    let mut out = Vec::new();
+    for (spec, mut addr, _) in addrs {
+        addr.set_port(port);
+        let bind = || -> io::Result<std::net::TcpListener> {
+            let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+            sock.set_reuse_address(true)?;
+            if addr.is_ipv6() {
+                sock.set_only_v6(true)?;
+            }
+            sock.bind(&addr.into())?;
+            sock.listen(16)?;
+            Ok(sock.into())
+        };
+        match bind() {
+            Ok(l) => out.push(l),
+            Err(_) if spec.is_none() && addr.is_ipv6() => {}
+            Err(e) => {
+                return Err(format!(
+                    "failed to listen on metrics port {port} ({addr}): {e}"
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// One UDP socket per worker on `addr`, all with SO_REUSEPORT. The port
 /// is first bound alone, without it, so that a port some other process
 /// holds is refused rather than silently shared.

@@ -69,6 +69,10 @@ fn serve(settings: Settings) -> Result<(), String> {
     raise_fd_limit(settings.maxconns, settings.ext.maxconns_fast);
     let bound = listen::bind_all(&settings, settings.threads)?;
     let listeners = bound.listeners;
+    let metrics = match settings.ext.metrics_port {
+        Some(port) => listen::bind_metrics(&settings, port)?,
+        None => Vec::new(),
+    };
     drop_privileges(&settings)?;
     if settings.daemon {
         nix::unistd::daemon(false, settings.verbose > 0)
@@ -110,7 +114,18 @@ fn serve(settings: Settings) -> Result<(), String> {
         }
     }
     let worker_stats: Vec<Arc<WorkerStats>> = (0..settings.threads)
-        .map(|_| Arc::new(WorkerStats::default()))
+        .map(|_| {
+            let e = &settings.ext;
+            let hot = (e.hot_keys > 0).then(|| {
+                memcrab_server::hotkeys::Slot::new(
+                    e.hot_keys as usize,
+                    e.hot_keys_window,
+                    e.hot_keys_sample,
+                    store.clock().now(),
+                )
+            });
+            Arc::new(WorkerStats::new(hot))
+        })
         .collect();
     let infos: Vec<_> = listeners.iter().map(listen::Listener::info).collect();
     let now = store.clock().now();
@@ -187,6 +202,8 @@ fn serve(settings: Settings) -> Result<(), String> {
             .map_err(|e| format!("worker thread: {e}"))?;
         handles.push(h);
     }
+    memcrab_server::metrics::spawn(metrics, Arc::clone(&sh))
+        .map_err(|e| format!("metrics thread: {e}"))?;
     listen::spawn_acceptor(listeners, handles, Arc::clone(&sh))
         .map_err(|e| format!("acceptor thread: {e}"))?;
     // The reaper: each time the clock turns a second, free what expired

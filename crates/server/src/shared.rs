@@ -321,6 +321,22 @@ impl ConnRegistry {
             .collect()
     }
 
+    /// How many client connections are in each state (memcached's names),
+    /// without asking the sockets anything.
+    pub fn states(&self) -> Vec<(&'static str, u64)> {
+        let map = self.map.lock();
+        let mut out: Vec<(&'static str, u64)> = Vec::new();
+        for c in map.iter().flatten() {
+            let s = c.state();
+            match out.iter_mut().find(|(n, _)| *n == s) {
+                Some((_, k)) => *k += 1,
+                None => out.push((s, 1)),
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
     pub fn snapshot_counts(&self) -> ConnCounts {
         let open = self.clients.load(Ordering::Relaxed) + self.listeners.load(Ordering::Relaxed);
         ConnCounts {

@@ -72,9 +72,21 @@ const GAUGES: usize = Gauge::ReplyBufBytes as usize + 1;
 pub struct WorkerStats {
     c: [AtomicU64; COUNTERS],
     g: [AtomicU64; GAUGES],
+    /// Per-command latency (kept under `-o metrics_port`).
+    pub lat: crate::latency::Histograms,
+    /// This worker's hot keys (`-o hot_keys`).
+    pub hot: Option<crate::hotkeys::Slot>,
 }
 
 impl WorkerStats {
+    /// A worker's counters, with a hot-key slot when `hot` says so.
+    pub fn new(hot: Option<crate::hotkeys::Slot>) -> Self {
+        WorkerStats {
+            hot,
+            ..WorkerStats::default()
+        }
+    }
+
     pub fn set_gauge(&self, g: Gauge, v: u64) {
         self.g[g as usize].store(v, Ordering::Relaxed);
     }
@@ -357,6 +369,30 @@ pub fn memcrab(sh: &Shared) -> Vec<Stat> {
     p.num("expiry_wheel_seconds", memcrab_store::EXPIRY_RING as u64);
     p.num("connection_budget", sh.settings.conn_budget() as u64);
     p.0
+}
+
+/// `stats hotkeys`: the settings, then `hotkey:<key> <estimate>` for the
+/// hottest keys, hottest first (keys URI-encoded as metadump writes them).
+pub fn hotkeys(sh: &Shared) -> Vec<Stat> {
+    let e = &sh.settings.ext;
+    let mut p = Pairs::default();
+    p.num("hot_keys", u64::from(e.hot_keys));
+    p.num("hot_keys_window", u64::from(e.hot_keys_window));
+    p.num("hot_keys_sample", u64::from(e.hot_keys_sample));
+    for (key, n) in hottest(sh) {
+        let mut name = b"hotkey:".to_vec();
+        crate::watch::uri_encode(&key, &mut name);
+        p.num(String::from_utf8_lossy(&name).into_owned(), n);
+    }
+    p.0
+}
+
+/// The hottest keys now, over every worker (none when not kept).
+pub fn hottest(sh: &Shared) -> Vec<(Vec<u8>, u64)> {
+    crate::hotkeys::hottest(
+        sh.worker_stats.iter().filter_map(|w| w.hot.as_ref()),
+        sh.store.clock().now(),
+    )
 }
 
 fn yes_no(b: bool) -> &'static str {

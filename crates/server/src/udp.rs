@@ -165,12 +165,14 @@ impl Replies {
                 stats: cx.stats,
                 out: &mut self.out,
                 fd: cx.fd,
+                cmd: crate::latency::Cmd::Other,
             };
             let step = if binary {
                 self.binary.step(avail, &mut scx)
             } else {
                 self.text.step(avail, &mut scx)
             };
+            let scx_cmd = scx.cmd;
             self.out.take_track(&mut self.track);
             let start = match self.track.discarded {
                 Some(base) => {
@@ -201,6 +203,9 @@ impl Replies {
                 } => (used, swallow, close),
             };
             cx.info.touch(now);
+            if let Some(p) = cx.pending.as_deref_mut() {
+                p.add(scx_cmd);
+            }
             let end = self.out.pending();
             if self.track.breaks.is_empty() && end == start {
                 // Text noreply and meta q mark their response object to be
@@ -278,6 +283,8 @@ pub struct Cx<'a> {
     pub stats: &'a WorkerStats,
     pub info: &'a UdpInfo,
     pub fd: i32,
+    /// Requests handled, by command, while latency is kept.
+    pub pending: Option<&'a mut crate::latency::Pending>,
 }
 
 /// A worker's socket on one UDP address.
@@ -313,7 +320,12 @@ impl UdpPort {
 
     /// Handles readiness: sends what waits, then reads, answers and sends
     /// until the socket is empty or the budget is spent.
-    pub fn run(&mut self, sh: &Shared, stats: &WorkerStats) -> Status {
+    pub fn run(
+        &mut self,
+        sh: &Shared,
+        stats: &WorkerStats,
+        mut pending: Option<&mut crate::latency::Pending>,
+    ) -> Status {
         let fd = self.sock.as_raw_fd();
         let mut budget = RECV_BUDGET;
         loop {
@@ -340,24 +352,28 @@ impl UdpPort {
                         return Status::Wait;
                     }
                 };
+            let arrived = pending.is_some().then(std::time::Instant::now);
             let mut cx = Cx {
                 sh,
                 stats,
                 info: &self.info,
                 fd,
+                pending: pending.as_deref_mut(),
             };
             for (i, r) in self.received.iter().enumerate() {
                 let d = &self.rx[i * SLOT..i * SLOT + r.len.min(SLOT)];
                 datagram(&mut self.replies, d, r, &mut cx);
             }
             budget = budget.saturating_sub(n);
+            let sent = self.send(stats);
+            if let (Some(t0), Some(p)) = (arrived, pending.as_deref_mut()) {
+                if !p.is_empty() {
+                    stats.lat.record(p, t0.elapsed());
+                }
+            }
             if n < RECV_BATCH {
                 // The socket was emptied: the next datagram is a new edge.
-                return if self.send(stats) {
-                    Status::Wait
-                } else {
-                    Status::Blocked
-                };
+                return if sent { Status::Wait } else { Status::Blocked };
             }
         }
     }

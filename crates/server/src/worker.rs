@@ -103,6 +103,10 @@ struct Worker {
     waker: Arc<Waker>,
     /// Connections that are watchers (`watch`): run when woken.
     watching: Vec<usize>,
+    /// Requests of the batch being handled, by command (latency kept
+    /// under `-o metrics_port` only).
+    pending: crate::latency::Pending,
+    timed: bool,
 }
 
 impl Worker {
@@ -114,6 +118,7 @@ impl Worker {
         waker: Arc<Waker>,
     ) -> Self {
         Worker {
+            timed: sh.settings.ext.metrics_port.is_some(),
             poll,
             rx,
             sh,
@@ -131,6 +136,7 @@ impl Worker {
             udp_ready: Vec::new(),
             waker,
             watching: Vec::new(),
+            pending: crate::latency::Pending::default(),
         }
     }
 
@@ -274,6 +280,7 @@ impl Worker {
             io_pool: &mut self.io_pool,
             mem: &mut self.mem,
             waker: &self.waker,
+            pending: self.timed.then_some(&mut self.pending),
         };
         let status = conn.run(&mut cx);
         if conn.is_watching() && !self.watching.contains(&i) {
@@ -369,7 +376,11 @@ impl Worker {
         let Some(port) = self.udp.get_mut(k) else {
             return;
         };
-        let status = port.run(&self.sh, &self.stats);
+        let status = port.run(
+            &self.sh,
+            &self.stats,
+            self.timed.then_some(&mut self.pending),
+        );
         let want = status == udp::Status::Blocked;
         if want != port.watching_writes {
             let interest = if want {

@@ -1,7 +1,8 @@
 //! The one point every key command passes after it has run: what it did
 //! to which key. Observers attach here (memcached's per-prefix stats,
-//! `stats detail`, and its `watch` log are the two it has); with none
-//! attached and per-prefix stats off a command pays two branches.
+//! `stats detail`, and its `watch` log are the two it has; memcrab's hot
+//! keys count here too); with none attached, per-prefix stats off and no
+//! hot keys kept a command pays three branches.
 
 use memcrab_proto::StoreMode;
 
@@ -44,10 +45,14 @@ pub trait Observer: Send + Sync {
 pub fn record<'k>(cx: &Ctx<'_>, event: impl FnOnce() -> Event<'k>) {
     let observers = &cx.sh.observers;
     let prefix = &cx.sh.prefix;
-    if observers.is_empty() && !prefix.is_on() {
+    let hot = cx.stats.hot.as_ref();
+    if observers.is_empty() && !prefix.is_on() && hot.is_none() {
         return;
     }
     let e = event();
+    if let Some(h) = hot {
+        h.count(e.key, || cx.sh.store.clock().now());
+    }
     if prefix.is_on() {
         prefix.observe(cx.proto, &e);
     }

@@ -46,6 +46,7 @@ pub fn stats(cx: &Ctx<'_>, group: Option<StatsGroup>) -> Reply {
         StatsGroup::Sizes => Reply::Pairs(snapshot::sizes()),
         StatsGroup::Conns => Reply::Pairs(snapshot::conns(sh)),
         StatsGroup::Memcrab => Reply::Pairs(snapshot::memcrab(sh)),
+        StatsGroup::HotKeys => Reply::Pairs(snapshot::hotkeys(sh)),
         StatsGroup::Reset => {
             sh.reset_stats();
             Reply::Reset

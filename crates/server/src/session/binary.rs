@@ -24,6 +24,7 @@ use memcrab_store::{Create, DeleteOutcome, DeleteReq, DeltaOutcome, StoreOutcome
 use super::{Cx, Step};
 use crate::auth::{self, Users};
 use crate::cmd::{self, admin, arith, flush, stats, store, Ctx, Proto};
+use crate::latency::Cmd;
 use crate::stats::Counter;
 
 /// A SASL payload longer than this is refused without being buffered
@@ -216,6 +217,16 @@ impl Binary {
             return Step::Need(need);
         }
         let req = decode(op, &h, &avail[HEADER_LEN..need]);
+        cx.cmd = match req.cmd {
+            Command::Get { .. } => Cmd::Get,
+            Command::Gat { .. } => Cmd::Gat,
+            Command::Touch { .. } => Cmd::Touch,
+            Command::Store(_) => Cmd::Set,
+            Command::Delete { .. } => Cmd::Delete,
+            Command::Arith { .. } => Cmd::IncrDecr,
+            Command::Flush { .. } => Cmd::Flush,
+            _ => Cmd::Other,
+        };
         let total = if req.cmd.has_value() {
             HEADER_LEN as u64 + u64::from(h.body_len)
         } else {

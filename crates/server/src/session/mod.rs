@@ -23,6 +23,7 @@ use memcrab_proto::binary::REQ_MAGIC;
 
 use crate::cmd::{Ctx, Proto};
 use crate::config::Protocol;
+use crate::latency::Cmd;
 use crate::output::Output;
 use crate::shared::Shared;
 use crate::stats::WorkerStats;
@@ -45,6 +46,9 @@ pub struct Cx<'a> {
     pub waker: Option<&'a std::sync::Arc<mio::Waker>>,
     /// Set by `quit`: the close that follows is a normal one.
     pub quit: bool,
+    /// What the request just handled was, for its latency histogram (the
+    /// session names it; `Other` unless it does).
+    pub cmd: Cmd,
 }
 
 /// What takes a connection over after its command: it handles no more
@@ -210,6 +214,7 @@ impl Feeder {
                 takeover: Some(&mut self.takeover),
                 waker: None,
                 quit: false,
+                cmd: Cmd::Other,
             };
             let step = self.session.step(&self.buf[self.pos..], &mut cx);
             // A listing goes out whole before the next request.

@@ -18,6 +18,7 @@
 //! on an HTTP request or an over-long line: [`Output::commit`] marks what
 //! it would have written.
 
+use memcrab_proto::meta::Kind as MetaKind;
 use memcrab_proto::num::write_u64;
 use memcrab_proto::text::{
     may_be_long_get, parse, trim_line, BAD_EXPTIME, BAD_FORMAT, MAX_LINE_WITHOUT_NEWLINE,
@@ -28,6 +29,7 @@ use memcrab_store::{DeleteOutcome, DeleteReq, DeltaOutcome, Found, ReassignError
 use super::{meta, Cx, Step};
 use crate::auth::{self, AsciiAuth};
 use crate::cmd::{self, admin, arith, flush, stats, store, Ctx, Proto};
+use crate::latency::Cmd;
 use crate::output::Output;
 use crate::stats::Counter;
 
@@ -185,9 +187,18 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
     let c = cx.cmd(Proto::Text);
     let out = &mut *cx.out;
     match req {
-        Request::Get { keys, cas, touch } => get(&c, keys, cas, touch, out),
-        Request::Store(head) => return store_command(&head, avail, used, &c, out),
+        // Each arm names its request for the latency histograms: a store
+        // of a constant (a match of its own cost 13 instructions).
+        Request::Get { keys, cas, touch } => {
+            cx.cmd = if touch.is_some() { Cmd::Gat } else { Cmd::Get };
+            get(&c, keys, cas, touch, out)
+        }
+        Request::Store(head) => {
+            cx.cmd = Cmd::Set;
+            return store_command(&head, avail, used, &c, out);
+        }
         Request::Delete { key, noreply } => {
+            cx.cmd = Cmd::Delete;
             let req = DeleteReq {
                 key,
                 ..DeleteReq::default()
@@ -205,6 +216,7 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
             delta,
             noreply,
         } => {
+            cx.cmd = Cmd::IncrDecr;
             let op = arith::ArithOp {
                 key,
                 incr,
@@ -238,6 +250,7 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
             exptime,
             noreply,
         } => {
+            cx.cmd = Cmd::Touch;
             let line = match cmd::touch::touch(&c, key, exptime) {
                 Ok(()) => "TOUCHED",
                 Err(_) => "NOT_FOUND",
@@ -245,6 +258,7 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
             reply(out, line, noreply);
         }
         Request::FlushAll { delay, noreply } => {
+            cx.cmd = Cmd::Flush;
             let line = match flush::flush(&c, delay) {
                 Ok(()) => "OK",
                 Err(flush::Refused::Disabled) => "CLIENT_ERROR flush_all not allowed",
@@ -335,6 +349,13 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
             out.commit();
         }
         Request::Meta { kind, line } => {
+            cx.cmd = match kind {
+                MetaKind::Get => Cmd::Get,
+                MetaKind::Set => Cmd::Set,
+                MetaKind::Delete => Cmd::Delete,
+                MetaKind::Arith => Cmd::IncrDecr,
+                MetaKind::Debug => Cmd::Other,
+            };
             let mc = Ctx {
                 proto: Proto::Meta,
                 ..c
