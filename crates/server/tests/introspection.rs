@@ -694,6 +694,19 @@ fn watch_lines_agree_with_memcached() {
             b"gat 50 a:1\r\n",
             b"mg a:1 v\r\n",
             b"ms m%1 2\r\nhi\r\n",
+            // The lookups of deletes and incr/decr: found, missing, not a
+            // number, gone after a delete, expired.
+            b"set n 0 0 2\r\n10\r\n",
+            b"incr n 5\r\n",
+            b"decr n 100\r\n",
+            b"incr a:1 1\r\n",
+            b"incr nokey 1\r\n",
+            b"delete n\r\n",
+            b"delete n\r\n",
+            b"md a:1 q\r\nmn\r\n",
+            b"ma nokey\r\n",
+            b"set gone 0 -1 1\r\nx\r\n",
+            b"delete gone\r\n",
         ];
         for req in script {
             c.send(req);

@@ -299,7 +299,14 @@ pub struct ArithResult {
     pub created: bool,
     /// The key was missing (created or not).
     pub missed: bool,
+    /// What the lookup before the change saw (memcached's `watch
+    /// fetchers` line).
+    pub seen: Seen,
 }
+
+/// What a delete's or an incr/decr's lookup saw: the item's class and
+/// value length, or why it was missing.
+pub type Seen = Result<(usize, usize), Missed>;
 
 /// A delete request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

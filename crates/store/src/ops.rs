@@ -11,7 +11,7 @@ use crate::shard::{Dead, Shard};
 use crate::write::NewItem;
 use crate::{
     ArithReq, ArithResult, DeleteOutcome, DeleteReq, DeltaOutcome, GetOpts, GetOutcome, Hit,
-    HitCount, ItemMeta, Missed, Mode, Store, StoreOutcome, StoreReq, StoreResult,
+    HitCount, ItemMeta, Missed, Mode, Seen, Store, StoreOutcome, StoreReq, StoreResult,
 };
 
 impl Store {
@@ -285,17 +285,48 @@ impl Store {
     /// Deletes `req.key` if it is live and, with `req.cas`, has that CAS
     /// value; or, as `req` asks, empties it or marks it stale.
     pub fn delete(&self, req: &DeleteReq<'_>) -> DeleteOutcome {
+        self.delete_seen(req).0
+    }
+
+    /// [`delete`](Self::delete), and what its lookup saw.
+    pub fn delete_seen(&self, req: &DeleteReq<'_>) -> (DeleteOutcome, Seen) {
         let key = req.key;
         let hash = self.hash(key);
         let now = self.clock.now();
         let mut g = self.shard(hash).lock();
-        let Ok(Some(mut id)) = g.find_live(self, hash, key, now) else {
-            return DeleteOutcome::NotFound;
+        let id = match g.find_live(self, hash, key, now) {
+            Ok(Some(id)) => id,
+            Ok(None) => return (DeleteOutcome::NotFound, Err(Missed::Miss)),
+            Err(Dead::Expired) => return (DeleteOutcome::NotFound, Err(Missed::Expired)),
+            Err(Dead::Flushed) => return (DeleteOutcome::NotFound, Err(Missed::Flushed)),
         };
         let old = self.mem.item(id);
+        let old_len = old.nbytes() as usize - 2;
         if req.cas.is_some_and(|c| c != old.cas()) {
-            return DeleteOutcome::Exists;
+            return (DeleteOutcome::Exists, Ok((self.class_of(old), old_len)));
         }
+        if req.remove_value || req.invalidate {
+            // Rare paths: the class of the item before it changes.
+            let seen = Ok((self.class_of(old), old_len));
+            return (self.delete_special(&mut g, req, id, hash, now), seen);
+        }
+        let class = self.class_of(old);
+        g.classes[class].stats.delete_hits += 1;
+        g.unlink_free(self, id, hash);
+        (DeleteOutcome::Deleted, Ok((class, old_len)))
+    }
+
+    /// Meta `md` with `x` (empty the value) or `I` (mark stale).
+    fn delete_special(
+        &self,
+        g: &mut Shard,
+        req: &DeleteReq<'_>,
+        mut id: ChunkId,
+        hash: u64,
+        now: u32,
+    ) -> DeleteOutcome {
+        let key = req.key;
+        let old = self.mem.item(id);
         let exptime = req.ttl.map(|t| self.clock.realtime(t));
         if req.remove_value {
             // An empty item in its place, keeping the CAS value.
@@ -310,7 +341,7 @@ impl Store {
                 cas: Some(req.new_cas.unwrap_or(old.cas())),
                 marks: 0,
             };
-            match self.put(&mut g, &empty) {
+            match self.put(g, &empty) {
                 Some(p) => id = p.head,
                 None => return DeleteOutcome::OutOfMemory,
             }
@@ -363,6 +394,10 @@ impl Store {
             cas,
             created: how.created,
             missed: how.missed.is_some(),
+            seen: match how.missed {
+                Some(m) => Err(m),
+                None => Ok(how.seen),
+            },
         };
         let Some(id) = id else {
             return (result, None);
@@ -448,6 +483,8 @@ impl Store {
         // memcached's order: an empty or chained value is no number, then
         // the CAS value is compared, then the number read.
         let len = it.nbytes() as usize - 2;
+        let class = self.class_of(it);
+        how.seen = (class, len);
         if len == 0 || it.has(fl::CHAINED) {
             return (DeltaOutcome::NonNumeric, 0, None);
         }
@@ -463,7 +500,6 @@ impl Store {
         } else {
             cur.saturating_sub(delta)
         };
-        let class = self.class_of(it);
         if incr {
             shard.classes[class].stats.incr_hits += 1;
         } else {
@@ -522,6 +558,8 @@ struct How {
     created: bool,
     /// The result did not fit: a new item replaced the old.
     replaced: bool,
+    /// The found item's class and value length.
+    seen: (usize, usize),
 }
 
 impl From<Option<i32>> for GetOpts {

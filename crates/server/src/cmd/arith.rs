@@ -50,6 +50,7 @@ pub fn arith_with<R>(
         },
         f,
     );
+    super::get::log_seen(cx, op.key, r.seen);
     if r.outcome == DeltaOutcome::NotFound {
         cx.stats.incr(if op.incr {
             Counter::IncrMisses

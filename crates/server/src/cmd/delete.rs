@@ -12,7 +12,8 @@ use crate::stats::Counter;
 /// not count it); the store counts hits per class (not for an
 /// invalidation).
 pub fn delete(cx: &Ctx<'_>, req: &DeleteReq<'_>) -> DeleteOutcome {
-    let outcome = cx.sh.store.delete(req);
+    let (outcome, seen) = cx.sh.store.delete_seen(req);
+    super::get::log_seen(cx, req.key, seen);
     match outcome {
         DeleteOutcome::NotFound => cx.stats.incr(Counter::DeleteMisses),
         DeleteOutcome::Exists if cx.proto == Proto::Meta => cx.stats.incr(Counter::DeleteMisses),

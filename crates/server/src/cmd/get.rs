@@ -145,6 +145,20 @@ fn count_why(cx: &Ctx<'_>, missed: Option<Missed>) {
     }
 }
 
+/// The `watch fetchers` line for the lookup a delete or an incr/decr
+/// made (memcached logs every internal fetch).
+pub(super) fn log_seen(cx: &Ctx<'_>, key: &[u8], seen: memcrab_store::Seen) {
+    if !cx.sh.watch.wants(crate::watch::FETCHERS) {
+        return;
+    }
+    match seen {
+        Ok((class, len)) => log_get(cx, key, "found", class, len),
+        Err(Missed::Expired) => log_get(cx, key, "expired", 0, 0),
+        Err(Missed::Flushed) => log_get(cx, key, "flushed", 0, 0),
+        Err(Missed::Miss) => log_get(cx, key, "not_found", 0, 0),
+    }
+}
+
 /// memcached's `watch fetchers` line for a lookup (`status` found,
 /// not_found, expired or flushed; a miss shows class and size 0).
 pub(super) fn log_get(cx: &Ctx<'_>, key: &[u8], status: &str, class: usize, size: usize) {
