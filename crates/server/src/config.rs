@@ -832,7 +832,18 @@ fn apply_extended(e: &mut Extended, opt: &str) -> Result<(), Early> {
         "slab_automove_ratio" => e.slab_automove_ratio = num(key, val)?,
         "slab_automove_window" => e.slab_automove_window = num(key, val)?,
         "slab_automove_freeratio" => e.slab_automove_freeratio = num(key, val)?,
-        "modern" | "no_modern" | "no_hashexpand" | "lru_segmented" | "no_lru_segmented" => {}
+        // memcached's pre-1.5 defaults: no crawler or maintainer thread
+        // at start, no slab reassignment, jenkins hash. (memcrab keeps its
+        // slab_chunk_max: memcached also raises it to the page size.)
+        "no_modern" => {
+            e.lru_crawler = false;
+            e.lru_maintainer = false;
+            e.slab_reassign = false;
+            e.slab_automove = 0;
+            e.maxconns_fast = false;
+            e.hash_algorithm = "jenkins".into();
+        }
+        "modern" | "no_hashexpand" | "lru_segmented" | "no_lru_segmented" => {}
         // memcrab drops no privileges after start (no seccomp filter), so
         // these change nothing; memcached's debug builds take
         // relaxed_privileges, which its own test suite passes every server.
@@ -1111,6 +1122,15 @@ mod tests {
         assert_eq!(s.ext.expiry_batch, 256);
         let s = settings(&["-o", "expiry_batch=1000"]).unwrap();
         assert_eq!(s.ext.expiry_batch, 1000);
+        let s = settings(&["-o", "no_modern"]).unwrap();
+        assert!(!s.ext.lru_crawler && !s.ext.lru_maintainer && !s.ext.slab_reassign);
+        assert_eq!(
+            (s.ext.slab_automove, s.ext.hash_algorithm.as_str()),
+            (0, "jenkins")
+        );
+        let s = settings(&["-o", "metrics_port=9150,hot_keys"]).unwrap();
+        assert_eq!((s.ext.metrics_port, s.ext.hot_keys), (Some(9150), 10));
+        assert_eq!((s.ext.hot_keys_window, s.ext.hot_keys_sample), (60, 64));
         for bad in ["expiry_batch=0", "expiry_batch=2000000"] {
             assert_eq!(
                 usage_msg(&["-o", bad]),
