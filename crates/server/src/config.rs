@@ -14,6 +14,62 @@ use clap::{ArgAction, Parser};
 /// Exit status for a bad command line (sysexits' EX_USAGE, as memcached).
 pub const EX_USAGE: i32 = 64;
 
+/// The `-o` suboptions as `-h` and the man page list them (memcached's,
+/// then memcrab's own), with their defaults.
+pub const SUBOPTIONS_HELP: &str = "\
+Extended options (-o name[=value],...):
+  maxconns_fast            close new connections past -c at once (default: enabled)
+  hashpower=N              initial hash table size, 2^N slots (default: 0, grows by itself)
+  tail_repair_time=S       at least 10; shown, memcrab never kills a busy item
+  hash_algorithm=NAME      murmur3, jenkins or xxh3: shown in stats settings (default: murmur3)
+  no_lru_crawler           the crawler starts disabled (lru_crawler enable starts it)
+  lru_crawler_sleep=US     microseconds between items (default: 100)
+  lru_crawler_tocrawl=N    items per class per crawl (default: 0, unlimited)
+  read_buf_mem_limit=MB    the connection budget: values on their way in, replies not yet
+                           read (default: 0, meaning max(64 MB, -m/4, 2 x -I)); set, it also
+                           caps response objects per worker as memcached does
+  no_lru_maintainer        shown in stats settings (memcrab's LRU has no maintainer thread)
+  hot_lru_pct=N, warm_lru_pct=N, hot_max_factor=F, warm_max_factor=F, temporary_ttl=S
+                           accepted and shown (memcrab's LRU is not segmented)
+  idle_timeout=S           close connections idle this long (default: 0, never)
+  slab_chunk_max=BYTES     largest chunk; bigger items are chained (default: 524288)
+  watcher_logbuf_size=KB   each watcher's buffer (default: 256)
+  worker_logbuf_size=KB    accepted and shown (default: 64)
+  no_hashexpand, modern, lru_segmented, no_lru_segmented
+                           accepted, no effect
+  no_modern                memcached 1.4's defaults: no crawler, no slab reassignment
+  slab_reassign, slab_automove[=0|1|2], slab_automove_ratio=F, slab_automove_window=N,
+  slab_automove_freeratio=F, no_slab_reassign, no_slab_automove
+                           page moves between classes (default: on, mode 1 (also when
+                           bare), 0.80, 30)
+  drop_privileges, no_drop_privileges, relaxed_privileges
+                           accepted, no effect (memcrab drops nothing after start)
+  resp_obj_mem_limit       deprecated, as in memcached (see read_buf_mem_limit)
+  sasl_file=FILE           SASL passwords, user:password per line (with -S)
+  ssl_chain_cert=FILE      TLS certificate chain, PEM (required by -Z)
+  ssl_key=FILE             TLS private key, PEM (default: in the chain file)
+  ssl_keyformat=N          0: PEM, the only one taken
+  ssl_verify_mode=N        0 none, 1 request, 2 require, 3 once (default: 0)
+  ssl_ca_cert=FILE         CAs that sign client certificates
+  ssl_ciphers=LIST         TLS 1.2 cipher suites (default: rustls' own)
+  ssl_wbuf_size=KB         accepted and shown (default: 16)
+  ssl_session_cache        resume TLS sessions
+  ssl_kernel_tls           accepted; records stay in user space
+  ssl_min_version=N        2 tlsv1.2, 3 tlsv1.3 (default: 2)
+  track_sizes, slab_sizes=LIST, no_chunked_items, inline_ascii_resp
+                           accepted and ignored, with a note at start (memcrab sizes and
+                           chains its own classes; stats sizes stays empty)
+  ext_*                    REFUSED: extstore is not built
+memcrab's own:
+  expiry_batch=N           expiry wheel entries checked per lock (default: 256)
+  metrics_port=N           Prometheus metrics at http://<-l address>:N/metrics, with
+                           per-command latency histograms (default: off)
+  hot_keys[=K]             keep the K most requested keys, for stats hotkeys (bare: 10;
+                           default: 0, off)
+  hot_keys_window=S        hot key counts halve every S seconds (default: 60)
+  hot_keys_sample=N        count one request in N, at random (default: 64)
+";
+
 /// memcached's protocol version that memcrab implements and reports.
 pub const MEMCACHED_VERSION: &str = "1.6.18";
 
@@ -25,15 +81,16 @@ pub const MEMCACHED_VERSION: &str = "1.6.18";
     disable_version_flag = true,
     disable_help_flag = true,
     // memcached (getopt) takes a repeated flag's last value.
-    args_override_self = true
+    args_override_self = true,
+    after_help = SUBOPTIONS_HELP
 )]
 pub struct Args {
     /// TCP port to listen on (default: 11211; 0 turns TCP off, -1 picks a
     /// free port, reported through MEMCACHED_PORT_FILENAME)
     #[arg(short = 'p', long = "port", allow_hyphen_values = true)]
     pub port: Option<String>,
-    /// UDP port to listen on (default: 0, off: an open UDP port can be used
-    /// to amplify attacks; -1 picks a free port). Without -p, also the TCP
+    /// UDP port to listen on (0: off; an open UDP port can be used to
+    /// amplify attacks; -1 picks a free port). Without -p, also the TCP
     /// port, as in memcached
     #[arg(
         short = 'U',
@@ -45,7 +102,7 @@ pub struct Args {
     /// UNIX socket to listen on (disables network support)
     #[arg(short = 's', long = "unix-socket")]
     pub unix_socket: Option<PathBuf>,
-    /// access mask for UNIX socket, in octal (default: 700)
+    /// access mask for UNIX socket, in octal
     #[arg(short = 'a', long = "unix-mask", default_value = "700")]
     pub unix_mask: String,
     /// enable ascii "shutdown" command
@@ -64,13 +121,13 @@ pub struct Args {
     /// assume identity of <username> (only when run as root)
     #[arg(short = 'u', long = "user")]
     pub user: Option<String>,
-    /// item memory in megabytes (default: 64)
+    /// item memory in megabytes
     #[arg(short = 'm', long = "memory-limit", default_value = "64")]
     pub memory_limit: String,
     /// return error on memory exhausted instead of evicting
     #[arg(short = 'M', long = "disable-evictions")]
     pub disable_evictions: bool,
-    /// max simultaneous connections (default: 1024)
+    /// max simultaneous connections
     #[arg(short = 'c', long = "conn-limit", default_value = "1024")]
     pub conn_limit: String,
     /// lock down all paged memory
@@ -91,10 +148,10 @@ pub struct Args {
     /// save PID in <file>, only used with -d option
     #[arg(short = 'P', long = "pidfile")]
     pub pidfile: Option<PathBuf>,
-    /// chunk size growth factor (default: 1.25)
+    /// chunk size growth factor
     #[arg(short = 'f', long = "slab-growth-factor", default_value = "1.25")]
     pub growth_factor: String,
-    /// min space used for key+value+flags (default: 48)
+    /// min space used for key+value+flags
     #[arg(short = 'n', long = "slab-min-size", default_value = "48")]
     pub slab_min_size: String,
     /// try to use large memory pages (if available)
@@ -103,22 +160,22 @@ pub struct Args {
     /// use <char> as the delimiter between key prefixes and IDs
     #[arg(short = 'D')]
     pub delimiter: Option<String>,
-    /// number of threads to use (default: 4)
+    /// number of threads to use
     #[arg(short = 't', long = "threads", default_value = "4")]
     pub threads: String,
-    /// maximum number of requests per event (default: 20)
+    /// maximum number of requests per event
     #[arg(short = 'R', long = "max-reqs-per-event", default_value = "20")]
     pub reqs_per_event: String,
     /// disable use of CAS
     #[arg(short = 'C', long = "disable-cas")]
     pub disable_cas: bool,
-    /// set the backlog queue limit (default: 1024)
+    /// set the backlog queue limit
     #[arg(short = 'b', long = "listen-backlog", default_value = "1024")]
     pub backlog: String,
     /// protocol - one of ascii, binary, or auto (default: auto-negotiate)
     #[arg(short = 'B', long = "protocol")]
     pub protocol: Option<String>,
-    /// adjusts max item size (default: 1m, min: 1k, max: 1024m)
+    /// adjusts max item size (min: 1k, max: 1024m)
     #[arg(short = 'I', long = "max-item-size", default_value = "1m")]
     pub max_item_size: String,
     /// turn on Sasl authentication
@@ -136,25 +193,16 @@ pub struct Args {
     /// enable ASCII protocol authentication
     #[arg(short = 'Y', long = "auth-file")]
     pub auth_file: Option<PathBuf>,
-    /// mmap a file for item memory
+    /// REFUSED: mmap a file for item memory (the restartable cache is not
+    /// built yet; memcrab stops with a message naming it)
     #[arg(short = 'e', long = "memory-file")]
     pub memory_file: Option<PathBuf>,
     /// enable TLS/SSL (rustls) on TCP listeners; -o ssl_chain_cert=FILE is
     /// required
     #[arg(short = 'Z', long = "enable-ssl")]
     pub ssl: bool,
-    /// comma separated list of extended options; among them
-    /// read_buf_mem_limit=MB: the connection budget (values on their way
-    /// in, replies clients have not read; 0, the default: max(64 MB, -m/4,
-    /// 2 x -I)); TLS: ssl_chain_cert, ssl_key, ssl_keyformat (PEM only),
-    /// ssl_verify_mode (0-3), ssl_ca_cert, ssl_ciphers, ssl_wbuf_size (KB,
-    /// 16), ssl_session_cache, ssl_min_version (2 tlsv1.2, 3 tlsv1.3),
-    /// ssl_kernel_tls (taken; records stay in user space); memcrab's own:
-    /// metrics_port=N (Prometheus text at http://-l address:N/metrics,
-    /// with per-command latency histograms), hot_keys[=K] (the K most
-    /// requested keys, 10 when bare, in `stats hotkeys`), hot_keys_window=S
-    /// (their counts halve every S seconds, 60), hot_keys_sample=N (count
-    /// one request in N at random, 64)
+    /// comma separated list of extended options (listed below); most have
+    /// a 'no_' prefix to disable
     #[arg(short = 'o', long = "extended", action = ArgAction::Append)]
     pub extended: Vec<String>,
 }
@@ -749,14 +797,23 @@ fn apply_extended(e: &mut Extended, opt: &str) -> Result<(), Early> {
             }
             e.slab_chunk_max = bytes;
         }
-        "tail_repair_time" => e.tail_repair_time = num(key, val)?,
+        "tail_repair_time" => {
+            let Some(v) = val else {
+                return Err(usage("Missing numeric argument for tail_repair_time"));
+            };
+            let t = atoi(v);
+            if t < 10 {
+                return Err(usage("Cannot set tail_repair_time to less than 10 seconds"));
+            }
+            e.tail_repair_time = t.min(i64::from(u32::MAX)) as u32;
+        }
         "hash_algorithm" => match val {
             Some(v @ ("murmur3" | "jenkins" | "xxh3")) => e.hash_algorithm = v.to_string(),
-            _ => {
-                return Err(usage(format!(
-                    "Unknown hash_algorithm option {}",
-                    val.unwrap_or("")
-                )))
+            None => return Err(usage("Missing hash_algorithm argument")),
+            Some(_) => {
+                return Err(usage(
+                    "Unknown hash_algorithm option (jenkins, murmur3, xxh3)",
+                ))
             }
         },
         "lru_crawler" => e.lru_crawler = true,
@@ -828,9 +885,41 @@ fn apply_extended(e: &mut Extended, opt: &str) -> Result<(), Early> {
         }
         "slab_reassign" => e.slab_reassign = true,
         "no_slab_reassign" => e.slab_reassign = false,
-        "slab_automove" => e.slab_automove = num(key, val)?,
-        "slab_automove_ratio" => e.slab_automove_ratio = num(key, val)?,
-        "slab_automove_window" => e.slab_automove_window = num(key, val)?,
+        // Bare: mode 1, as memcached reads it.
+        "slab_automove" => {
+            let m = val.map_or(1, atoi);
+            if !(0..=2).contains(&m) {
+                return Err(usage("slab_automove must be between 0 and 2"));
+            }
+            e.slab_automove = m as u32;
+        }
+        "no_slab_automove" => e.slab_automove = 0,
+        "slab_automove_ratio" => {
+            let Some(v) = val else {
+                return Err(usage("Missing slab_automove_ratio argument"));
+            };
+            let r = atof(v);
+            if r <= 0.0 || r > 1.0 {
+                return Err(usage("slab_automove_ratio must be > 0 and < 1"));
+            }
+            e.slab_automove_ratio = r;
+        }
+        "slab_automove_window" => {
+            let Some(v) = val else {
+                return Err(usage("Missing slab_automove_window argument"));
+            };
+            let w = atoi(v);
+            if w < 3 {
+                return Err(usage("slab_automove_window must be > 2"));
+            }
+            e.slab_automove_window = w.min(i64::from(u32::MAX)) as u32;
+        }
+        // memcached takes these; memcrab's class table and replies are its
+        // own, so they change nothing here (said once at start).
+        "inline_ascii_resp" | "no_inline_ascii_resp" => {}
+        "no_chunked_items" | "slab_sizes" | "track_sizes" => {
+            eprintln!("memcrab: -o {key} accepted and ignored (memcrab sizes and chains its own slab classes; stats sizes stays empty)");
+        }
         "slab_automove_freeratio" => e.slab_automove_freeratio = num(key, val)?,
         // memcached's pre-1.5 defaults: no crawler or maintainer thread
         // at start, no slab reassignment, jenkins hash. (memcrab keeps its
@@ -848,7 +937,6 @@ fn apply_extended(e: &mut Extended, opt: &str) -> Result<(), Early> {
         // these change nothing; memcached's debug builds take
         // relaxed_privileges, which its own test suite passes every server.
         "drop_privileges" | "no_drop_privileges" | "relaxed_privileges" => {}
-        "track_sizes" => return Err(not_yet("-o track_sizes", "item size histograms")),
         k if k.starts_with("ext_") => return Err(not_yet(&format!("-o {k}"), "extstore")),
         k if k.starts_with("ssl_") => apply_ssl(&mut e.ssl, k, val, opt)?,
         _ => return Err(usage(format!("Illegal suboption \"{opt}\""))),

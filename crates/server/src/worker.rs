@@ -256,7 +256,18 @@ impl Worker {
             }
             self.sh.conns.register(Arc::clone(&info));
             if self.sh.verbose() > 1 {
-                eprintln!("<{fd} new client connection");
+                // memcached's words (a period after two of them, not the first).
+                match self.sh.settings.protocol {
+                    crate::config::Protocol::Auto => {
+                        eprintln!("<{fd} new auto-negotiating client connection")
+                    }
+                    crate::config::Protocol::Ascii => {
+                        eprintln!("<{fd} new ascii client connection.")
+                    }
+                    crate::config::Protocol::Binary => {
+                        eprintln!("<{fd} new binary client connection.")
+                    }
+                }
             }
             let tcp = !matches!(stream, Stream::Unix(_));
             self.sh.watch.log(crate::watch::CONNEVENTS, |b| {

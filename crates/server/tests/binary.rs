@@ -1134,3 +1134,71 @@ fn vv_dumps_binary_traffic_as_memcached_does() {
     assert!(logs[0].len() >= 6 * 7, "{:?}", logs[0]);
     assert_eq!(logs[1], logs[0]);
 }
+
+/// `-vv` on a text session: the request lines and memcached's reply
+/// lines (`>N STORED`, `>N sending key k`, `>N END`, `>N NOREPLY ...`),
+/// line for line with memcached (descriptors aside).
+#[test]
+fn vv_logs_a_text_session_as_memcached_does() {
+    let memcached = require_memcached();
+    let mut logs = Vec::new();
+    for bin in [memcached.as_str(), MEMCRAB] {
+        let (mut child, port, mut err) = start_vv(bin);
+        let reader = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                text.extend_from_slice(&buf[..n]);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        });
+        let mut c = common::Client::connect(port);
+        for (req, end) in [
+            (&b"set a 0 0 1\r\nx\r\n"[..], &b"\r\n"[..]),
+            (b"get a nope\r\n", b"END\r\n"),
+            (b"gets a\r\n", b"END\r\n"),
+            (b"gat 10 a\r\n", b"END\r\n"),
+            (b"delete a\r\n", b"\r\n"),
+            (b"delete a\r\n", b"\r\n"),
+            (b"incr n 1\r\n", b"\r\n"),
+            (b"set n 0 0 1 noreply\r\n5\r\nincr n 2\r\n", b"\r\n"),
+            (b"incr n 1 noreply\r\ndecr n 1\r\n", b"\r\n"),
+            (b"touch n 10\r\n", b"\r\n"),
+            (b"append nope 0 0 1\r\nx\r\n", b"\r\n"),
+            (b"cas n 0 0 1 1\r\ny\r\n", b"\r\n"),
+            (b"bogus\r\n", b"\r\n"),
+            (b"set k 0 0 notanumber\r\n", b"\r\n"),
+            (b"version\r\n", b"\r\n"),
+            (b"verbosity 2\r\n", b"\r\n"),
+            (b"flush_all\r\n", b"\r\n"),
+            (b"stats reset\r\n", b"\r\n"),
+            (b"stats\r\n", b"END\r\n"),
+            (b"mn\r\n", b"\r\n"),
+        ] {
+            c.call(req, end);
+        }
+        c.send(b"quit\r\n");
+        assert!(c.is_closed(Duration::from_secs(5)));
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = reader.join().unwrap();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| {
+                (l.starts_with('<') || l.starts_with('>')) && !l.contains("server listening")
+            })
+            .map(|l| {
+                let dir = &l[..1];
+                let rest = l[1..].trim_start_matches(|c: char| c.is_ascii_digit());
+                format!("{dir}N{rest}")
+            })
+            .collect();
+        logs.push(lines);
+    }
+    assert!(logs[0].len() > 40, "{:#?}", logs[0]);
+    assert_eq!(logs[1], logs[0]);
+}

@@ -47,10 +47,36 @@ pub struct Text {
     auth_reply_queued: bool,
 }
 
-fn reply(out: &mut Output, line: &str, noreply: bool) {
+/// Where memcached's `-vv` reply lines go: `>fd line` for each
+/// single-line reply (`>fd NOREPLY line` when it is not sent), and a get's
+/// `>fd sending key k` and `>fd END`; meta and stats listings are not
+/// logged, as memcached logs only its single-line replies and gets.
+#[derive(Clone, Copy)]
+struct Vv(Option<i32>);
+
+impl Vv {
+    fn of(cx: &Cx<'_>) -> Vv {
+        Vv((cx.sh.verbose() > 1).then_some(cx.fd))
+    }
+
+    fn log(self, line: &str, noreply: bool) {
+        if let Some(fd) = self.0 {
+            let skipped = if noreply { "NOREPLY " } else { "" };
+            eprintln!(">{fd} {skipped}{line}");
+        }
+    }
+}
+
+fn reply(vv: Vv, out: &mut Output, line: &str, noreply: bool) {
+    vv.log(line, noreply);
     if !noreply {
         out.line(line);
     }
+}
+
+/// A reply line that is always sent.
+fn say(vv: Vv, out: &mut Output, line: &str) {
+    reply(vv, out, line, false);
 }
 
 impl Text {
@@ -142,6 +168,7 @@ fn store_command(
     line_len: usize,
     c: &Ctx<'_>,
     out: &mut Output,
+    vv: Vv,
 ) -> Step {
     let op = store::StoreOp {
         mode: head.mode,
@@ -153,7 +180,7 @@ fn store_command(
     };
     let len = head.data_len as usize;
     if let Err(why) = store::admit(c, &op, len) {
-        reply(out, refusal_line(why), head.noreply);
+        reply(vv, out, refusal_line(why), head.noreply);
         return Step::Done {
             used: line_len,
             swallow: u64::from(head.data_len) + 2,
@@ -178,24 +205,25 @@ fn store_command(
             StoreOutcome::OutOfMemory => "SERVER_ERROR out of memory storing object",
         }
     };
-    reply(out, line, head.noreply);
+    reply(vv, out, line, head.noreply);
     Step::used(total)
 }
 
 /// Runs the command whose line is `avail[..used]`.
 fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
     let c = cx.cmd(Proto::Text);
+    let vv = Vv::of(cx);
     let out = &mut *cx.out;
     match req {
         // Each arm names its request for the latency histograms: a store
         // of a constant (a match of its own cost 13 instructions).
         Request::Get { keys, cas, touch } => {
             cx.cmd = if touch.is_some() { Cmd::Gat } else { Cmd::Get };
-            get(&c, keys, cas, touch, out)
+            get(&c, keys, cas, touch, out, vv)
         }
         Request::Store(head) => {
             cx.cmd = Cmd::Set;
-            return store_command(&head, avail, used, &c, out);
+            return store_command(&head, avail, used, &c, out, vv);
         }
         Request::Delete { key, noreply } => {
             cx.cmd = Cmd::Delete;
@@ -208,7 +236,7 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
                 DeleteOutcome::NotFound | DeleteOutcome::Exists => "NOT_FOUND",
                 DeleteOutcome::OutOfMemory => "SERVER_ERROR out of memory",
             };
-            reply(out, line, noreply);
+            reply(vv, out, line, noreply);
         }
         Request::Arith {
             incr,
@@ -227,6 +255,10 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
             };
             let line = match arith::arith(&c, &op).outcome {
                 DeltaOutcome::Value(v) => {
+                    if let Some(fd) = vv.0 {
+                        let skipped = if noreply { "NOREPLY " } else { "" };
+                        eprintln!(">{fd} {skipped}{v}");
+                    }
                     if !noreply {
                         out.with_buf(|b| {
                             write_u64(b, v);
@@ -243,7 +275,7 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
                 // Only a CAS check (binary protocol) gives this.
                 DeltaOutcome::Exists => "EXISTS",
             };
-            reply(out, line, noreply);
+            reply(vv, out, line, noreply);
         }
         Request::Touch {
             key,
@@ -255,7 +287,7 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
                 Ok(()) => "TOUCHED",
                 Err(_) => "NOT_FOUND",
             };
-            reply(out, line, noreply);
+            reply(vv, out, line, noreply);
         }
         Request::FlushAll { delay, noreply } => {
             cx.cmd = Cmd::Flush;
@@ -264,31 +296,44 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
                 Err(flush::Refused::Disabled) => "CLIENT_ERROR flush_all not allowed",
                 Err(flush::Refused::BadDelay) => BAD_EXPTIME,
             };
-            reply(out, line, noreply);
+            reply(vv, out, line, noreply);
         }
-        Request::Version => out.with_buf(|b| {
-            b.extend_from_slice(b"VERSION ");
-            b.extend_from_slice(admin::version().as_bytes());
-            b.extend_from_slice(b"\r\n");
-        }),
+        Request::Version => {
+            vv.log(&format!("VERSION {}", admin::version()), false);
+            out.with_buf(|b| {
+                b.extend_from_slice(b"VERSION ");
+                b.extend_from_slice(admin::version().as_bytes());
+                b.extend_from_slice(b"\r\n");
+            })
+        }
         Request::Verbosity { level, noreply } => {
             admin::verbosity(&c, level);
-            reply(out, "OK", noreply);
+            reply(vv, out, "OK", noreply);
         }
         Request::SlabsReassign { src, dst } => {
             use admin::ReassignRefused as R;
-            out.line(match admin::slabs_reassign(&c, src, dst) {
-                Ok(()) => "OK",
-                Err(R::Disabled) => "CLIENT_ERROR slab reassignment disabled",
-                Err(R::Store(ReassignError::Busy)) => "BUSY currently processing reassign request",
-                Err(R::Store(ReassignError::BadClass)) => "BADCLASS invalid src or dst class id",
-                Err(R::Store(ReassignError::NoSpare)) => "NOSPARE source class has no spare pages",
-                Err(R::Store(ReassignError::Same)) => "SAME src and dst class are identical",
-            });
+            say(
+                vv,
+                out,
+                match admin::slabs_reassign(&c, src, dst) {
+                    Ok(()) => "OK",
+                    Err(R::Disabled) => "CLIENT_ERROR slab reassignment disabled",
+                    Err(R::Store(ReassignError::Busy)) => {
+                        "BUSY currently processing reassign request"
+                    }
+                    Err(R::Store(ReassignError::BadClass)) => {
+                        "BADCLASS invalid src or dst class id"
+                    }
+                    Err(R::Store(ReassignError::NoSpare)) => {
+                        "NOSPARE source class has no spare pages"
+                    }
+                    Err(R::Store(ReassignError::Same)) => "SAME src and dst class are identical",
+                },
+            );
         }
         Request::SlabsAutomove { mode, noreply } => {
             admin::slabs_automove(&c, mode);
-            reply(out, "OK", noreply);
+            reply(vv, out, "OK", noreply);
         }
         Request::Quit => {
             cx.quit = true;
@@ -296,55 +341,64 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
         }
         Request::Shutdown { graceful } => match admin::shutdown(&c, graceful) {
             Ok(()) => return Step::close(used),
-            Err(admin::ShutdownDisabled) => out.line("ERROR: shutdown not enabled"),
+            Err(admin::ShutdownDisabled) => say(vv, out, "ERROR: shutdown not enabled"),
         },
-        Request::ShutdownInvalid => out.line(if admin::shutdown_enabled(&c) {
-            "CLIENT_ERROR invalid shutdown mode"
-        } else {
-            "ERROR: shutdown not enabled"
-        }),
+        Request::ShutdownInvalid => say(
+            vv,
+            out,
+            if admin::shutdown_enabled(&c) {
+                "CLIENT_ERROR invalid shutdown mode"
+            } else {
+                "ERROR: shutdown not enabled"
+            },
+        ),
         Request::Watch { line } => {
             let w = &c.sh.watch;
             let words = line.split(|&b| b == b' ').filter(|w| !w.is_empty()).skip(1);
             if !w.allowed {
-                out.line("CLIENT_ERROR watch commands not allowed");
+                say(vv, out, "CLIENT_ERROR watch commands not allowed");
             } else if out.uncommitted() > 0 {
-                out.line("ERROR cannot pipeline other commands before watch");
+                say(vv, out, "ERROR cannot pipeline other commands before watch");
             } else {
                 match crate::watch::parse_types(words) {
-                    None => out.line("ERROR"),
+                    None => say(vv, out, "ERROR"),
                     Some(flags) => match (cx.takeover.as_deref_mut(), cx.waker) {
                         (Some(slot), Some(waker)) => match w.add(flags, waker) {
                             // Its OK comes first in the watcher's lines.
                             Ok(g) => *slot = Some(super::Takeover::Watch(g)),
-                            Err(line) => out.line(line),
+                            Err(line) => say(vv, out, line),
                         },
-                        _ => out.line("SERVER_ERROR watch needs a TCP or unix connection"),
+                        _ => say(vv, out, "SERVER_ERROR watch needs a TCP or unix connection"),
                     },
                 }
             }
         }
         Request::CacheMemlimit { mb, noreply } => {
-            reply(out, admin::cache_memlimit(&c, mb), noreply)
+            reply(vv, out, admin::cache_memlimit(&c, mb), noreply)
         }
         Request::LruCrawler(req) => {
             let stacked = out.uncommitted() > 0;
             match cmd::crawler::lru_crawler(&c, &req, stacked) {
-                cmd::crawler::Reply::Line(line) => out.line(line),
+                cmd::crawler::Reply::Line(line) => say(vv, out, line),
                 cmd::crawler::Reply::Listing(l) => match cx.takeover.as_deref_mut() {
                     Some(slot) => *slot = Some(super::Takeover::Listing(l)),
                     // Over UDP there is no stream to list onto.
-                    None => out.line("SERVER_ERROR metadump needs a TCP or unix connection"),
+                    None => say(
+                        vv,
+                        out,
+                        "SERVER_ERROR metadump needs a TCP or unix connection",
+                    ),
                 },
             }
         }
         Request::RefreshCerts { noreply } => match admin::refresh_certs(&c) {
-            Ok(()) => reply(out, "OK", noreply),
+            Ok(()) => reply(vv, out, "OK", noreply),
             // memcached sends its error even with noreply.
-            Err(msg) => out.line(&msg),
+            Err(msg) => say(vv, out, &msg),
         },
-        Request::Stats(group) => stats_reply(stats::stats(&c, Some(group)), out),
+        Request::Stats(group) => stats_reply(stats::stats(&c, Some(group)), out, vv),
         Request::MetaNoop => {
+            vv.log("MN", false);
             out.line("MN");
             out.commit();
         }
@@ -365,7 +419,7 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
         Request::Error {
             reply: line,
             noreply,
-        } => reply(out, line, noreply),
+        } => reply(vv, out, line, noreply),
         Request::Close => {
             // An HTTP request: memcached hangs up without its pending replies.
             out.discard_unsent();
@@ -377,7 +431,7 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
 
 /// `get`, `gets`, `gat`, `gats`: a VALUE line and data block per key
 /// found, then END.
-fn get(c: &Ctx<'_>, keys: Keys<'_>, cas: bool, touch: Option<i32>, out: &mut Output) {
+fn get(c: &Ctx<'_>, keys: Keys<'_>, cas: bool, touch: Option<i32>, out: &mut Output, vv: Vv) {
     for (i, key) in keys.enumerate() {
         // memcached answers each key in a response object of its own (a
         // UDP reply shows it: a datagram sequence per key); with none left
@@ -385,16 +439,22 @@ fn get(c: &Ctx<'_>, keys: Keys<'_>, cas: bool, touch: Option<i32>, out: &mut Out
         if i > 0 && !out.resp_break() {
             out.discard_unsent();
             c.stats.incr(Counter::ResponseObjOom);
-            out.line("SERVER_ERROR out of memory writing get response");
+            say(vv, out, "SERVER_ERROR out of memory writing get response");
             return;
         }
         if key.len() > KEY_MAX_LENGTH {
             // memcached culls every unsent response, then reports the key.
             out.discard_unsent();
-            out.line(BAD_FORMAT);
+            say(vv, out, BAD_FORMAT);
             return;
         }
-        let _ = cmd::get::get(c, key, touch, |f| value(out, key, cas, f));
+        let hit = cmd::get::get(c, key, touch, |f| value(out, key, cas, f)).is_ok();
+        if let (true, Some(fd)) = (hit, vv.0) {
+            eprintln!(">{fd} sending key {}", String::from_utf8_lossy(key));
+        }
+    }
+    if let Some(fd) = vv.0 {
+        eprintln!(">{fd} END");
     }
     out.bytes(b"END\r\n");
     // memcached writes a get's answer out before the next command.
@@ -421,7 +481,7 @@ fn value(out: &mut Output, key: &[u8], cas: bool, f: &Found<'_>) {
 }
 
 /// A stats reply in text: `STAT name value` lines and END, or a line.
-fn stats_reply(r: stats::Reply, out: &mut Output) {
+fn stats_reply(r: stats::Reply, out: &mut Output, vv: Vv) {
     match r {
         stats::Reply::Pairs(pairs) => out.with_buf(|b| {
             for s in &pairs {
@@ -433,7 +493,7 @@ fn stats_reply(r: stats::Reply, out: &mut Output) {
             }
             b.extend_from_slice(b"END\r\n");
         }),
-        stats::Reply::Reset => out.line("RESET"),
+        stats::Reply::Reset => say(vv, out, "RESET"),
         stats::Reply::Dump(entries) => out.with_buf(|b| {
             for e in entries {
                 b.extend_from_slice(b"ITEM ");
@@ -446,12 +506,12 @@ fn stats_reply(r: stats::Reply, out: &mut Output) {
             }
             b.extend_from_slice(b"END\r\n");
         }),
-        stats::Reply::DumpDisabled => out.line("CLIENT_ERROR stats cachedump not allowed"),
-        stats::Reply::DetailUsage => out.line("CLIENT_ERROR usage: stats detail on|off|dump"),
-        stats::Reply::DetailSet => out.line("OK"),
+        stats::Reply::DumpDisabled => say(vv, out, "CLIENT_ERROR stats cachedump not allowed"),
+        stats::Reply::DetailUsage => say(vv, out, "CLIENT_ERROR usage: stats detail on|off|dump"),
+        stats::Reply::DetailSet => say(vv, out, "OK"),
         stats::Reply::DetailDump(text) => out.bytes(&text),
         // Text `stats` with an unknown group is a parse error (ERROR).
-        stats::Reply::Unknown => out.line("ERROR"),
+        stats::Reply::Unknown => say(vv, out, "ERROR"),
     }
 }
 
