@@ -15,60 +15,70 @@ use clap::{ArgAction, Parser};
 pub const EX_USAGE: i32 = 64;
 
 /// The `-o` suboptions as `-h` and the man page list them (memcached's,
-/// then memcrab's own), with their defaults.
-pub const SUBOPTIONS_HELP: &str = "\
-Extended options (-o name[=value],...):
-  maxconns_fast            close new connections past -c at once (default: enabled)
-  hashpower=N              initial hash table size, 2^N slots (default: 0, grows by itself)
-  tail_repair_time=S       at least 10; shown, memcrab never kills a busy item
-  hash_algorithm=NAME      murmur3, jenkins or xxh3: shown in stats settings (default: murmur3)
-  no_lru_crawler           the crawler starts disabled (lru_crawler enable starts it)
-  lru_crawler_sleep=US     microseconds between items (default: 100)
-  lru_crawler_tocrawl=N    items per class per crawl (default: 0, unlimited)
-  read_buf_mem_limit=MB    the connection budget: values on their way in, replies not yet
-                           read (default: 0, meaning max(64 MB, -m/4, 2 x -I)); set, it also
-                           caps response objects per worker as memcached does
-  no_lru_maintainer        shown in stats settings (memcrab's LRU has no maintainer thread)
-  hot_lru_pct=N, warm_lru_pct=N, hot_max_factor=F, warm_max_factor=F, temporary_ttl=S
-                           accepted and shown (memcrab's LRU is not segmented)
-  idle_timeout=S           close connections idle this long (default: 0, never)
-  slab_chunk_max=BYTES     largest chunk; bigger items are chained (default: 524288)
-  watcher_logbuf_size=KB   each watcher's buffer (default: 256)
-  worker_logbuf_size=KB    accepted and shown (default: 64)
-  no_hashexpand, modern, lru_segmented, no_lru_segmented
-                           accepted, no effect
-  no_modern                memcached 1.4's defaults: no crawler, no slab reassignment
-  slab_reassign, slab_automove[=0|1|2], slab_automove_ratio=F, slab_automove_window=N,
-  slab_automove_freeratio=F, no_slab_reassign, no_slab_automove
-                           page moves between classes (default: on, mode 1 (also when
-                           bare), 0.80, 30)
-  drop_privileges, no_drop_privileges, relaxed_privileges
-                           accepted, no effect (memcrab drops nothing after start)
-  resp_obj_mem_limit       deprecated, as in memcached (see read_buf_mem_limit)
-  sasl_file=FILE           SASL passwords, user:password per line (with -S)
-  ssl_chain_cert=FILE      TLS certificate chain, PEM (required by -Z)
-  ssl_key=FILE             TLS private key, PEM (default: in the chain file)
-  ssl_keyformat=N          0: PEM, the only one taken
-  ssl_verify_mode=N        0 none, 1 request, 2 require, 3 once (default: 0)
-  ssl_ca_cert=FILE         CAs that sign client certificates
-  ssl_ciphers=LIST         TLS 1.2 cipher suites (default: rustls' own)
-  ssl_wbuf_size=KB         accepted and shown (default: 16)
-  ssl_session_cache        resume TLS sessions
-  ssl_kernel_tls           accepted; records stay in user space
-  ssl_min_version=N        2 tlsv1.2, 3 tlsv1.3 (default: 2)
-  track_sizes, slab_sizes=LIST, no_chunked_items, inline_ascii_resp
-                           accepted and ignored, with a note at start (memcrab sizes and
-                           chains its own classes; stats sizes stays empty)
-  ext_*                    REFUSED: extstore is not built
-memcrab's own:
-  expiry_batch=N           expiry wheel entries checked per lock (default: 256)
-  metrics_port=N           Prometheus metrics at http://<-l address>:N/metrics, with
-                           per-command latency histograms (default: off)
-  hot_keys[=K]             keep the K most requested keys, for stats hotkeys (bare: 10;
-                           default: 0, off)
-  hot_keys_window=S        hot key counts halve every S seconds (default: 60)
-  hot_keys_sample=N        count one request in N, at random (default: 64)
-";
+/// then memcrab's own): name and description with its default.
+pub const SUBOPTIONS: &[(&str, &str)] = &[
+    ("maxconns_fast", "close new connections past -c at once (default: enabled)"),
+    ("hashpower=N", "initial hash table size, 2^N slots (default: 0, grows by itself)"),
+    ("tail_repair_time=S", "at least 10; shown, memcrab never kills a busy item"),
+    ("hash_algorithm=NAME", "murmur3, jenkins or xxh3: shown in stats settings (default: murmur3)"),
+    ("no_lru_crawler", "the crawler starts disabled (lru_crawler enable starts it)"),
+    ("lru_crawler_sleep=US", "microseconds between items (default: 100)"),
+    ("lru_crawler_tocrawl=N", "items per class per crawl (default: 0, unlimited)"),
+    ("read_buf_mem_limit=MB", "the connection budget: values on their way in, replies not yet read (default: 0, meaning max(64 MB, -m/4, 2 x -I)); set, it also caps response objects per worker as memcached does"),
+    ("no_lru_maintainer", "shown in stats settings (memcrab's LRU has no maintainer thread)"),
+    ("hot_lru_pct, warm_lru_pct, hot_max_factor, warm_max_factor, temporary_ttl", "accepted and shown (memcrab's LRU is not segmented)"),
+    ("idle_timeout=S", "close connections idle this long (default: 0, never)"),
+    ("slab_chunk_max=BYTES", "largest chunk; bigger items are chained (default: 524288)"),
+    ("watcher_logbuf_size=KB", "each watcher's buffer (default: 256)"),
+    ("worker_logbuf_size=KB", "accepted and shown (default: 64)"),
+    ("no_hashexpand, modern, lru_segmented, no_lru_segmented", "accepted, no effect"),
+    ("no_modern", "memcached 1.4's defaults: no crawler, no slab reassignment, jenkins"),
+    ("slab_reassign, no_slab_reassign", "page moves between classes (default: on)"),
+    ("slab_automove[=0|1|2], no_slab_automove", "when pages move (default: 1, also when bare)"),
+    ("slab_automove_ratio=F, slab_automove_window=N, slab_automove_freeratio=F", "the automover's tuning (default: 0.80, 30, 0.010)"),
+    ("drop_privileges, no_drop_privileges, relaxed_privileges", "accepted, no effect (memcrab drops nothing after start)"),
+    ("resp_obj_mem_limit", "deprecated, as in memcached (see read_buf_mem_limit)"),
+    ("track_sizes, slab_sizes=LIST, no_chunked_items, inline_ascii_resp", "accepted and ignored, with a note at start (memcrab sizes and chains its own classes; stats sizes stays empty)"),
+    ("sasl_file=FILE", "SASL passwords, user:password per line (with -S)"),
+    ("ssl_chain_cert=FILE", "TLS certificate chain, PEM (required by -Z)"),
+    ("ssl_key=FILE", "TLS private key, PEM (default: in the chain file)"),
+    ("ssl_keyformat=N", "0: PEM, the only one taken"),
+    ("ssl_verify_mode=N", "0 none, 1 request, 2 require, 3 once (default: 0)"),
+    ("ssl_ca_cert=FILE", "CAs that sign client certificates"),
+    ("ssl_ciphers=LIST", "TLS 1.2 cipher suites (default: rustls' own)"),
+    ("ssl_wbuf_size=KB", "accepted and shown (default: 16)"),
+    ("ssl_session_cache", "resume TLS sessions"),
+    ("ssl_kernel_tls", "accepted; records stay in user space"),
+    ("ssl_min_version=N", "2 tlsv1.2, 3 tlsv1.3 (default: 2)"),
+    ("ext_*", "REFUSED: extstore is not built"),
+    ("expiry_batch=N", "memcrab's own: expiry wheel entries checked per lock (default: 256)"),
+    ("metrics_port=N", "memcrab's own: Prometheus metrics at http://<-l address>:N/metrics, with per-command latency histograms (default: off)"),
+    ("hot_keys[=K]", "memcrab's own: keep the K most requested keys, for stats hotkeys and the metrics (bare: 10; default: 0, off)"),
+    ("hot_keys_window=S", "memcrab's own: hot key counts halve every S seconds (default: 60)"),
+    ("hot_keys_sample=N", "memcrab's own: count one request in N, at random (default: 64)"),
+];
+
+/// The suboptions as `-h` shows them after the flags.
+pub fn suboptions_help() -> String {
+    let mut out = String::from("Extended options (-o name[=value],...):\n");
+    for (name, desc) in SUBOPTIONS {
+        out.push_str(&format!("  {name}\n"));
+        // The description wrapped under the name, 72 columns.
+        let mut line = String::from("       ");
+        for word in desc.split(' ') {
+            if line.len() + word.len() > 72 {
+                out.push_str(line.trim_end());
+                out.push('\n');
+                line = String::from("       ");
+            }
+            line.push_str(word);
+            line.push(' ');
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
 
 /// memcached's protocol version that memcrab implements and reports.
 pub const MEMCACHED_VERSION: &str = "1.6.18";
@@ -82,7 +92,7 @@ pub const MEMCACHED_VERSION: &str = "1.6.18";
     disable_help_flag = true,
     // memcached (getopt) takes a repeated flag's last value.
     args_override_self = true,
-    after_help = SUBOPTIONS_HELP
+    after_help = suboptions_help()
 )]
 pub struct Args {
     /// TCP port to listen on (default: 11211; 0 turns TCP off, -1 picks a
@@ -485,9 +495,12 @@ pub fn help_text() -> String {
     Args::command().render_help().to_string()
 }
 
-const LICENSE: &str = "memcrab is distributed under the BSD 3-Clause license.\n\
-It implements the protocol of memcached (Copyright (c) 2003, Danga Interactive, Inc.,\n\
-BSD licensed); it contains no memcached code.\n";
+/// `-i`: the LICENSE file, and where the protocol comes from.
+const LICENSE: &str = concat!(
+    include_str!("../../../LICENSE"),
+    "\nmemcrab implements the protocol of memcached (Copyright (c) 2003, Danga\n",
+    "Interactive, Inc., BSD licensed); it contains no memcached code.\n"
+);
 
 impl Settings {
     /// The store's settings from the command line's.

@@ -4,6 +4,10 @@
 
 mod common;
 
+#[path = "../examples/man.rs"]
+#[allow(dead_code)]
+mod man;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -112,4 +116,56 @@ fn a_config_file_starts_the_server() {
     assert!(logged.contains("stats settings"), "{logged}");
     let _ = std::fs::remove_file(conf);
     let _ = std::fs::remove_file(log);
+}
+
+/// The committed man page is what the flag definitions give now (so it
+/// cannot drift), and names every flag and suboption.
+#[test]
+fn the_man_page_is_current_and_complete() {
+    use clap::CommandFactory;
+    let page = man::render().unwrap();
+    let committed = std::fs::read(repo().join("packaging/memcrab.1")).unwrap();
+    assert!(
+        page == committed,
+        "packaging/memcrab.1 is stale: cargo run -p memcrab-server --example man > packaging/memcrab.1"
+    );
+    let text = String::from_utf8(page).unwrap();
+    for arg in memcrab_server::config::Args::command().get_arguments() {
+        if let Some(long) = arg.get_long() {
+            let want = format!("\\-\\-{}", long.replace('-', "\\-"));
+            assert!(text.contains(&want), "--{long} missing from the man page");
+        }
+    }
+    for (name, _) in memcrab_server::config::SUBOPTIONS {
+        let first = name
+            .split([',', '=', '['])
+            .next()
+            .unwrap()
+            .replace('-', "\\-");
+        assert!(text.contains(&first), "-o {name} missing from the man page");
+    }
+    // It renders (man-db's `man -l`, where installed).
+    if let Ok(out) = Command::new("man")
+        .arg("-l")
+        .arg(repo().join("packaging/memcrab.1"))
+        .env("MANWIDTH", "80")
+        .env("MAN_KEEP_FORMATTING", "0")
+        .output()
+    {
+        if out.status.success() {
+            // Overstrikes (bold, underline) taken out, as col -b does.
+            let mut shown = String::new();
+            for c in common::s(&out.stdout).chars() {
+                if c == '\u{8}' {
+                    shown.pop();
+                } else {
+                    shown.push(c);
+                }
+            }
+            assert!(
+                shown.contains("EXTENDED OPTIONS") && shown.contains("hot_keys_window"),
+                "{shown}"
+            );
+        }
+    }
 }
