@@ -46,6 +46,23 @@ pub struct CompareArgs {
     /// Refuse a run whose errors exceed this share of its requests.
     #[arg(long, default_value_t = 0.001)]
     pub max_error_rate: f64,
+    /// List the scenarios, one line each, and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// TCP ports for the servers, FIRST-LAST (each start takes the next,
+    /// round the range); default: a free port the kernel picks.
+    #[arg(long, value_parser = parse_ports)]
+    pub ports: Option<(u16, u16)>,
+}
+
+fn parse_ports(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let a: u16 = a.trim().parse().map_err(|_| format!("bad port {a}"))?;
+    let b: u16 = b.trim().parse().map_err(|_| format!("bad port {b}"))?;
+    if a == 0 || b < a {
+        return Err(format!("ports {s}: give FIRST-LAST, 1 <= FIRST <= LAST"));
+    }
+    Ok((a, b))
 }
 
 /// Which way is better for a figure.
@@ -90,6 +107,106 @@ impl ScenarioResult {
         }
     }
 }
+
+/// One line per scenario, for `compare --list`.
+pub const SUMMARY: &[(&str, &str)] = &[
+    (
+        "get-heavy",
+        "90% get / 10% set, 100 B values, 50 connections, one request in flight each",
+    ),
+    ("get-heavy-t1", "get-heavy with -t 1"),
+    ("get-heavy-t2", "get-heavy with -t 2"),
+    (
+        "get-heavy-pipelined",
+        "get-heavy with 16 requests in flight per connection",
+    ),
+    ("multiget-10", "gets of 10 keys each"),
+    ("multiget-100", "gets of 100 keys each"),
+    ("set-heavy", "50% get / 50% set, 100 B values"),
+    (
+        "get-heavy-binary",
+        "get-heavy over the binary protocol (GetK / Set)",
+    ),
+    ("set-heavy-binary", "set-heavy over the binary protocol"),
+    (
+        "get-heavy-meta",
+        "get-heavy over the meta protocol (mg / ms)",
+    ),
+    (
+        "latency",
+        "open loop at a fixed rate below B's throughput: latency percentiles",
+    ),
+    (
+        "memory-small",
+        "items held in -m 64: keys 10-20 B, values 20-60 B",
+    ),
+    (
+        "memory-medium",
+        "items held in -m 64: keys 10-20 B, values 200-500 B",
+    ),
+    (
+        "memory-large",
+        "items held in -m 64: keys 10-20 B, values 5-20 KB",
+    ),
+    (
+        "calcification",
+        "a shift of value sizes: are the new sizes stored (slab automove)",
+    ),
+    (
+        "idle-conns-1000",
+        "RSS per idle connection, 1,000 connections",
+    ),
+    (
+        "idle-conns-10000",
+        "RSS per idle connection, 10,000 connections",
+    ),
+    (
+        "idle-conns-max",
+        "RSS per idle connection, as many as the descriptor limit allows",
+    ),
+    (
+        "expiry",
+        "items with short TTLs: memory taken back after they expire",
+    ),
+    ("expiry-cost", "CPU spent reclaiming expired items"),
+    (
+        "expiry-latency",
+        "other clients' latency while many items expire at once",
+    ),
+    (
+        "udp",
+        "UDP gets, 100 B values, 50 sockets, one request in flight each",
+    ),
+    (
+        "hostile-partial-values",
+        "clients that stall half-way through 1 MB values: peak RSS",
+    ),
+    (
+        "hostile-large-values",
+        "clients sending many large values at once: peak RSS",
+    ),
+    (
+        "slowloris",
+        "clients sending a byte at a time: RSS, others' latency",
+    ),
+    (
+        "unread-replies",
+        "clients that never read their replies: RSS",
+    ),
+    (
+        "unread-pipelined",
+        "pipelining clients that never read: RSS",
+    ),
+    ("get-heavy-tls", "get-heavy over TLS"),
+    (
+        "tls-handshakes",
+        "a new TLS 1.3 connection per request (full handshake): handshakes per second",
+    ),
+    (
+        "tls-idle-conns-1000",
+        "RSS per idle TLS connection, 1,000 connections",
+    ),
+];
 
 pub const ALL: &[&str] = &[
     "get-heavy",
@@ -139,6 +256,15 @@ pub(crate) fn s(v: &[&str]) -> Vec<String> {
 }
 
 pub fn run(args: CompareArgs) -> Result<(), String> {
+    if args.list {
+        for (name, what) in SUMMARY {
+            println!("{name:<24} {what}");
+        }
+        return Ok(());
+    }
+    if let Some((first, last)) = args.ports {
+        crate::servers::use_ports(first, last);
+    }
     let a = ServerSpec::resolve(&args.a)?;
     let b = ServerSpec::resolve(&args.b)?;
     let names: Vec<String> = if args.scenarios == "all" {
@@ -148,7 +274,9 @@ pub fn run(args: CompareArgs) -> Result<(), String> {
     };
     for n in &names {
         if !ALL.contains(&n.as_str()) {
-            return Err(format!("unknown scenario {n}; known: {}", ALL.join(", ")));
+            return Err(format!(
+                "unknown scenario {n}; memcrab-bench compare --list names them"
+            ));
         }
     }
     raise_fd_limit();
@@ -395,6 +523,29 @@ fn load_run(
 }
 
 /// Runs `one` for A and B alternately, `runs` times each.
+/// One line per run on stderr (a log when not on a terminal): the
+/// scenario, the server, and its figures.
+fn progress_line(scenario: &str, side: &ServerSpec, i: usize, figs: &Figures) {
+    let shown: Vec<String> = figs
+        .iter()
+        .take(6)
+        .map(|(n, unit, _, v)| {
+            let shown = if v.abs() >= 1000.0 {
+                report::grouped(*v)
+            } else {
+                report::fmt_num(Some(*v))
+            };
+            format!("{n} {shown} {unit}")
+        })
+        .collect();
+    eprintln!(
+        "   run: {scenario} {} ({}): {}",
+        ["A", "B"][i],
+        side.name,
+        shown.join(", ")
+    );
+}
+
 pub(crate) fn alternate(
     ctx: &Ctx,
     name: &str,
@@ -418,6 +569,7 @@ pub(crate) fn alternate(
                         .push((format!("{} ({})", side.name, ["A", "B"][i]), why));
                 }
                 Ok((figs, outcome)) => {
+                    progress_line(name, side, i, &figs);
                     if let Some(o) = outcome {
                         let l = o.latency.summary();
                         curves[i].push([l.p50, l.p90, l.p99, l.p999]);

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::compare::{Better, Ctx, ScenarioResult};
 use crate::hist::Spread;
@@ -255,69 +256,129 @@ fn err(e: impl std::fmt::Display) -> String {
     format!("plot: {e}")
 }
 
-/// Bars: A and B side by side for each item.
+/// A number with thousands separators ("1,234,567"; "0.85" below 10).
+pub fn grouped(v: f64) -> String {
+    if v.abs() < 10.0 && v.fract() != 0.0 {
+        return format!("{v:.2}");
+    }
+    let n = v.round() as i64;
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// One scenario's bar pair: its name, A's and B's medians (None: that
+/// server could not run it).
+pub type BarItem = (String, Option<f64>, Option<f64>);
+
+/// Bars: A and B side by side for each scenario, each pair on its own
+/// scale (B = 1, or A = 1 where B did not run), the medians written above
+/// the bars with thousands separators, "not run" where a server could not
+/// run the scenario, the scenario's name centred under its pair.
 fn bars(
     path: &Path,
     title: &str,
-    y_label: &str,
+    unit: &str,
     a_name: &str,
     b_name: &str,
-    items: &[(String, f64, f64)],
+    items: &[BarItem],
 ) -> PlotResult {
     if items.is_empty() {
         return Ok(None);
     }
-    let ymax = items
+    // Heights relative to B (or to A when B has none).
+    let rel: Vec<(Option<f64>, Option<f64>)> = items
         .iter()
-        .flat_map(|(_, a, b)| [*a, *b])
-        .fold(0.0f64, f64::max)
-        * 1.15;
-    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
+        .map(|(_, a, b)| {
+            let base = b.filter(|v| *v > 0.0).or(a.filter(|v| *v > 0.0));
+            match base {
+                None => (a.map(|_| 0.0), b.map(|_| 0.0)),
+                Some(base) => (a.map(|v| v / base), b.map(|v| v / base)),
+            }
+        })
+        .collect();
+    let ymax = rel
+        .iter()
+        .flat_map(|(a, b)| [a.unwrap_or(0.0), b.unwrap_or(0.0)])
+        .fold(1.0f64, f64::max)
+        * 1.2;
+    let width = (160 + 150 * items.len() as u32).clamp(600, 1600);
+    let root = SVGBackend::new(path, (width, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let n = items.len() as f64;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(15)
-        .x_label_area_size(60)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0.0..n, 0.0..ymax.max(1e-9))
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..n, 0.0..ymax)
         .map_err(err)?;
+    let y_desc = format!("relative to {b_name} (= 1); values in {unit}");
     chart
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(0)
-        .y_desc(y_label)
+        .y_desc(y_desc.as_str())
+        .y_label_formatter(&|y: &f64| format!("{y:.1}"))
         .draw()
         .map_err(err)?;
     let a_style = RGBColor(214, 96, 39).filled();
     let b_style = RGBColor(60, 110, 180).filled();
+    let bar = |x0: f64, x1: f64, h: Option<f64>, style: ShapeStyle| {
+        h.map(|h| Rectangle::new([(x0, 0.0), (x1, h)], style))
+    };
     chart
-        .draw_series(items.iter().enumerate().map(|(i, (_, a, _))| {
-            let x = i as f64;
-            Rectangle::new([(x + 0.1, 0.0), (x + 0.48, *a)], a_style)
-        }))
+        .draw_series(
+            rel.iter()
+                .enumerate()
+                .filter_map(|(i, (a, _))| bar(i as f64 + 0.1, i as f64 + 0.48, *a, a_style)),
+        )
         .map_err(err)?
         .label(a_name)
         .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], a_style));
     chart
-        .draw_series(items.iter().enumerate().map(|(i, (_, _, b))| {
-            let x = i as f64;
-            Rectangle::new([(x + 0.52, 0.0), (x + 0.9, *b)], b_style)
-        }))
+        .draw_series(
+            rel.iter()
+                .enumerate()
+                .filter_map(|(i, (_, b))| bar(i as f64 + 0.52, i as f64 + 0.9, *b, b_style)),
+        )
         .map_err(err)?
         .label(b_name)
         .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], b_style));
+    let centred = |size: i32| {
+        TextStyle::from(("sans-serif", size).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom))
+    };
+    let mut texts = Vec::new();
+    for (i, ((_, a, b), (ra, rb))) in items.iter().zip(&rel).enumerate() {
+        let x = i as f64;
+        for (centre, v, r) in [(x + 0.29, a, ra), (x + 0.71, b, rb)] {
+            let (label, y) = match (v, r) {
+                (Some(v), Some(r)) => (grouped(*v), *r),
+                _ => ("not run".to_string(), 0.0),
+            };
+            texts.push(Text::new(label, (centre, y + ymax * 0.01), centred(12)));
+        }
+    }
+    chart.draw_series(texts).map_err(err)?;
+    let under =
+        TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
     chart
         .draw_series(items.iter().enumerate().map(|(i, (label, _, _))| {
-            Text::new(
-                label.clone(),
-                (i as f64 + 0.1, -ymax * 0.04),
-                ("sans-serif", 13),
-            )
+            Text::new(label.clone(), (i as f64 + 0.5, -ymax * 0.02), under.clone())
         }))
         .map_err(err)?;
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
@@ -326,7 +387,8 @@ fn bars(
     Ok(path.file_name().map(|f| f.to_string_lossy().into_owned()))
 }
 
-/// Bars of one figure's medians, A beside B, for each scenario that has it.
+/// Bars of one figure's medians, A beside B, for each scenario that has
+/// it or that a server could not run.
 fn plot_metric(
     ctx: &Ctx,
     results: &[ScenarioResult],
@@ -335,11 +397,12 @@ fn plot_metric(
     title: &str,
     unit: &str,
 ) -> PlotResult {
-    let items: Vec<(String, f64, f64)> = results
+    let items: Vec<BarItem> = results
         .iter()
         .filter_map(|r| {
             let m = r.metrics.iter().find(|m| m.name == metric)?;
-            Some((r.name.clone(), median(&m.a), median(&m.b)))
+            let side = |v: &[f64]| (!v.is_empty()).then(|| median(v));
+            Some((r.name.clone(), side(&m.a), side(&m.b)))
         })
         .collect();
     bars(path, title, unit, &ctx.a.name, &ctx.b.name, &items)
@@ -418,6 +481,53 @@ fn plot_latency(ctx: &Ctx, results: &[ScenarioResult], path: &Path) -> PlotResul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bars_mark_what_did_not_run_and_group_digits() {
+        assert_eq!(grouped(1_234_567.0), "1,234,567");
+        assert_eq!(grouped(999.0), "999");
+        assert_eq!(grouped(0.85), "0.85");
+        assert_eq!(grouped(-12_000.4), "-12,000");
+        let dir = std::env::temp_dir().join(format!("memcrab-bars-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("throughput.svg");
+        let items = vec![
+            ("get-heavy".to_string(), Some(121_529.0), Some(123_261.0)),
+            ("udp".to_string(), Some(95_000.0), None),
+            ("multiget-100".to_string(), Some(6_100.0), Some(5_200.0)),
+            ("tls-handshakes".to_string(), None, Some(2_372.0)),
+        ];
+        bars(
+            &path,
+            "Throughput (median)",
+            "requests/s",
+            "memcrab",
+            "memcached",
+            &items,
+        )
+        .unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(svg.matches("not run").count(), 2, "{svg}");
+        for want in [
+            "121,529",
+            "123,261",
+            "6,100",
+            "2,372",
+            "multiget-100",
+            "relative to memcached",
+        ] {
+            assert!(svg.contains(want), "{want}");
+        }
+        if std::env::var_os("MEMCRAB_KEEP_PLOT").is_none() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    #[test]
+    fn every_scenario_has_a_summary() {
+        let named: Vec<&str> = crate::compare::SUMMARY.iter().map(|(n, _)| *n).collect();
+        assert_eq!(named, crate::compare::ALL);
+    }
 
     #[test]
     fn dates() {

@@ -56,6 +56,27 @@ impl ServerSpec {
     }
 }
 
+/// `compare --ports`: the range servers are started in, and the next.
+static PORTS: std::sync::Mutex<Option<(u16, u16, u16)>> = std::sync::Mutex::new(None);
+
+/// Starts servers on FIRST..=LAST in turn instead of a kernel-picked port.
+pub fn use_ports(first: u16, last: u16) {
+    *PORTS.lock().unwrap_or_else(|e| e.into_inner()) = Some((first, last, first));
+}
+
+/// The `-p` value for the next start.
+fn next_port() -> String {
+    let mut g = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    match g.as_mut() {
+        None => "-1".into(),
+        Some((first, last, next)) => {
+            let p = *next;
+            *next = if p >= *last { *first } else { p + 1 };
+            p.to_string()
+        }
+    }
+}
+
 pub struct Running {
     child: Child,
     pub addr: SocketAddr,
@@ -96,7 +117,7 @@ impl Running {
         ));
         let _ = std::fs::remove_file(&port_file);
         let mut cmd = Command::new(&spec.path);
-        cmd.args(["-l", "127.0.0.1", "-p", "-1"]);
+        cmd.args(["-l", "127.0.0.1", "-p", &next_port()]);
         if !flags.iter().any(|f| f == "-U") {
             cmd.args(["-U", "0"]);
         }

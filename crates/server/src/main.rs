@@ -306,13 +306,14 @@ fn wait_for_signal(mut signals: signal_hook::iterator::Signals, sh: &Shared) {
             }
             continue;
         }
-        if sh.verbose() > 0 {
-            let name = match sig {
-                SIGINT => "Interrupt",
-                SIGTERM => "Terminated",
-                _ => "User defined signal 1",
-            };
-            eprintln!("Signal handled: {name}.");
+        // memcached 1.6.18's stop lines: SIGUSR1 (shutdown graceful)
+        // always says so; SIGINT and SIGTERM only under -v.
+        if sig == SIGINT || sig == SIGTERM {
+            if sh.verbose() > 0 {
+                eprintln!("Exiting normally");
+            }
+        } else {
+            eprintln!("Gracefully stopping");
         }
         return;
     }

@@ -114,6 +114,8 @@ fn a_config_file_starts_the_server() {
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("server listening"), "{logged}");
     assert!(logged.contains("stats settings"), "{logged}");
+    // memcached's stop line under -v.
+    assert!(logged.ends_with("Exiting normally\n"), "{logged}");
     let _ = std::fs::remove_file(conf);
     let _ = std::fs::remove_file(log);
 }
