@@ -6,7 +6,7 @@
 
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use memcrab_store::Store;
@@ -111,8 +111,19 @@ impl ConnInfo {
     }
 
     pub fn set_state(&self, s: ConnState) {
-        if self.state.load(Ordering::Relaxed) != s as u8 {
+        let old = self.state.load(Ordering::Relaxed);
+        if old != s as u8 {
             self.state.store(s as u8, Ordering::Relaxed);
+            if TRACE_STATES.load(Ordering::Relaxed) {
+                // -vvv, in memcached's words: memcrab's own state changes
+                // (fewer than memcached's state machine makes).
+                eprintln!(
+                    "{}: going from {} to {}",
+                    self.fd,
+                    state_name(old),
+                    state_name(s as u8)
+                );
+            }
         }
     }
 
@@ -135,17 +146,26 @@ impl ConnInfo {
     }
 
     pub fn state(&self) -> &'static str {
-        match self.state.load(Ordering::Relaxed) {
-            0 => "conn_new_cmd",
-            1 => "conn_read",
-            2 => "conn_parse_cmd",
-            3 => "conn_nread",
-            4 => "conn_swallow",
-            6 => "conn_watch",
-            _ => "conn_mwrite",
-        }
+        state_name(self.state.load(Ordering::Relaxed))
     }
 }
+
+/// memcached's name for a state.
+fn state_name(s: u8) -> &'static str {
+    match s {
+        0 => "conn_new_cmd",
+        1 => "conn_read",
+        2 => "conn_parse_cmd",
+        3 => "conn_nread",
+        4 => "conn_swallow",
+        6 => "conn_watch",
+        _ => "conn_mwrite",
+    }
+}
+
+/// `-vvv`: connection state changes are logged (set at start and by
+/// `verbosity`, which memcached caps at 2, turning it off).
+static TRACE_STATES: AtomicBool = AtomicBool::new(false);
 
 /// A client connection as `stats conns` lists it.
 pub struct ClientView {
@@ -446,6 +466,7 @@ impl Shared {
         udp: Vec<Arc<UdpInfo>>,
     ) -> Self {
         let verbose = AtomicU8::new(settings.verbose);
+        TRACE_STATES.store(settings.verbose > 2, Ordering::Relaxed);
         let automove = AtomicU32::new(settings.ext.slab_automove);
         let conns = ConnRegistry::default();
         let udp_sockets = udp.len() / settings.threads.max(1);
@@ -500,6 +521,7 @@ impl Shared {
     /// `verbosity N`: memcached caps the level at its maximum (2).
     pub fn set_verbose(&self, level: u32) {
         self.verbose.store(level.min(2) as u8, Ordering::Relaxed);
+        TRACE_STATES.store(false, Ordering::Relaxed);
     }
 
     /// `stats reset`.

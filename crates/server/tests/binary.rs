@@ -1053,14 +1053,22 @@ fn malformed_headers_never_make_memcrab_allocate() {
 /// kills and waits for it), its port and the stderr reader.
 #[allow(clippy::zombie_processes)]
 fn start_vv(bin: &str) -> (std::process::Child, u16, std::process::ChildStderr) {
+    start_verbose(bin, "-vv")
+}
+
+/// [`start_vv`] with another verbosity flag.
+#[allow(clippy::zombie_processes)]
+fn start_verbose(bin: &str, flag: &str) -> (std::process::Child, u16, std::process::ChildStderr) {
+    // One file per start: tests run in parallel in this process.
+    static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let port_file = std::env::temp_dir().join(format!(
         "memcrab-vv-{}-{}.port",
         std::process::id(),
-        bin.len()
+        STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let _ = std::fs::remove_file(&port_file);
     let mut cmd = std::process::Command::new(bin);
-    cmd.args(["-vv", "-l", "127.0.0.1", "-p", "-1", "-U", "0"])
+    cmd.args([flag, "-l", "127.0.0.1", "-p", "-1", "-U", "0"])
         .env("MEMCACHED_PORT_FILENAME", &port_file)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -1140,10 +1148,22 @@ fn vv_dumps_binary_traffic_as_memcached_does() {
 /// line for line with memcached (descriptors aside).
 #[test]
 fn vv_logs_a_text_session_as_memcached_does() {
+    verbose_session_agrees("-vv");
+}
+
+/// `-vvv` adds a line per internal fetch (`> FOUND KEY k`, `> NOT FOUND
+/// k`, `-nuked by expire|flush`): the same as memcached's. (Its state
+/// changes, `N: going from A to B`, are memcrab's own and left out.)
+#[test]
+fn vvv_logs_fetches_as_memcached_does() {
+    verbose_session_agrees("-vvv");
+}
+
+fn verbose_session_agrees(flag: &str) {
     let memcached = require_memcached();
     let mut logs = Vec::new();
     for bin in [memcached.as_str(), MEMCRAB] {
-        let (mut child, port, mut err) = start_vv(bin);
+        let (mut child, port, mut err) = start_verbose(bin, flag);
         let reader = std::thread::spawn(move || {
             let mut text = Vec::new();
             let mut buf = [0u8; 4096];
@@ -1177,6 +1197,7 @@ fn vv_logs_a_text_session_as_memcached_does() {
             (b"stats reset\r\n", b"\r\n"),
             (b"stats\r\n", b"END\r\n"),
             (b"mn\r\n", b"\r\n"),
+            (b"set e 0 -1 1\r\nx\r\nget e\r\n", b"END\r\n"),
         ] {
             c.call(req, end);
         }

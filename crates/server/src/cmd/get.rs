@@ -148,7 +148,7 @@ fn count_why(cx: &Ctx<'_>, missed: Option<Missed>) {
 /// The `watch fetchers` line for the lookup a delete or an incr/decr
 /// made (memcached logs every internal fetch).
 pub(super) fn log_seen(cx: &Ctx<'_>, key: &[u8], seen: memcrab_store::Seen) {
-    if !cx.sh.watch.wants(crate::watch::FETCHERS) {
+    if !cx.sh.watch.wants(crate::watch::FETCHERS) && cx.sh.verbose() < 3 {
         return;
     }
     match seen {
@@ -162,6 +162,16 @@ pub(super) fn log_seen(cx: &Ctx<'_>, key: &[u8], seen: memcrab_store::Seen) {
 /// memcached's `watch fetchers` line for a lookup (`status` found,
 /// not_found, expired or flushed; a miss shows class and size 0).
 pub(super) fn log_get(cx: &Ctx<'_>, key: &[u8], status: &str, class: usize, size: usize) {
+    if cx.sh.verbose() > 2 {
+        // memcached's -vvv line for every internal fetch.
+        let k = String::from_utf8_lossy(key);
+        match status {
+            "found" => eprintln!("> FOUND KEY {k}"),
+            "expired" => eprintln!("> FOUND KEY {k} -nuked by expire"),
+            "flushed" => eprintln!("> FOUND KEY {k} -nuked by flush"),
+            _ => eprintln!("> NOT FOUND {k}"),
+        }
+    }
     cx.sh.watch.log(crate::watch::FETCHERS, |b| {
         b.extend_from_slice(b"type=item_get key=");
         crate::watch::uri_encode(key, b);

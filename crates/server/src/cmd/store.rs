@@ -260,10 +260,11 @@ pub fn store(cx: &Ctx<'_>, op: &StoreOp<'_>, value: &[u8]) -> Done {
 /// watcher wants them.
 fn log_outcome(cx: &Ctx<'_>, op: &StoreOp<'_>, mode: Mode, value_len: usize, r: &StoreResult) {
     use crate::watch::{FETCHERS, MUTATIONS};
-    if !cx.sh.watch.wants(FETCHERS | MUTATIONS) {
+    let vvv = cx.sh.verbose() > 2;
+    if !vvv && !cx.sh.watch.wants(FETCHERS | MUTATIONS) {
         return;
     }
-    if cx.sh.watch.wants(FETCHERS) {
+    if vvv || cx.sh.watch.wants(FETCHERS) {
         match r.old {
             Some((flags, len)) => {
                 let class = cx.sh.store.class_for_item(op.key.len(), flags, len);
