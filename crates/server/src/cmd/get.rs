@@ -159,18 +159,24 @@ pub(super) fn log_seen(cx: &Ctx<'_>, key: &[u8], seen: memcrab_store::Seen) {
     }
 }
 
+/// memcached's -vvv line for every internal fetch.
+#[cold]
+fn log_fetch_vvv(key: &[u8], status: &str) {
+    let k = String::from_utf8_lossy(key);
+    match status {
+        "found" => eprintln!("> FOUND KEY {k}"),
+        "expired" => eprintln!("> FOUND KEY {k} -nuked by expire"),
+        "flushed" => eprintln!("> FOUND KEY {k} -nuked by flush"),
+        _ => eprintln!("> NOT FOUND {k}"),
+    }
+}
+
 /// memcached's `watch fetchers` line for a lookup (`status` found,
 /// not_found, expired or flushed; a miss shows class and size 0).
+#[inline]
 pub(super) fn log_get(cx: &Ctx<'_>, key: &[u8], status: &str, class: usize, size: usize) {
     if cx.sh.verbose() > 2 {
-        // memcached's -vvv line for every internal fetch.
-        let k = String::from_utf8_lossy(key);
-        match status {
-            "found" => eprintln!("> FOUND KEY {k}"),
-            "expired" => eprintln!("> FOUND KEY {k} -nuked by expire"),
-            "flushed" => eprintln!("> FOUND KEY {k} -nuked by flush"),
-            _ => eprintln!("> NOT FOUND {k}"),
-        }
+        log_fetch_vvv(key, status);
     }
     cx.sh.watch.log(crate::watch::FETCHERS, |b| {
         b.extend_from_slice(b"type=item_get key=");

@@ -59,7 +59,22 @@ impl Vv {
         Vv((cx.sh.verbose() > 1).then_some(cx.fd))
     }
 
+    #[cold]
+    fn sending(self, key: &[u8]) {
+        if let Some(fd) = self.0 {
+            eprintln!(">{fd} sending key {}", String::from_utf8_lossy(key));
+        }
+    }
+
+    #[inline]
     fn log(self, line: &str, noreply: bool) {
+        if self.0.is_some() {
+            self.log_line(line, noreply);
+        }
+    }
+
+    #[cold]
+    fn log_line(self, line: &str, noreply: bool) {
         if let Some(fd) = self.0 {
             let skipped = if noreply { "NOREPLY " } else { "" };
             eprintln!(">{fd} {skipped}{line}");
@@ -449,12 +464,12 @@ fn get(c: &Ctx<'_>, keys: Keys<'_>, cas: bool, touch: Option<i32>, out: &mut Out
             return;
         }
         let hit = cmd::get::get(c, key, touch, |f| value(out, key, cas, f)).is_ok();
-        if let (true, Some(fd)) = (hit, vv.0) {
-            eprintln!(">{fd} sending key {}", String::from_utf8_lossy(key));
+        if vv.0.is_some() && hit {
+            vv.sending(key);
         }
     }
-    if let Some(fd) = vv.0 {
-        eprintln!(">{fd} END");
+    if vv.0.is_some() {
+        vv.log("END", false);
     }
     out.bytes(b"END\r\n");
     // memcached writes a get's answer out before the next command.
