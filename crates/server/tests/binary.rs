@@ -1097,24 +1097,42 @@ fn start_verbose(bin: &str, flag: &str) -> (std::process::Child, u16, std::proce
     }
 }
 
+/// Reads a child's stderr to its end, on a thread.
+fn read_all(mut err: std::process::ChildStderr) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            text.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    })
+}
+
+/// The log lines `keep` selects, each line's descriptor after its `<` or
+/// `>` replaced by N.
+fn masked_lines(text: &str, keep: impl Fn(&str) -> bool) -> Vec<String> {
+    text.lines()
+        .filter(|l| keep(l))
+        .map(|l| {
+            let dir = &l[..1];
+            let rest = l[1..].trim_start_matches(|c: char| c.is_ascii_digit());
+            format!("{dir}N{rest}")
+        })
+        .collect()
+}
+
 /// `-vv` dumps binary headers as memcached does (descriptors aside).
 #[test]
 fn vv_dumps_binary_traffic_as_memcached_does() {
     let memcached = require_memcached();
     let mut logs = Vec::new();
     for bin in [memcached.as_str(), MEMCRAB] {
-        let (mut child, port, mut err) = start_vv(bin);
-        let reader = std::thread::spawn(move || {
-            let mut text = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                text.extend_from_slice(&buf[..n]);
-            }
-            String::from_utf8_lossy(&text).into_owned()
-        });
+        let (mut child, port, err) = start_vv(bin);
+        let reader = read_all(err);
         let bytes = [
             req(0x01, &set_extras(5, 0), b"k", b"v").bytes(&[]),
             req(0x00, &[], b"k", &[]).opaque(7).bytes(&[]),
@@ -1128,15 +1146,9 @@ fn vv_dumps_binary_traffic_as_memcached_does() {
         let _ = child.wait();
         let text = reader.join().unwrap();
         // The dump lines, the descriptor taken out.
-        let lines: Vec<String> = text
-            .lines()
-            .filter(|l| l.contains("0x") || l.contains("Writing") || l.contains("Read binary"))
-            .map(|l| {
-                let dir = &l[..1];
-                let rest = l[1..].trim_start_matches(|c: char| c.is_ascii_digit());
-                format!("{dir}N{rest}")
-            })
-            .collect();
+        let lines = masked_lines(&text, |l| {
+            l.contains("0x") || l.contains("Writing") || l.contains("Read binary")
+        });
         logs.push(lines);
     }
     assert!(logs[0].len() >= 6 * 7, "{:?}", logs[0]);
@@ -1163,18 +1175,8 @@ fn verbose_session_agrees(flag: &str) {
     let memcached = require_memcached();
     let mut logs = Vec::new();
     for bin in [memcached.as_str(), MEMCRAB] {
-        let (mut child, port, mut err) = start_verbose(bin, flag);
-        let reader = std::thread::spawn(move || {
-            let mut text = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                text.extend_from_slice(&buf[..n]);
-            }
-            String::from_utf8_lossy(&text).into_owned()
-        });
+        let (mut child, port, err) = start_verbose(bin, flag);
+        let reader = read_all(err);
         let mut c = common::Client::connect(port);
         for (req, end) in [
             (&b"set a 0 0 1\r\nx\r\n"[..], &b"\r\n"[..]),
@@ -1207,17 +1209,9 @@ fn verbose_session_agrees(flag: &str) {
         let _ = child.kill();
         let _ = child.wait();
         let text = reader.join().unwrap();
-        let lines: Vec<String> = text
-            .lines()
-            .filter(|l| {
-                (l.starts_with('<') || l.starts_with('>')) && !l.contains("server listening")
-            })
-            .map(|l| {
-                let dir = &l[..1];
-                let rest = l[1..].trim_start_matches(|c: char| c.is_ascii_digit());
-                format!("{dir}N{rest}")
-            })
-            .collect();
+        let lines = masked_lines(&text, |l| {
+            (l.starts_with('<') || l.starts_with('>')) && !l.contains("server listening")
+        });
         logs.push(lines);
     }
     assert!(logs[0].len() > 40, "{:#?}", logs[0]);
