@@ -773,6 +773,11 @@ impl Settings {
     }
 }
 
+/// A suboption's value, or memcached's message for its absence.
+fn given<'v>(val: Option<&'v str>, missing: &str) -> Result<&'v str, Early> {
+    val.ok_or_else(|| usage(missing))
+}
+
 fn num<T: std::str::FromStr>(key: &str, v: Option<&str>) -> Result<T, Early> {
     v.and_then(|v| v.parse().ok())
         .ok_or_else(|| usage(format!("Invalid value for {key}: {}", v.unwrap_or(""))))
@@ -811,19 +816,15 @@ fn apply_extended(e: &mut Extended, opt: &str) -> Result<(), Early> {
             e.slab_chunk_max = bytes;
         }
         "tail_repair_time" => {
-            let Some(v) = val else {
-                return Err(usage("Missing numeric argument for tail_repair_time"));
-            };
-            let t = atoi(v);
+            let t = atoi(given(val, "Missing numeric argument for tail_repair_time")?);
             if t < 10 {
                 return Err(usage("Cannot set tail_repair_time to less than 10 seconds"));
             }
             e.tail_repair_time = t.min(i64::from(u32::MAX)) as u32;
         }
-        "hash_algorithm" => match val {
-            Some(v @ ("murmur3" | "jenkins" | "xxh3")) => e.hash_algorithm = v.to_string(),
-            None => return Err(usage("Missing hash_algorithm argument")),
-            Some(_) => {
+        "hash_algorithm" => match given(val, "Missing hash_algorithm argument")? {
+            v @ ("murmur3" | "jenkins" | "xxh3") => e.hash_algorithm = v.to_string(),
+            _ => {
                 return Err(usage(
                     "Unknown hash_algorithm option (jenkins, murmur3, xxh3)",
                 ))
@@ -908,20 +909,14 @@ fn apply_extended(e: &mut Extended, opt: &str) -> Result<(), Early> {
         }
         "no_slab_automove" => e.slab_automove = 0,
         "slab_automove_ratio" => {
-            let Some(v) = val else {
-                return Err(usage("Missing slab_automove_ratio argument"));
-            };
-            let r = atof(v);
+            let r = atof(given(val, "Missing slab_automove_ratio argument")?);
             if r <= 0.0 || r > 1.0 {
                 return Err(usage("slab_automove_ratio must be > 0 and < 1"));
             }
             e.slab_automove_ratio = r;
         }
         "slab_automove_window" => {
-            let Some(v) = val else {
-                return Err(usage("Missing slab_automove_window argument"));
-            };
-            let w = atoi(v);
+            let w = atoi(given(val, "Missing slab_automove_window argument")?);
             if w < 3 {
                 return Err(usage("slab_automove_window must be > 2"));
             }

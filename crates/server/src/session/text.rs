@@ -270,9 +270,8 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
             };
             let line = match arith::arith(&c, &op).outcome {
                 DeltaOutcome::Value(v) => {
-                    if let Some(fd) = vv.0 {
-                        let skipped = if noreply { "NOREPLY " } else { "" };
-                        eprintln!(">{fd} {skipped}{v}");
+                    if vv.0.is_some() {
+                        vv.log_line(&v.to_string(), noreply);
                     }
                     if !noreply {
                         out.with_buf(|b| {
@@ -314,7 +313,9 @@ fn run(req: Request<'_>, avail: &[u8], used: usize, cx: &mut Cx<'_>) -> Step {
             reply(vv, out, line, noreply);
         }
         Request::Version => {
-            vv.log(&format!("VERSION {}", admin::version()), false);
+            if vv.0.is_some() {
+                vv.log_line(&format!("VERSION {}", admin::version()), false);
+            }
             out.with_buf(|b| {
                 b.extend_from_slice(b"VERSION ");
                 b.extend_from_slice(admin::version().as_bytes());
