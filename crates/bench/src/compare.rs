@@ -137,6 +137,14 @@ pub const SUMMARY: &[(&str, &str)] = &[
         "open loop at a fixed rate below B's throughput: latency percentiles",
     ),
     (
+        "hitratio-zipf",
+        "hit ratio at -m 64: look-aside (get, set on a miss), Zipf 1.0 over 2M keys, 3M requests, values 100-500 B",
+    ),
+    (
+        "hitratio-onehit",
+        "hitratio-zipf with 30% of requests for keys asked for once (one-hit wonders)",
+    ),
+    (
         "memory-small",
         "items held in -m 64: keys 10-20 B, values 20-60 B",
     ),
@@ -220,6 +228,8 @@ pub const ALL: &[&str] = &[
     "set-heavy-binary",
     "get-heavy-meta",
     "latency",
+    "hitratio-zipf",
+    "hitratio-onehit",
     "memory-small",
     "memory-medium",
     "memory-large",
@@ -767,6 +777,22 @@ fn scenario(ctx: &mut Ctx, name: &str) -> Result<ScenarioResult, String> {
             r.notes.push(format!("target rate {target:.0} requests/s"));
             r
         }
+        "hitratio-zipf" | "hitratio-onehit" => {
+            let onehit = if name == "hitratio-onehit" { 0.3 } else { 0.0 };
+            let flags = s(&["-m", "64"]);
+            let desc = SUMMARY
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or("", |(_, d)| d);
+            alternate(
+                ctx,
+                name,
+                desc,
+                flags.clone(),
+                runs,
+                &move |ctx: &Ctx, side: &ServerSpec| hitratio_run(ctx, side, &flags, onehit),
+            )?
+        }
         "memory-small" | "memory-medium" | "memory-large" => {
             let (ks, vs, what) = match name {
                 "memory-small" => ("10-20", "20-60", "keys 10-20 B, values 20-60 B"),
@@ -924,6 +950,46 @@ fn fill_config(
         verify: false,
         ..ctx.base_load(addr)
     }
+}
+
+/// One look-aside replay (hitratio.rs) against a fresh server.
+fn hitratio_run(ctx: &Ctx, side: &ServerSpec, flags: &[String], onehit: f64) -> RunResult {
+    let srv = match start_side(ctx, side, flags)? {
+        Ok(s) => s,
+        Err(why) => return Ok(Err(why)),
+    };
+    let trace = crate::hitratio::Trace::Zipf {
+        skew: 1.0,
+        keys: 2_000_000,
+        onehit,
+        requests: 3_000_000,
+        sizes: (100, 500),
+        seed: 42,
+    };
+    let cpu0 = srv.cpu_seconds();
+    let r = crate::hitratio::replay(srv.addr, &trace, 1 << 20)
+        .map_err(|e| format!("{}: {e}", side.name))?;
+    let cpu = srv.cpu_seconds() - cpu0;
+    let items = srv.stat_u64("curr_items")? as f64;
+    Ok(Ok((
+        vec![
+            fig("hit ratio", "%", Better::Higher, 100.0 * r.hit_ratio()),
+            fig(
+                "miss ratio",
+                "%",
+                Better::Lower,
+                100.0 * (1.0 - r.hit_ratio()),
+            ),
+            fig("items held", "items", Better::Higher, items),
+            fig(
+                "server CPU per million requests",
+                "s",
+                Better::Lower,
+                cpu / r.requests.max(1) as f64 * 1e6,
+            ),
+        ],
+        None,
+    )))
 }
 
 fn memory_run(

@@ -17,6 +17,7 @@ mod compare;
 mod dist;
 mod expiry;
 mod hist;
+mod hitratio;
 mod hostile;
 mod load;
 mod perf;
@@ -24,6 +25,7 @@ mod reply;
 mod report;
 mod servers;
 mod soak;
+mod storebench;
 mod tls;
 
 use std::net::ToSocketAddrs;
@@ -55,6 +57,37 @@ enum Cmd {
     /// Run a long mixed load at one memcrab, checking every value and
     /// sampling RSS, CPU and latency each second (scripts/soak).
     Soak(soak::SoakArgs),
+    /// The store alone, in-process: operations per second from N threads,
+    /// or the eviction policy's hit ratio.
+    Store(storebench::StoreArgs),
+    /// Replay a trace at a server as a look-aside client (get, set on a
+    /// miss) and report its hit ratio.
+    Hitratio(HitratioArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HitratioArgs {
+    #[arg(long, default_value = "127.0.0.1:11211")]
+    server: String,
+    /// A trace in libCacheSim's oracleGeneral binary format.
+    #[arg(long, conflicts_with = "csv")]
+    oracle: Option<std::path::PathBuf>,
+    /// A trace of `time,id,size` lines.
+    #[arg(long)]
+    csv: Option<std::path::PathBuf>,
+    /// Without a file: Zipf skew over --keys keys, --requests requests.
+    #[arg(long, default_value_t = 1.0)]
+    skew: f64,
+    #[arg(long, default_value_t = 2_000_000)]
+    keys: u64,
+    #[arg(long, default_value_t = 3_000_000)]
+    requests: u64,
+    /// Share of requests for keys asked for once (one-hit wonders).
+    #[arg(long, default_value_t = 0.0)]
+    onehit: f64,
+    /// Largest value set (sizes in a trace are capped to it).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_value: usize,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -311,9 +344,42 @@ fn main() {
         Cmd::Load(a) => run_load(a),
         Cmd::Compare(a) => compare::run(a),
         Cmd::Soak(a) => soak::run(a),
+        Cmd::Store(a) => storebench::run(&a),
+        Cmd::Hitratio(a) => hitratio_cmd(&a),
     };
     if let Err(e) = r {
         eprintln!("memcrab-bench: {e}");
         exit(1);
     }
+}
+
+/// `memcrab-bench hitratio`.
+fn hitratio_cmd(a: &HitratioArgs) -> Result<(), String> {
+    let addr = a
+        .server
+        .to_socket_addrs()
+        .map_err(|e| format!("{}: {e}", a.server))?
+        .next()
+        .ok_or_else(|| format!("{}: no address", a.server))?;
+    let trace = match (&a.oracle, &a.csv) {
+        (Some(p), _) => hitratio::Trace::Oracle(p.clone()),
+        (_, Some(p)) => hitratio::Trace::Csv(p.clone()),
+        _ => hitratio::Trace::Zipf {
+            skew: a.skew,
+            keys: a.keys,
+            onehit: a.onehit,
+            requests: a.requests,
+            sizes: (100, 500),
+            seed: 42,
+        },
+    };
+    let r = hitratio::replay(addr, &trace, a.max_value)?;
+    println!(
+        "{} requests, {} hits: hit ratio {:.4}, miss ratio {:.4}",
+        r.requests,
+        r.hits,
+        r.hit_ratio(),
+        1.0 - r.hit_ratio()
+    );
+    Ok(())
 }

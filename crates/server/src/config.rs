@@ -521,6 +521,7 @@ impl Settings {
             },
             prealloc: self.large_pages,
             mem_room: physical_memory(),
+            ..memcrab_store::Config::default()
         }
     }
 

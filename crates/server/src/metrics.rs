@@ -63,6 +63,7 @@ const GAUGES: &[&str] = &[
     // stats memcrab
     "expiry_wheel_entries",
     "expiry_wheel_bytes",
+    "eviction_policy_bytes",
     "expiry_batch",
     "expiry_wheel_seconds",
     "connection_budget",

@@ -343,16 +343,15 @@ pub fn general(sh: &Shared) -> Vec<Stat> {
     // memcrab's expiry wheel does: its figures go in the crawler's fields.
     p.num("crawler_reclaimed", s.expired_reclaimed);
     p.num("crawler_items_checked", s.wheel_checked);
-    for name in [
-        "lrutail_reflocked",
-        "moves_to_cold",
-        "moves_to_warm",
-        "moves_within_lru",
-        "direct_reclaims",
-        "lru_bumps_dropped",
-    ] {
-        p.num(name, 0);
-    }
+    let sum = |f: fn(&memcrab_store::ClassStats) -> u64| -> u64 {
+        s.classes.iter().map(|c| f(&c.stats)).sum()
+    };
+    p.num("lrutail_reflocked", sum(|c| c.passed_busy));
+    p.num("moves_to_cold", 0);
+    p.num("moves_to_warm", sum(|c| c.moves_to_main));
+    p.num("moves_within_lru", sum(|c| c.reinserted));
+    p.num("direct_reclaims", 0);
+    p.num("lru_bumps_dropped", 0);
     p.0
 }
 
@@ -365,6 +364,8 @@ pub fn memcrab(sh: &Shared) -> Vec<Stat> {
     p.num("expired_reclaimed", s.expired_reclaimed);
     p.num("expiry_wheel_entries", s.wheel_entries);
     p.num("expiry_wheel_bytes", s.wheel_bytes);
+    p.num("eviction_policy_bytes", s.policy_bytes);
+    p.num("ghost_hits", s.ghost_hits);
     p.num("expiry_batch", u64::from(sh.settings.ext.expiry_batch));
     p.num("expiry_wheel_seconds", memcrab_store::EXPIRY_RING as u64);
     p.num("connection_budget", sh.settings.conn_budget() as u64);
@@ -553,12 +554,14 @@ pub fn items(sh: &Shared) -> Vec<Stat> {
     for c in s.classes.iter().filter(|c| c.items > 0) {
         let st = &c.stats;
         let mut f = |name: &str, v: u64| p.num(format!("items:{}:{name}", c.id), v);
+        // S3-FIFO's small queue is memcached's hot LRU (new items), its
+        // main queue the warm one (items hit since they came); no cold.
         f("number", u64::from(c.items));
-        f("number_hot", 0);
-        f("number_warm", 0);
-        f("number_cold", u64::from(c.items));
-        f("age_hot", 0);
-        f("age_warm", 0);
+        f("number_hot", u64::from(c.items_small));
+        f("number_warm", u64::from(c.items_main));
+        f("number_cold", 0);
+        f("age_hot", u64::from(c.age_small));
+        f("age_warm", u64::from(c.age_main));
         f("age", u64::from(c.age));
         f("mem_requested", c.mem_requested);
         f("evicted", st.evicted);
@@ -572,14 +575,14 @@ pub fn items(sh: &Shared) -> Vec<Stat> {
         f("evicted_active", 0);
         f("crawler_reclaimed", st.expired_reclaimed);
         f("crawler_items_checked", 0);
-        f("lrutail_reflocked", 0);
+        f("lrutail_reflocked", st.passed_busy);
         f("moves_to_cold", 0);
-        f("moves_to_warm", 0);
-        f("moves_within_lru", 0);
+        f("moves_to_warm", st.moves_to_main);
+        f("moves_within_lru", st.reinserted);
         f("direct_reclaims", 0);
-        f("hits_to_hot", 0);
-        f("hits_to_warm", 0);
-        f("hits_to_cold", st.get_hits);
+        f("hits_to_hot", st.hits_small);
+        f("hits_to_warm", st.hits_main);
+        f("hits_to_cold", 0);
         f("hits_to_temp", 0);
     }
     p.0

@@ -849,6 +849,8 @@ fn memcrabs_own_figures_are_a_group_of_their_own() {
             "expired_reclaimed",
             "expiry_wheel_entries",
             "expiry_wheel_bytes",
+            "eviction_policy_bytes",
+            "ghost_hits",
             "expiry_batch",
             "expiry_wheel_seconds",
             "connection_budget"

@@ -283,7 +283,7 @@ fn stats_groups() {
         "STAT get_misses 1\r\n",
         "STAT curr_items 1\r\n",
         "STAT total_items 1\r\n",
-        "STAT bytes 36\r\n",
+        "STAT bytes 28\r\n",
         "STAT limit_maxbytes 67108864\r\n",
         "STAT threads 4\r\n",
         "STAT evictions 0\r\n",
@@ -291,13 +291,13 @@ fn stats_groups() {
         assert!(st.contains(f), "stats lacks {f:?}:\n{st}");
     }
     let slabs = s(&c.call(b"stats slabs\r\n", b"END\r\n"));
-    assert!(slabs.contains("STAT 1:chunk_size 80\r\n"), "{slabs}");
+    assert!(slabs.contains("STAT 1:chunk_size 72\r\n"), "{slabs}");
     assert!(slabs.contains("STAT 1:used_chunks 1\r\n"), "{slabs}");
     assert!(slabs.contains("STAT total_malloced 1048576\r\n"), "{slabs}");
     let items = s(&c.call(b"stats items\r\n", b"END\r\n"));
     assert!(items.contains("STAT items:1:number 1\r\n"), "{items}");
     assert!(
-        items.contains("STAT items:1:mem_requested 36\r\n"),
+        items.contains("STAT items:1:mem_requested 28\r\n"),
         "{items}"
     );
     let settings = s(&c.call(b"stats settings\r\n", b"END\r\n"));

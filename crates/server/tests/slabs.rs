@@ -66,11 +66,11 @@ fn vv_prints_the_class_table() {
     watcher.join().unwrap();
     let text = s(&got);
     assert!(
-        text.starts_with("slab class   1: chunk size        80 perslab   13107\n"),
+        text.starts_with("slab class   1: chunk size        72 perslab   14563\n"),
         "{text}"
     );
     assert!(
-        text.contains("slab class   2: chunk size       160 perslab    6553\n"),
+        text.contains("slab class   2: chunk size       144 perslab    7281\n"),
         "{text}"
     );
     assert!(

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
+use crate::hits::Kind;
 use crate::item::{fl, ChunkId, It, HDR};
 use crate::mem::{ItemRef, Mem};
 use crate::shard::Shard;
-use crate::{Missed, Store};
+use crate::{HitCount, Missed, Store};
 
 /// A live item, seen under its shard's lock by [`Store::get_with`] (and
 /// after an incr/decr by [`Store::arith_with`]). Its reader may send its
@@ -14,7 +15,9 @@ use crate::{Missed, Store};
 /// value, its recache-win mark.
 pub struct Found<'a> {
     pub(crate) store: &'a Store,
-    pub(crate) shard: &'a mut Shard,
+    /// The shard, when its lock is held exclusively (else shared: what
+    /// the reader changes is deferred, `pending`).
+    pub(crate) shard: Option<&'a mut Shard>,
     pub(crate) mem: &'a Arc<Mem>,
     pub(crate) head: ChunkId,
     pub(crate) it: It,
@@ -37,6 +40,9 @@ pub struct Found<'a> {
     /// meta command the old one, so an exptime set now reaches only this
     /// copy (and what the command reports), not the stored item.
     pub(crate) detached_exptime: Option<Option<u32>>,
+    /// Under a shared lock: an exptime and a CAS value the reader set,
+    /// written once the exclusive lock is had.
+    pending: (Option<u32>, Option<u64>),
 }
 
 /// An item's metadata as a lookup found it, before the lookup changed
@@ -68,6 +74,57 @@ impl ItemMeta {
     }
 }
 
+impl<'a> Found<'a> {
+    pub(crate) fn new(
+        store: &'a Store,
+        shard: Option<&'a mut Shard>,
+        head: ChunkId,
+        now: u32,
+        created: Option<Missed>,
+    ) -> Self {
+        let it = store.mem.item(head);
+        Found {
+            store,
+            shard,
+            mem: &store.mem,
+            head,
+            it,
+            now,
+            flags: it.flags(),
+            cas: it.cas(),
+            value_len: it.nbytes() as usize - 2,
+            meta: ItemMeta::of(store, it, now),
+            created,
+            bump: false,
+            abandoned: false,
+            detached_exptime: None,
+            pending: (None, None),
+        }
+    }
+
+    /// After the reader: the hit counted and the item marked used (after
+    /// the reader has seen it as it was: memcached's delayed bump), unless
+    /// the reader gave up (then memcached does neither). Returns what a
+    /// reader under the shared lock left to write.
+    pub(crate) fn finish(&mut self, count: HitCount) -> Option<(Option<u32>, Option<u64>)> {
+        if self.bump {
+            self.it.mark_hit(self.now);
+        }
+        if !self.abandoned {
+            let kind = match count {
+                HitCount::Get if self.it.has(fl::MAIN) => Some(Kind::GetMain),
+                HitCount::Get => Some(Kind::GetSmall),
+                HitCount::Touch => Some(Kind::Touch),
+                HitCount::None => None,
+            };
+            if let Some(k) = kind {
+                self.store.hits.count(self.meta.class, k);
+            }
+        }
+        (self.pending != (None, None)).then_some(self.pending)
+    }
+}
+
 impl Found<'_> {
     /// The stored data block (value and its `\r\n`) in one slice per
     /// chunk: one for every item up to `slab_chunk_max`.
@@ -75,10 +132,21 @@ impl Found<'_> {
         Parts::new(self.mem, self.it)
     }
 
-    /// A hold on `part` (a slice from [`parts`](Self::parts)) that outlives
-    /// the lock: the item's memory is kept until it is dropped. `None` when
-    /// the item has too many readers already (copy instead).
+    /// A hold on `part` (a slice from [`parts`](Self::parts), or a piece
+    /// of one) that outlives the lock: the item's memory is kept until it
+    /// is dropped. `None` when the item has too many readers already (copy
+    /// instead), or when `part` is not a piece of this item's data: a
+    /// check made in every build, so no slice of other memory can be held
+    /// past its life this way.
     pub fn pin(&self, part: &[u8]) -> Option<ItemRef> {
+        let (p, n) = (part.as_ptr() as usize, part.len());
+        let inside = self.parts().any(|q| {
+            let s = q.as_ptr() as usize;
+            p >= s && p + n <= s + q.len()
+        });
+        if !inside {
+            return None;
+        }
         self.mem.pin(self.head, part)
     }
 
@@ -122,9 +190,13 @@ impl Found<'_> {
     /// Gives it a new exptime, as a client sends one.
     pub fn set_exptime(&mut self, exptime: i32) {
         let t = self.store.clock.realtime(exptime);
-        match &mut self.detached_exptime {
-            Some(shadow) => *shadow = Some(t),
-            None => self.shard.set_exptime(self.store, self.head, t),
+        match (&mut self.detached_exptime, &mut self.shard) {
+            (Some(shadow), _) => *shadow = Some(t),
+            (None, Some(shard)) => shard.set_exptime(self.store, self.head, t),
+            (None, None) => {
+                self.pending.0 = Some(t);
+                self.detached_exptime = Some(Some(t));
+            }
         }
     }
 
@@ -144,7 +216,11 @@ impl Found<'_> {
     /// Gives it a new CAS value (none is kept under `-C`).
     pub fn set_cas(&mut self, cas: u64) {
         let cas = if self.store.cfg.use_cas { cas } else { 0 };
-        self.it.set_cas(cas);
+        if self.shard.is_some() {
+            self.it.set_cas(cas);
+        } else {
+            self.pending.1 = Some(cas);
+        }
         self.cas = cas;
     }
 }

@@ -183,8 +183,14 @@ impl Index {
         (stop < cur.len()).then_some(stop)
     }
 
-    pub fn find(&mut self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+    pub fn find(&mut self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
         self.migrate();
+        self.lookup(hash, eq)
+    }
+
+    /// [`find`](Self::find) without moving entries: for readers that hold
+    /// the shard's lock shared.
+    pub fn lookup(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
         if let Some(id) = self.cur.find(hash, &mut eq) {
             return Some(id);
         }

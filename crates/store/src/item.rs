@@ -1,21 +1,29 @@
 //! The item layout inside a chunk, and its size arithmetic.
 //!
 //! ```text
-//!  0      8        12     16     20     24       28   29     30       32
-//!  | cas  | exptime | time | prev | next | nbytes | nkey | iflags | refcnt |
+//!  0      8         12     16       20     21       22       24
+//!  | cas  | exptime | time | nbytes | nkey | iflags | refcnt |
 //!  then: [client flags, 4 bytes, only when non-zero] key
 //!        [chain: (nchunks - 1) chunk ids, only for chained items]
 //!        value with its "\r\n" (nbytes bytes)
 //! ```
 //!
-//! 32 bytes with the CAS (memcached's header is 56). Times are relative
-//! seconds (the store clock); `prev`/`next` are the per-class LRU links as
-//! 32-bit chunk ids; the hash chain lives in the index, outside the item.
-//! An item larger than the largest chunk takes several chunks of the
-//! largest class: its head chunk lists the others, and each continuation
-//! chunk starts with a header whose `iflags` is `CONT` and whose `prev`
-//! names the head (so the page mover can find the item a chunk belongs
-//! to); its bytes after the header continue the value.
+//! 24 bytes with the CAS (memcached's header is 56). Times are relative
+//! seconds (the store clock). No links: the hash chain lives in the index
+//! and the eviction order in the policy's rings of chunk ids (policy.rs),
+//! both outside the item. The class is its page's (`Mem::class_of_chunk`).
+//! A free chunk keeps the next free chunk's id in its first four bytes
+//! (`link`). An item larger than the largest chunk takes several chunks of
+//! the largest class: its head chunk lists the others, and each
+//! continuation chunk starts with a header whose `nkey` is [`CONT_NKEY`]
+//! (no key is that long) and whose `link` names the head (so the page
+//! mover can find the item a chunk belongs to); its bytes after the header
+//! continue the value.
+//!
+//! `iflags` and `time` are read and written atomically (relaxed): a hit
+//! under the shard's shared lock sets the `VISITED` and `FETCHED` bits and
+//! the access time, each only when it changes, while other readers read
+//! them.
 //!
 //! Who may touch an item: the thread holding the lock of the shard that
 //! indexes it, or (for an item no longer linked) the one thread that
@@ -23,10 +31,13 @@
 //! atomic: readers drop their reference without the shard lock, and the
 //! expiry wheel reads it to learn whether a chunk is still its shard's.
 
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU8, Ordering};
 
 /// Header bytes of every item (and of every continuation chunk).
-pub const HDR: usize = 32;
+pub const HDR: usize = 24;
+
+/// `nkey` of a continuation chunk (keys are at most 250 bytes).
+pub const CONT_NKEY: u8 = u8::MAX;
 
 /// A chunk id: page number in the high bits, slot within the page low.
 pub type ChunkId = u32;
@@ -78,28 +89,33 @@ pub mod fl {
     pub const HAS_FLAGS: u8 = 4;
     /// The value continues in further chunks, listed after the key.
     pub const CHAINED: u8 = 8;
-    /// A continuation chunk of a chained item.
-    pub const CONT: u8 = 16;
+    /// In its class's main queue (else its small queue; policy.rs).
+    pub const MAIN: u8 = 16;
     /// Marked stale (meta `md I`, `ms I`): served, flagged `X`.
     pub const STALE: u8 = 32;
     /// A client has been told it won the right to recache it (meta `W`;
     /// memcached's ITEM_TOKEN_SENT).
     pub const WON: u8 = 64;
+    /// Hit since it entered (or was kept in) its queue: the eviction
+    /// policy's one bit (policy.rs).
+    pub const VISITED: u8 = 128;
 }
 
 const O_CAS: usize = 0;
+/// A free chunk's next free chunk, a continuation chunk's head: the CAS
+/// field's first four bytes, unused in chunks that hold no item head.
+const O_LINK: usize = 0;
 const O_EXP: usize = 8;
 const O_TIME: usize = 12;
-const O_PREV: usize = 16;
-const O_NEXT: usize = 20;
-const O_NBYTES: usize = 24;
-const O_NKEY: usize = 28;
-const O_IFLAGS: usize = 29;
-const O_REF: usize = 30;
+const O_NBYTES: usize = 16;
+const O_NKEY: usize = 20;
+const O_IFLAGS: usize = 21;
+const O_REF: usize = 22;
+const _: () = assert!(O_REF + 2 == HDR);
 
 /// A pointer to the first byte of a chunk. Copyable; every accessor reads
 /// or writes the header in place. Made only by `Mem::item` for a chunk of
-/// the arena, so the 32 header bytes are always in bounds and 8-aligned
+/// the arena, so the 24 header bytes are always in bounds and 8-aligned
 /// (pages are page-aligned and chunk sizes multiples of 8).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct It(pub(crate) *mut u8);
@@ -120,22 +136,75 @@ macro_rules! field {
 
 impl It {
     field!(cas, set_cas, u64, O_CAS);
+    field!(link, set_link, u32, O_LINK);
     field!(exptime, set_exptime, u32, O_EXP);
-    field!(time, set_time, u32, O_TIME);
-    field!(prev, set_prev, u32, O_PREV);
-    field!(next, set_next, u32, O_NEXT);
     field!(nbytes, set_nbytes, u32, O_NBYTES);
     field!(nkey, set_nkey, u8, O_NKEY);
-    field!(iflags, set_iflags, u8, O_IFLAGS);
+
+    fn iflags_atomic(self) -> &'static AtomicU8 {
+        // SAFETY: an in-bounds byte of the header; AtomicU8 has u8's
+        // layout. As with `refword`, the reference is used at once and
+        // never stored; this byte is only ever accessed atomically.
+        unsafe { &*(self.0.add(O_IFLAGS).cast::<AtomicU8>()) }
+    }
+
+    fn time_atomic(self) -> &'static AtomicU32 {
+        // SAFETY: an aligned, in-bounds u32 of the header (offset 12 of an
+        // 8-aligned chunk); only ever accessed atomically.
+        unsafe { &*(self.0.add(O_TIME).cast::<AtomicU32>()) }
+    }
+
+    pub fn iflags(self) -> u8 {
+        self.iflags_atomic().load(Ordering::Relaxed)
+    }
+    pub fn set_iflags(self, v: u8) {
+        self.iflags_atomic().store(v, Ordering::Relaxed);
+    }
+    /// Last access, in store-clock seconds.
+    pub fn time(self) -> u32 {
+        self.time_atomic().load(Ordering::Relaxed)
+    }
+    pub fn set_time(self, v: u32) {
+        self.time_atomic().store(v, Ordering::Relaxed);
+    }
 
     pub fn has(self, f: u8) -> bool {
         self.iflags() & f != 0
     }
+    /// Sets bits `f` (an atomic or, so readers under a shared lock may
+    /// set bits at the same time).
     pub fn set(self, f: u8) {
-        self.set_iflags(self.iflags() | f);
+        self.iflags_atomic().fetch_or(f, Ordering::Relaxed);
     }
     pub fn clear(self, f: u8) {
-        self.set_iflags(self.iflags() & !f);
+        self.iflags_atomic().fetch_and(!f, Ordering::Relaxed);
+    }
+
+    /// A hit: `VISITED` and `FETCHED` set and the access time moved to
+    /// `now`, each written only when it changes, so a hot item's cache
+    /// line is written at most once a second.
+    pub fn mark_hit(self, now: u32) {
+        self.mark(fl::VISITED | fl::FETCHED, now);
+    }
+
+    /// A use that is not a fetch (add finding the item, incr): `VISITED`
+    /// and the access time.
+    pub fn mark_used(self, now: u32) {
+        self.mark(fl::VISITED, now);
+    }
+
+    fn mark(self, bits: u8, now: u32) {
+        if self.iflags() & bits != bits {
+            self.set(bits);
+        }
+        if self.time() != now {
+            self.set_time(now);
+        }
+    }
+
+    /// A continuation chunk of a chained item (its `link` is the head).
+    pub fn is_cont(self) -> bool {
+        self.nkey() == CONT_NKEY
     }
 
     /// The reference word (see [`rf`]).
@@ -295,8 +364,6 @@ mod tests {
         it.set_cas(0x0102_0304_0506_0708);
         it.set_exptime(7);
         it.set_time(9);
-        it.set_prev(11);
-        it.set_next(NIL);
         it.set_nbytes(1 << 30);
         it.set_nkey(250);
         it.set_iflags(fl::CHAINED | fl::HAS_FLAGS);
@@ -304,10 +371,7 @@ mod tests {
         it.link_ref(3);
         assert!(it.is_linked());
         assert_eq!(it.cas(), 0x0102_0304_0506_0708);
-        assert_eq!(
-            (it.exptime(), it.time(), it.prev(), it.next()),
-            (7, 9, 11, NIL)
-        );
+        assert_eq!((it.exptime(), it.time()), (7, 9));
         assert_eq!((it.nbytes(), it.nkey()), (1 << 30, 250));
         assert!(it.has(fl::CHAINED) && !it.has(fl::FETCHED));
         it.set(fl::FETCHED);

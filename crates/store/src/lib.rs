@@ -3,19 +3,22 @@
 //! ```text
 //!  server::cmd ──► Store::{get_with, store, delete, arith, flush_all}   ops.rs
 //!                     │  (request structs: GetOpts, StoreReq, ArithReq)
-//!                     │  hash of key picks one of SHARDS shards; its lock is
-//!                     │  held for a lookup and a copy (or a reference
-//!                     │  count), never I/O
+//!                     │  hash of key (xxh3, seeded) picks one of SHARDS
+//!                     │  shards; its RwLock is held shared for a hit
+//!                     │  (lookup, bits set, a copy or a reference count)
+//!                     │  and exclusive for a change, never during I/O
 //!                     ▼
 //!   shard.rs: index (hash ──► chunk id, growing incrementally; index.rs)
-//!             per class: LRU list (links in the items; lru.rs), counters
+//!             per class: S3-FIFO queues of chunk ids (policy.rs), counters
+//!             ghost: hashes of keys evicted from the small queues
 //!             expiry wheel: a bucket of chunk ids per second (expiry.rs)
 //!                     │ chunk ids
 //!                     ▼
 //!   mem.rs: the arena (-m reserved by mmap, 1 MB pages given to classes on
-//!           demand; arena.rs, slabs.rs) ── items: 32-byte header, flags,
-//!           key, value + "\r\n" (item.rs); Mem::slabs (one lock): per
-//!           class free chunks and pages
+//!           demand; arena.rs, slabs.rs) ── items: 24-byte header, flags,
+//!           key, value + "\r\n" (item.rs); a page's class in O(1);
+//!           Mem::slabs (one lock): per class free chunks and pages
+//!   hits.rs: get/touch hits counted per thread stripe (no shared line)
 //!   write.rs: a new item written into its chunks (the unsafe write path)
 //!   found.rs: a found item's value, chunk by chunk, and holds on it
 //!
@@ -28,9 +31,10 @@
 //! ```
 //!
 //! Invariants:
-//! - an item is linked iff it is in its shard's index iff it is in its
-//!   class's LRU list in that shard iff its reference word names that
-//!   shard (the link's reference; `It::is_linked`);
+//! - an item is linked iff it is in its shard's index iff its reference
+//!   word names that shard (the link's reference; `It::is_linked`); a
+//!   linked item has a live entry in its class's small or main queue in
+//!   that shard, the one its `MAIN` bit names (policy.rs);
 //! - a linked item with an exptime has an entry in its shard's wheel at
 //!   or before its second (expiry.rs);
 //! - a chunk is in use iff a linked item or a reader's `ItemRef` holds it
@@ -41,9 +45,12 @@
 //! - an item is rewritten in place (incr) only with no reader holding it.
 //!
 //! Lock order: a shard's lock, then `Mem::slabs`. A thread holding a
-//! shard lock takes another shard's lock only with `try_lock` (to evict
+//! shard lock takes another shard's lock only with `try_write` (to evict
 //! from it), so shard locks never wait on each other, except in the page
 //! mover, which takes all of them in index order while holding none.
+//! Under a shard's shared (read) lock a reader may only: look up, read
+//! items, set `VISITED`/`FETCHED` and the access time (atomic, `It::
+//! mark_hit`), take a reader's reference, and count in `hits.rs`.
 //! `Store::flush_lock` is taken alone; `Store::automove` is taken before
 //! any shard lock (its step reads the stats), never while holding one.
 //! Callers hold no lock of theirs while calling in. The reaper takes a
@@ -58,7 +65,6 @@
 
 pub mod clock;
 pub mod item;
-pub mod lru;
 pub mod slabs;
 
 mod arena;
@@ -66,20 +72,21 @@ mod automove;
 mod expiry;
 mod flush;
 mod found;
+mod hits;
 mod index;
 mod mem;
 mod mover;
 mod ops;
+mod policy;
 mod reap;
 mod shard;
 mod snapshot;
 mod write;
 
-use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use automove::Automove;
 pub use clock::Clock;
@@ -89,6 +96,7 @@ pub use found::{Found, ItemMeta, Parts};
 use item::It;
 pub use mem::ItemRef;
 use mem::Mem;
+pub use policy::SMALL_PERCENT;
 pub use reap::Reaped;
 use shard::Shard;
 use slabs::ClassTable;
@@ -123,6 +131,9 @@ pub struct Config {
     /// Address space reserved beyond `mem_limit` for `cache_memlimit` to
     /// grow into (0: none).
     pub mem_room: u64,
+    /// The eviction policy's small queue, in percent of a class's items
+    /// ([`SMALL_PERCENT`]; 0: CLOCK, for comparison).
+    pub small_percent: u32,
 }
 
 impl Default for Config {
@@ -139,6 +150,7 @@ impl Default for Config {
             hashpower: 16,
             prealloc: false,
             mem_room: 0,
+            small_percent: SMALL_PERCENT,
         }
     }
 }
@@ -182,6 +194,12 @@ pub struct GetOpts {
     pub vivify: bool,
     /// The CAS value a created item gets (meta `E`); else the next one.
     pub vivify_cas: Option<u64>,
+    /// Hold the shard's lock exclusively while `f` runs (meta `mg`, whose
+    /// flags change the item and decide recache wins). Otherwise a lookup
+    /// without `touch` or `vivify` holds it shared, and an exptime or CAS
+    /// value `f` sets is applied after, under the exclusive lock, if the
+    /// item is still there.
+    pub exclusive: bool,
 }
 
 impl Default for GetOpts {
@@ -192,6 +210,7 @@ impl Default for GetOpts {
             count: HitCount::Get,
             vivify: false,
             vivify_cas: None,
+            exclusive: false,
         }
     }
 }
@@ -432,6 +451,19 @@ pub struct ClassStats {
     pub expired_unfetched: u64,
     /// Expired items the wheel freed (memcached's `crawler_reclaimed`).
     pub expired_reclaimed: u64,
+    /// Items moved from the small queue to main (memcached's
+    /// `moves_to_warm`).
+    pub moves_to_main: u64,
+    /// Items in main given a second round (memcached's
+    /// `moves_within_lru`).
+    pub reinserted: u64,
+    /// Items passed over by eviction because a reader held them
+    /// (memcached's `lrutail_reflocked`).
+    pub passed_busy: u64,
+    /// Get hits on items in the small queue (`hits_to_hot`).
+    pub hits_small: u64,
+    /// Get hits on items in main (`hits_to_warm`).
+    pub hits_main: u64,
 }
 
 /// One class in a stats snapshot.
@@ -447,8 +479,14 @@ pub struct ClassSnapshot {
     pub free_chunks_end: u32,
     pub items: u32,
     pub mem_requested: u64,
-    /// Seconds since the least recently used item was touched.
+    /// Seconds since the oldest item at the front of a queue was used.
     pub age: u32,
+    /// Items in the small (probationary) queue and in main.
+    pub items_small: u32,
+    pub items_main: u32,
+    /// `age` of each queue's front.
+    pub age_small: u32,
+    pub age_main: u32,
     pub stats: ClassStats,
 }
 
@@ -479,6 +517,11 @@ pub struct StoreStats {
     /// Entries in the wheels now (stale ones included), and their memory.
     pub wheel_entries: u64,
     pub wheel_bytes: u64,
+    /// Memory the eviction policy keeps outside item memory (queues of
+    /// chunk ids, ghost hashes).
+    pub policy_bytes: u64,
+    /// Keys stored again while the ghost remembered their eviction.
+    pub ghost_hits: u64,
     pub expired_unfetched: u64,
     pub evicted_unfetched: u64,
     pub outofmemory: u64,
@@ -527,8 +570,11 @@ pub enum ReassignError {
 pub struct Store {
     cfg: Config,
     clock: Arc<Clock>,
-    hasher: RandomState,
-    shards: Box<[Mutex<Shard>]>,
+    /// The key hash's seed, random per store (see `hash`).
+    seed: u64,
+    shards: Box<[RwLock<Shard>]>,
+    /// Get and touch hits, per thread stripe.
+    hits: hits::Hits,
     mem: Arc<Mem>,
     last_cas: AtomicU64,
     flush: Flush,
@@ -562,7 +608,7 @@ impl Store {
         let per_shard = u32::from(cfg.hashpower.min(40)).saturating_sub(SHARDS.trailing_zeros());
         let now = clock.now();
         let shards = (0..SHARDS)
-            .map(|id| Shard::new(id, nclasses, per_shard, now).map(Mutex::new))
+            .map(|id| Shard::new(id, nclasses, per_shard, now).map(RwLock::new))
             .collect::<Option<_>>()
             .ok_or_else(|| {
                 std::io::Error::new(
@@ -573,8 +619,9 @@ impl Store {
         Ok(Store {
             cfg,
             clock,
-            hasher: RandomState::new(),
+            seed: hits::random_seed(),
             shards,
+            hits: hits::Hits::new(nclasses),
             mem: Arc::new(mem),
             last_cas: AtomicU64::new(0),
             flush: Flush::default(),
@@ -610,8 +657,23 @@ impl Store {
         n <= self.cfg.item_size_max as usize
     }
 
+    /// The key's hash: xxh3 (64-bit) with a random seed per store. A
+    /// client that picks keys to collide cannot know the seed; the index
+    /// is open addressing with linear probing, so what a collision costs
+    /// is a longer probe, never a chain an attacker can grow at will
+    /// without first finding colliding keys for an unknown seed.
     fn hash(&self, key: &[u8]) -> u64 {
-        self.hasher.hash_one(key)
+        key_hash(self.seed, key)
+    }
+
+    /// What the policy's queues of `class` in `shard` need to know.
+    pub(crate) fn qcx(&self, shard: usize, class: usize) -> policy::Ctx<'_> {
+        policy::Ctx {
+            mem: &self.mem,
+            shard,
+            class,
+            seed: self.seed,
+        }
     }
 
     /// The shard of a hash: its top bits (the index uses the low ones).
@@ -619,7 +681,7 @@ impl Store {
         (hash >> 58) as usize % SHARDS
     }
 
-    fn shard(&self, hash: u64) -> &Mutex<Shard> {
+    fn shard(&self, hash: u64) -> &RwLock<Shard> {
         &self.shards[self.shard_of(hash)]
     }
 
@@ -636,8 +698,14 @@ impl Store {
         Self::size_for(it.nkey() as usize, it.flags(), it.nbytes() as usize)
     }
 
+    /// An item's class: its page's (O(1)).
     pub(crate) fn class_of(&self, it: It) -> usize {
-        self.class_for_size(self.size_of(it))
+        self.mem.class_of_item(it)
+    }
+
+    /// The class of the item whose head chunk is `id`.
+    pub(crate) fn class_of_linked(&self, id: item::ChunkId) -> usize {
+        self.mem.class_of_chunk(id)
     }
 
     fn class_for_size(&self, size: usize) -> usize {
@@ -653,6 +721,11 @@ impl Store {
     pub fn pages_taken(&self) -> u32 {
         self.mem.pages_taken()
     }
+}
+
+/// The key hash (see `Store::hash`).
+pub(crate) fn key_hash(seed: u64, key: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(key, seed)
 }
 
 #[cfg(test)]

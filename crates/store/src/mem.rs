@@ -3,7 +3,7 @@
 //! hold on an item's bytes after the shard lock is gone.
 //!
 //! Each class takes pages lazily: chunks come from its list of freed
-//! chunks (linked through their `next` field, so the list costs no memory
+//! chunks (linked through their `link` field, so the list costs no memory
 //! of its own), else from the unused tail of its newest page, else from a
 //! new page while `-m` allows (or the class has none: seed 000's rule).
 //!
@@ -13,7 +13,7 @@
 //! the page joins the destination class.
 
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -25,7 +25,7 @@ use crate::slabs::ClassTable;
 /// A class's memory.
 #[derive(Debug, Clone)]
 pub(crate) struct SlabClass {
-    /// Head of the list of freed chunks (linked through `next`).
+    /// Head of the list of freed chunks (linked through `link`).
     pub free_head: ChunkId,
     pub free_count: u32,
     /// The newest page's first never-used slot, if any is left.
@@ -87,6 +87,9 @@ pub struct Mem {
     /// Read without the lock to turn a chunk id into an address; written
     /// only while no chunk of the page is in use.
     page_chunk: Box<[AtomicU32]>,
+    /// Class of each page (0: none), written with `page_chunk`: a chunk's
+    /// class in O(1).
+    page_class: Box<[AtomicU8]>,
     /// `-m`, or what `cache_memlimit` set since.
     limit: AtomicU64,
     /// `-L`: the memory was made resident at start; its limit is fixed.
@@ -112,6 +115,7 @@ impl Mem {
         let resident = prealloc.then_some((limit / page) as u32);
         let (arena, warning) = Arena::new(pages, page as usize, resident)?;
         let page_chunk = zeroed_atomics(pages as usize);
+        let page_class = (0..pages).map(|_| AtomicU8::new(0)).collect();
         let classes = vec![SlabClass::default(); table.largest() + 1];
         Ok((
             Mem {
@@ -130,6 +134,7 @@ impl Mem {
                 arena,
                 table,
                 page_chunk,
+                page_class,
                 limit: AtomicU64::new(limit),
                 prealloc,
             },
@@ -261,6 +266,7 @@ impl Mem {
         let page = page_of(id);
         let it = self.item(id);
         it.set_iflags(0);
+        it.set_nkey(0);
         s.page_used[page as usize] -= 1;
         let class = self.class_of_page(page);
         s.classes[class].used -= 1;
@@ -273,17 +279,39 @@ impl Mem {
             }
         }
         let c = &mut s.classes[class];
-        it.set_next(c.free_head);
+        it.set_link(c.free_head);
         c.free_head = id;
         c.free_count += 1;
     }
 
     fn class_of_page(&self, page: u32) -> usize {
-        let size = self.page_chunk[page as usize].load(Ordering::Relaxed);
-        // Sizes are distinct per class: find the class by binary search.
-        self.table
-            .class_for(size as usize)
-            .expect("a page's chunk size is a class size")
+        usize::from(self.page_class[page as usize].load(Ordering::Relaxed))
+    }
+
+    /// The class of the page chunk `id` lies in (0: a page no class
+    /// owns): O(1), no search.
+    pub(crate) fn class_of_chunk(&self, id: ChunkId) -> usize {
+        self.page_class
+            .get(page_of(id) as usize)
+            .map_or(0, |c| usize::from(c.load(Ordering::Relaxed)))
+    }
+
+    /// The class of the page item `it` lies in: O(1), no search.
+    pub(crate) fn class_of_item(&self, it: It) -> usize {
+        self.arena
+            .locate(it.0)
+            .map_or(0, |(page, _)| self.class_of_page(page))
+    }
+
+    /// Sets page `p`'s chunk size and class together.
+    fn lay_out(&self, p: u32, class: usize) {
+        let size = if class == 0 {
+            0
+        } else {
+            self.table.size(class)
+        };
+        self.page_chunk[p as usize].store(size, Ordering::Relaxed);
+        self.page_class[p as usize].store(class as u8, Ordering::Relaxed);
     }
 
     /// Takes `n` chunks of `class` into `out`, growing the class by a page
@@ -308,7 +336,7 @@ impl Mem {
             let c = &mut s.classes[class];
             let id = if c.free_head != NIL {
                 let id = c.free_head;
-                c.free_head = self.item(id).next();
+                c.free_head = self.item(id).link();
                 c.free_count -= 1;
                 id
             } else {
@@ -349,7 +377,7 @@ impl Mem {
             }
         };
         s.malloced += page;
-        self.page_chunk[p as usize].store(self.table.size(class), Ordering::Relaxed);
+        self.lay_out(p, class);
         let c = &mut s.classes[class];
         c.pages += 1;
         // A fresh page is zeroed by the kernel: its chunks read as free.
@@ -377,8 +405,9 @@ impl Mem {
     fn list_unused(&self, c: &mut SlabClass, id: ChunkId) {
         let it = self.item(id);
         it.set_iflags(0);
+        it.set_nkey(0);
         it.clear_ref();
-        it.set_next(c.free_head);
+        it.set_link(c.free_head);
         c.free_head = id;
         c.free_count += 1;
     }
@@ -386,13 +415,11 @@ impl Mem {
     /// Gives a used page (no chunk of it in use) to `class`, or to the
     /// pool when `class` is 0.
     pub(crate) fn give_page(&self, s: &mut Slabs, page: u32, class: usize) {
+        self.lay_out(page, class);
         if class == 0 {
-            self.page_chunk[page as usize].store(0, Ordering::Relaxed);
             s.pool.push(page);
             return;
         }
-        let size = self.table.size(class);
-        self.page_chunk[page as usize].store(size, Ordering::Relaxed);
         let per = self.table.per_page(class);
         let c = &mut s.classes[class];
         c.pages += 1;
@@ -419,12 +446,12 @@ impl Mem {
         let mut prev = NIL;
         let mut id = c.free_head;
         while id != NIL {
-            let next = self.item(id).next();
+            let next = self.item(id).link();
             if page_of(id) == page {
                 if prev == NIL {
                     c.free_head = next;
                 } else {
-                    self.item(prev).set_next(next);
+                    self.item(prev).set_link(next);
                 }
                 c.free_count -= 1;
             } else {
@@ -456,8 +483,8 @@ impl Mem {
         for slot in slots {
             let id = chunk_id(page, slot);
             let it = self.item(id);
-            if it.has(fl::CONT) {
-                heads.push(it.prev());
+            if it.is_cont() {
+                heads.push(it.link());
             } else if it.is_linked() {
                 heads.push(id);
             }

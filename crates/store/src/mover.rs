@@ -50,7 +50,7 @@ impl Store {
         // Every shard, in order (the one place that waits on more than one
         // shard lock), then the slabs.
         let page = {
-            let _shards: Vec<_> = self.shards.iter().map(|s| s.lock()).collect();
+            let _shards: Vec<_> = self.shards.iter().map(|s| s.write()).collect();
             let mut slabs = self.mem.slabs.lock();
             if slabs.moving.is_some() {
                 return Err(ReassignError::Busy);
@@ -73,7 +73,7 @@ impl Store {
         let mut from = 0;
         while from < slots {
             let to = (from + MOVE_BATCH).min(slots);
-            let mut shards: Vec<_> = self.shards.iter().map(|s| s.lock()).collect();
+            let mut shards: Vec<_> = self.shards.iter().map(|s| s.write()).collect();
             let mut slabs = self.mem.slabs.lock();
             if slabs.moving.map(|m| m.page) != Some(page) {
                 break;
@@ -93,6 +93,9 @@ impl Store {
                 if shards[self.shard_of(hash)].unlink(self, head, hash) {
                     self.mem.free_item(&mut slabs, head);
                 }
+            }
+            for (k, g) in shards.iter_mut().enumerate() {
+                g.classes[src].q.trim(self.qcx(k, src));
             }
             from = to;
         }

@@ -11,14 +11,16 @@ use crate::shard::{Dead, Shard};
 use crate::write::NewItem;
 use crate::{
     ArithReq, ArithResult, DeleteOutcome, DeleteReq, DeltaOutcome, GetOpts, GetOutcome, Hit,
-    HitCount, ItemMeta, Missed, Mode, Seen, Store, StoreOutcome, StoreReq, StoreResult,
+    Missed, Mode, Seen, Store, StoreOutcome, StoreReq, StoreResult,
 };
 
 impl Store {
     /// Looks `key` up and, when it is live (or `opts.vivify` created it),
-    /// runs `f` on it under the shard lock. With `opts.touch` the item gets
-    /// that exptime first; with `opts.bump` it is marked fetched and used
-    /// now. `f` sees [`ItemMeta`] as the item was before.
+    /// runs `f` on it under the shard lock: shared for a plain lookup
+    /// (see [`GetOpts::exclusive`]), exclusive otherwise. With
+    /// `opts.touch` the item gets that exptime first; with `opts.bump` it
+    /// is marked fetched and used now. `f` sees [`ItemMeta`] as the item
+    /// was before.
     pub fn get_with<R>(
         &self,
         key: &[u8],
@@ -28,7 +30,26 @@ impl Store {
         let opts = opts.into();
         let hash = self.hash(key);
         let now = self.clock.now();
-        let mut g = self.shard(hash).lock();
+        if opts.touch.is_none() && !opts.vivify && !opts.exclusive {
+            let g = self.shard(hash).read();
+            let mem = &*self.mem;
+            let Some(id) = g.index.lookup(hash, |id| mem.item(id).key() == key) else {
+                return Err(Missed::Miss);
+            };
+            if Shard::is_dead(self, mem.item(id), now).is_none() {
+                let mut found = Found::new(self, None, id, now, None);
+                found.bump = opts.bump;
+                let r = f(&mut found);
+                let deferred = found.finish(opts.count);
+                drop(g);
+                if let Some((exptime, cas)) = deferred {
+                    self.apply_deferred(hash, key, id, exptime, cas);
+                }
+                return Ok(r);
+            }
+            // Expired or flushed: unlinked below, under the exclusive lock.
+        }
+        let mut g = self.shard(hash).write();
         let missed = match g.find_live(self, hash, key, now) {
             Ok(Some(i)) => Ok(i),
             Ok(None) => Err(Missed::Miss),
@@ -56,45 +77,36 @@ impl Store {
                 }
             }
         };
-        let it = self.mem.item(id);
         if let Some(t) = opts.touch {
             g.set_exptime(self, id, self.clock.realtime(t));
         }
-        let meta = ItemMeta::of(self, it, now);
-        let mut found = Found {
-            store: self,
-            shard: &mut g,
-            mem: &self.mem,
-            head: id,
-            it,
-            now,
-            flags: it.flags(),
-            cas: it.cas(),
-            value_len: it.nbytes() as usize - 2,
-            meta,
-            created,
-            bump: opts.bump,
-            abandoned: false,
-            detached_exptime: None,
-        };
+        let mut found = Found::new(self, Some(&mut g), id, now, created);
+        found.bump = opts.bump;
         let r = f(&mut found);
-        let (bump, abandoned) = (found.bump, found.abandoned);
-        // The hit is counted and the bump done after the caller has read
-        // what it wanted as it was (memcached's delayed bump), unless the
-        // caller gave up (then memcached does neither).
-        if bump {
-            it.set(fl::FETCHED);
-            g.touch_lru(self, id, meta.class, now);
-        }
-        if !abandoned {
-            let cs = &mut g.classes[meta.class];
-            match opts.count {
-                HitCount::Get => cs.stats.get_hits += 1,
-                HitCount::Touch => cs.stats.touch_hits += 1,
-                HitCount::None => {}
-            }
-        }
+        found.finish(opts.count);
         Ok(r)
+    }
+
+    /// What a shared lookup's reader set and could not write under the
+    /// shared lock: applied now, if the item it saw is still the key's.
+    fn apply_deferred(
+        &self,
+        hash: u64,
+        key: &[u8],
+        id: ChunkId,
+        exptime: Option<u32>,
+        cas: Option<u64>,
+    ) {
+        let mut g = self.shard(hash).write();
+        if g.find(self, hash, key) != Some(id) {
+            return;
+        }
+        if let Some(t) = exptime {
+            g.set_exptime(self, id, t);
+        }
+        if let Some(c) = cas {
+            self.mem.item(id).set_cas(c);
+        }
     }
 
     /// [`get_with`](Self::get_with), copying the item out (tests and
@@ -134,7 +146,7 @@ impl Store {
     pub fn note_set_attempt(&self, key: &[u8], flags: u32, value_len: usize) {
         if self.item_size_ok(key.len(), flags, value_len) {
             let c = self.class_for_size(Self::size_for(key.len(), flags, value_len + 2));
-            self.shard(self.hash(key)).lock().classes[c].stats.cmd_set += 1;
+            self.shard(self.hash(key)).write().classes[c].stats.cmd_set += 1;
         }
     }
 
@@ -183,7 +195,7 @@ impl Store {
         let hash = self.hash(key);
         let now = self.clock.now();
         let exptime = self.clock.realtime(exptime);
-        let mut g = self.shard(hash).lock();
+        let mut g = self.shard(hash).write();
         let shard = &mut *g;
         shard.classes[class_in].stats.cmd_set += 1;
         let old = shard.find_live(self, hash, key, now).unwrap_or(None);
@@ -206,7 +218,7 @@ impl Store {
             }
             (Mode::Add, Some(o)) => {
                 // add promotes the item it did not replace.
-                shard.touch_lru(self, o, self.class_of(self.mem.item(o)), now);
+                self.mem.item(o).mark_used(now);
                 return (StoreOutcome::NotStored, 0);
             }
             (Mode::Replace | Mode::Append | Mode::Prepend, None) => {
@@ -274,7 +286,7 @@ impl Store {
     /// Returns the class and value length of what it removed.
     pub fn unlink_key(&self, key: &[u8]) -> Option<(usize, usize)> {
         let hash = self.hash(key);
-        let mut g = self.shard(hash).lock();
+        let mut g = self.shard(hash).write();
         let i = g.find(self, hash, key)?;
         let it = self.mem.item(i);
         let seen = (self.class_of(it), it.nbytes() as usize - 2);
@@ -293,7 +305,7 @@ impl Store {
         let key = req.key;
         let hash = self.hash(key);
         let now = self.clock.now();
-        let mut g = self.shard(hash).lock();
+        let mut g = self.shard(hash).write();
         let id = match g.find_live(self, hash, key, now) {
             Ok(Some(id)) => id,
             Ok(None) => return (DeleteOutcome::NotFound, Err(Missed::Miss)),
@@ -386,7 +398,7 @@ impl Store {
     ) -> (ArithResult, Option<R>) {
         let hash = self.hash(req.key);
         let now = self.clock.now();
-        let mut g = self.shard(hash).lock();
+        let mut g = self.shard(hash).write();
         let mut how = How::default();
         let (outcome, cas, id) = self.arith_inner(&mut g, hash, now, req, &mut how);
         let result = ArithResult {
@@ -402,23 +414,9 @@ impl Store {
         let Some(id) = id else {
             return (result, None);
         };
-        let it = self.mem.item(id);
-        let mut found = Found {
-            store: self,
-            shard: &mut g,
-            mem: &self.mem,
-            head: id,
-            it,
-            now,
-            flags: it.flags(),
-            cas: it.cas(),
-            value_len: it.nbytes() as usize - 2,
-            meta: ItemMeta::of(self, it, now),
-            created: if how.created { how.missed } else { None },
-            bump: false,
-            abandoned: false,
-            detached_exptime: how.replaced.then_some(None),
-        };
+        let mut found = Found::new(self, Some(&mut g), id, now, None);
+        found.created = if how.created { how.missed } else { None };
+        found.detached_exptime = how.replaced.then_some(None);
         let r = f(&mut found);
         (result, Some(r))
     }
@@ -523,7 +521,7 @@ impl Store {
                 (true, None) => self.next_cas(),
             };
             it.set_cas(cas);
-            shard.touch_lru(self, id, class, now);
+            it.mark_used(now);
             return (DeltaOutcome::Value(new), cas, Some(id));
         }
         let (flags, exptime) = (it.flags(), it.exptime());

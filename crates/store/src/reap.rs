@@ -24,7 +24,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::item::{fl, ChunkId, NIL};
+use crate::item::{fl, ChunkId};
 use crate::shard::{Dead, Shard};
 use crate::Store;
 
@@ -64,7 +64,7 @@ impl Store {
         let mut due: Vec<ChunkId> = Vec::new();
         for k in 0..self.shards.len() {
             let compact = {
-                let mut g = self.shards[k].lock();
+                let mut g = self.shards[k].write();
                 let limit = 2 * g.curr_items as usize + COMPACT_SLACK;
                 if g.wheel.entries() > limit {
                     g.wheel.take_all(&mut due);
@@ -99,7 +99,7 @@ impl Store {
                 std::thread::yield_now();
             }
             r.batches += 1;
-            let mut g = self.shards[k].lock();
+            let mut g = self.shards[k].write();
             let shard = &mut *g;
             let mut slabs = self.mem.slabs.lock();
             // Two passes that only read, so that the CPU overlaps their
@@ -160,37 +160,39 @@ impl Store {
         }
     }
 
-    /// Unlinks flushed items from the cold end of every LRU list, `batch`
-    /// per taking of a shard lock. A `flush_all` invalidates every item
-    /// last used before it, and those are the cold end of each list.
+    /// Unlinks flushed items from every class's queues, `batch` per
+    /// taking of a shard lock. A `flush_all` invalidates every item last
+    /// used before it, wherever it is in its queue: the queues are walked
+    /// whole (a list of their live items taken first), each item checked
+    /// again under the lock before it goes.
     fn sweep_flushed(&self, now: u32, batch: usize, r: &mut Reaped) {
         if !self.flush.in_force(now) {
             return;
         }
-        for shard in self.shards.iter() {
+        for (k, shard) in self.shards.iter().enumerate() {
             for class in 1..=self.mem.table.largest() {
-                loop {
-                    let mut g = shard.lock();
-                    let mut n = 0;
-                    while n < batch {
-                        let t = g.classes[class].lru.tail;
-                        if t == NIL {
-                            break;
+                let ids = shard.read().classes[class].q.live(self.qcx(k, class));
+                for part in ids.chunks(batch.max(1)) {
+                    let mut g = shard.write();
+                    for &id in part {
+                        let it = self.mem.item(id);
+                        // Still this shard's and class's (the page may
+                        // have moved since the list was taken)?
+                        if self.mem.class_of_chunk(id) != class
+                            || !it.linked_in(k)
+                            || it.is_cont()
+                            || !self.flush.covers(it, now)
+                        {
+                            continue;
                         }
-                        let it = self.mem.item(t);
-                        if !self.flush.covers(it, now) {
-                            break;
-                        }
-                        g.unlink_free(self, t, self.hash(it.key()));
+                        g.unlink_free(self, id, self.hash(it.key()));
                         r.flushed += 1;
-                        n += 1;
                     }
                     drop(g);
-                    if n < batch {
-                        break;
+                    if part.len() == batch {
+                        r.batches += 1;
+                        std::thread::yield_now();
                     }
-                    r.batches += 1;
-                    std::thread::yield_now();
                 }
             }
         }

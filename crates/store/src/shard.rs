@@ -1,12 +1,12 @@
-//! One shard of the store: a hash index over its items, and per class an
-//! LRU list and counters. Item memory is the store's `Mem`, shared by all
-//! shards.
+//! One shard of the store: a hash index over its items, and per class the
+//! eviction policy's queues (policy.rs) and counters. Item memory is the
+//! store's `Mem`, shared by all shards.
 
 use crate::expiry::Wheel;
 use crate::index::Index;
-use crate::item::{fl, ChunkId, It, NIL};
-use crate::lru::Lru;
+use crate::item::{fl, ChunkId, It};
 use crate::mem::Chunks;
+use crate::policy::{Ghost, Queues};
 use crate::{ClassStats, Store};
 
 /// Why an item is no longer valid.
@@ -18,7 +18,7 @@ pub(crate) enum Dead {
 /// A class as one shard sees it.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ShardClass {
-    pub lru: Lru,
+    pub q: Queues,
     pub items: u32,
     pub mem_requested: u64,
     pub stats: ClassStats,
@@ -31,6 +31,8 @@ pub(crate) struct Shard {
     /// The items with an exptime, by second.
     pub wheel: Wheel,
     pub classes: Vec<ShardClass>,
+    /// Keys evicted from the small queues lately.
+    pub ghost: Ghost,
     pub curr_items: u64,
     pub total_items: u64,
     pub bytes: u64,
@@ -44,6 +46,7 @@ impl Shard {
             index: Index::new(hashpower)?,
             wheel: Wheel::new(now),
             classes: vec![ShardClass::default(); classes],
+            ghost: Ghost::default(),
             curr_items: 0,
             total_items: 0,
             bytes: 0,
@@ -97,12 +100,6 @@ impl Shard {
         }
     }
 
-    /// Marks item `i` (of `class`) used now: time and LRU position.
-    pub(crate) fn touch_lru(&mut self, store: &Store, i: ChunkId, class: usize, now: u32) {
-        store.mem.item(i).set_time(now);
-        self.classes[class].lru.bump(&store.mem, i);
-    }
-
     /// Removes item `i` (whose key hashes to `hash`) from the index, its
     /// LRU and the counters, and drops the link's reference. True when that
     /// was the last reference: the caller frees the chunks
@@ -114,10 +111,10 @@ impl Shard {
         debug_assert_eq!(hash, store.hash(it.key()));
         let removed = self.index.remove(hash, i);
         debug_assert!(removed, "a linked item is indexed");
-        let class = store.class_of(it);
+        let class = store.class_of_linked(i);
         let size = store.size_of(it) as u64;
         let cs = &mut self.classes[class];
-        cs.lru.unlink(mem, i);
+        cs.q.forget(it);
         cs.items -= 1;
         cs.mem_requested -= size;
         self.curr_items -= 1;
@@ -132,9 +129,9 @@ impl Shard {
         }
     }
 
-    /// Takes `n` chunks of `class` into `out`, adding a page or freeing the
-    /// coldest items of the class when it is full: in this shard, else in
-    /// another shard whose lock is free at once. `protect` is never evicted.
+    /// Takes `n` chunks of `class` into `out`, adding a page or freeing
+    /// items of the class when it is full: in this shard, else in another
+    /// shard whose lock is free at once. `protect` is never evicted.
     pub(crate) fn alloc(
         &mut self,
         store: &Store,
@@ -150,14 +147,14 @@ impl Shard {
             }
             // Expired or flushed items first, here and then in the other
             // shards (whose locks are only tried: this shard's is held, so
-            // its own try_lock fails); then the coldest live item.
+            // its own try_write fails); then the policy's victim.
             let mut freed = false;
             for evict in [false, true] {
-                freed = self.pull_tail(store, class, protect, now, evict)
+                freed = self.pull(store, class, protect, now, evict)
                     || store.shards.iter().any(|other| {
                         other
-                            .try_lock()
-                            .is_some_and(|mut g| g.pull_tail(store, class, None, now, evict))
+                            .try_write()
+                            .is_some_and(|mut g| g.pull(store, class, None, now, evict))
                     });
                 if freed {
                     break;
@@ -170,10 +167,11 @@ impl Shard {
         }
     }
 
-    /// Frees one item at the cold end of `class`: an expired or flushed one
-    /// among the last five if there is one, else (evictions on) the coldest.
-    /// Items a reader holds are passed over: unlinking them frees nothing.
-    fn pull_tail(
+    /// Frees one item of `class`: an expired or flushed one near the
+    /// front of its queues if there is one, else (`evict`, and evictions
+    /// on) the policy's victim. Items a reader holds are passed over:
+    /// unlinking them frees nothing.
+    fn pull(
         &mut self,
         store: &Store,
         class: usize,
@@ -182,35 +180,88 @@ impl Shard {
         evict: bool,
     ) -> bool {
         let mem = &*store.mem;
-        let mut i = self.classes[class].lru.tail;
-        let mut victim = NIL;
-        let mut seen = 0;
-        while i != NIL && seen < 5 {
+        for i in self.classes[class].q.peek(store.qcx(self.id, class), 5) {
             let it = mem.item(i);
-            let prev = it.prev();
-            let busy = it.readers() > 0;
-            if Some(i) != protect && !busy {
-                if Self::is_dead(store, it, now).is_some() {
-                    let unfetched = !it.has(fl::FETCHED);
-                    let st = &mut self.classes[class].stats;
-                    st.reclaimed += 1;
-                    if unfetched {
-                        st.expired_unfetched += 1;
-                    }
-                    self.unlink_free(store, i, store.hash(it.key()));
-                    return true;
-                }
-                if victim == NIL {
-                    victim = i;
-                }
+            if Some(i) != protect && it.readers() == 0 && Self::is_dead(store, it, now).is_some() {
+                self.reclaim(store, class, i);
+                return true;
             }
-            seen += 1;
-            i = prev;
         }
-        if victim == NIL || !evict || !store.cfg.evictions {
+        if !evict || !store.cfg.evictions {
             return false;
         }
-        let it = mem.item(victim);
+        self.evict(store, class, protect, now)
+    }
+
+    /// An expired or flushed item found by the allocator, freed.
+    fn reclaim(&mut self, store: &Store, class: usize, i: ChunkId) {
+        let it = store.mem.item(i);
+        let st = &mut self.classes[class].stats;
+        st.reclaimed += 1;
+        if !it.has(fl::FETCHED) {
+            st.expired_unfetched += 1;
+        }
+        self.unlink_free(store, i, store.hash(it.key()));
+    }
+
+    /// S3-FIFO's eviction: from the small queue while it holds more than
+    /// its share (an item hit there moves to main instead), else from
+    /// main (an item hit since it was last looked at goes round again,
+    /// its bit cleared). False when every item looked at was busy.
+    fn evict(&mut self, store: &Store, class: usize, protect: Option<ChunkId>, now: u32) -> bool {
+        let mem = &*store.mem;
+        let cx = store.qcx(self.id, class);
+        let mut budget = 256usize;
+        while budget > 0 {
+            let cs = &mut self.classes[class];
+            let main = !cs.q.evict_small_next(store.cfg.small_percent);
+            // The other queue, if this one has no live entry.
+            let Some(e) =
+                cs.q.pop_front(cx, main)
+                    .or_else(|| cs.q.pop_front(cx, !main))
+            else {
+                return false;
+            };
+            let i = e as ChunkId;
+            let it = mem.item(i);
+            let main = it.has(fl::MAIN);
+            if Some(i) == protect || it.readers() > 0 {
+                // Only these count against the budget: a promotion or a
+                // second chance clears a bit, so those end by themselves.
+                budget -= 1;
+                cs.stats.passed_busy += u64::from(it.readers() > 0);
+                cs.q.requeue(e, main);
+                continue;
+            }
+            if Self::is_dead(store, it, now).is_some() {
+                self.reclaim(store, class, i);
+                return true;
+            }
+            if it.has(fl::VISITED) {
+                if main {
+                    it.clear(fl::VISITED);
+                    cs.stats.reinserted += 1;
+                    cs.q.requeue(e, true);
+                } else {
+                    cs.stats.moves_to_main += 1;
+                    cs.q.promote(cx, e);
+                }
+                continue;
+            }
+            // The victim. Its entry is gone from the queue: unlink's
+            // `forget` still counts it out of the queue its bit names.
+            let hash = store.hash(it.key());
+            if !main && store.cfg.small_percent > 0 {
+                self.ghost.insert(hash, self.curr_items);
+            }
+            self.count_eviction(store, class, it, now);
+            self.unlink_free(store, i, hash);
+            return true;
+        }
+        false
+    }
+
+    fn count_eviction(&mut self, store: &Store, class: usize, it: It, now: u32) {
         let st = &mut self.classes[class].stats;
         st.evicted += 1;
         st.evicted_time = now.saturating_sub(it.time());
@@ -234,8 +285,6 @@ impl Shard {
                 value_len: it.nbytes() as usize - 2,
             });
         }
-        self.unlink_free(store, victim, store.hash(it.key()));
-        true
     }
 
     /// Links a newly written item: index, LRU, counters.
@@ -247,10 +296,11 @@ impl Shard {
         if it.exptime() != 0 {
             self.wheel.insert(head, it.exptime());
         }
-        let class = store.class_of(it);
+        let class = store.class_of_linked(head);
         let size = store.size_of(it) as u64;
+        let to_main = store.cfg.small_percent == 0 || self.ghost.take(hash);
         let cs = &mut self.classes[class];
-        cs.lru.push_head(mem, head);
+        cs.q.push_new(store.qcx(self.id, class), head, hash, to_main);
         cs.items += 1;
         cs.mem_requested += size;
         self.curr_items += 1;

@@ -2,7 +2,7 @@
 //!
 //! Memory is handed to classes in pages (1 MB); a class cuts its pages into
 //! chunks of its size. The table is memcached's rule applied to memcrab's
-//! header: the first chunk holds the 32-byte item header plus `-n` bytes,
+//! header: the first chunk holds the 24-byte item header plus `-n` bytes,
 //! each next one is `-f` times larger, 8-byte aligned, and the last class
 //! is `slab_chunk_max` (half a page). A class with no page may take one
 //! even at the limit (seed 000's rule).
@@ -98,13 +98,13 @@ mod tests {
     #[test]
     fn default_table() {
         // memcached's rule (x1.25, 8-byte aligned, last = slab_chunk_max)
-        // from a 32-byte header + 48: memcached's own starts at 96.
+        // from a 24-byte header + 48: memcached's own starts at 96.
         let t = ClassTable::new(48, 1.25, 1 << 20, 1 << 19, 1 << 20);
-        assert_eq!(t.size(1), 80);
-        assert_eq!(t.size(2), 104);
-        assert_eq!(t.size(3), 136);
+        assert_eq!(t.size(1), 72);
+        assert_eq!(t.size(2), 96);
+        assert_eq!(t.size(3), 120);
         assert_eq!(t.size(t.largest()), 1 << 19);
-        assert_eq!(t.per_page(1), 13107);
+        assert_eq!(t.per_page(1), 14563);
         assert_eq!(t.per_page(t.largest()), 2);
         for i in 2..t.largest() {
             assert!(t.size(i) > t.size(i - 1));
@@ -116,8 +116,8 @@ mod tests {
     fn class_lookup() {
         let t = ClassTable::new(48, 1.25, 1 << 20, 1 << 19, 1 << 20);
         assert_eq!(t.class_for(1), Some(1));
-        assert_eq!(t.class_for(80), Some(1));
-        assert_eq!(t.class_for(81), Some(2));
+        assert_eq!(t.class_for(72), Some(1));
+        assert_eq!(t.class_for(73), Some(2));
         assert_eq!(t.class_for(524288), Some(t.largest()));
         assert_eq!(t.class_for(600_000), Some(t.largest()));
         assert_eq!(t.class_for(1 << 20), Some(t.largest()));
@@ -128,15 +128,15 @@ mod tests {
     #[test]
     fn small_chunks_capped_by_slot_bits() {
         let t = ClassTable::new(8, 1.25, 1 << 20, 1 << 19, 1 << 20);
-        assert_eq!(t.size(1), 40);
+        assert_eq!(t.size(1), 32);
         assert_eq!(t.per_page(1), MAX_PER_PAGE);
     }
 
     #[test]
     fn factor_two() {
         let t = ClassTable::new(48, 2.0, 1 << 20, 1 << 19, 1 << 20);
-        assert_eq!(t.size(1), 80);
-        assert_eq!(t.size(2), 160);
+        assert_eq!(t.size(1), 72);
+        assert_eq!(t.size(2), 144);
         assert_eq!(t.size(t.largest()), 1 << 19);
     }
 }

@@ -24,6 +24,11 @@ impl ClassStats {
         self.reclaimed += o.reclaimed;
         self.expired_unfetched += o.expired_unfetched;
         self.expired_reclaimed += o.expired_reclaimed;
+        self.moves_to_main += o.moves_to_main;
+        self.reinserted += o.reinserted;
+        self.passed_busy += o.passed_busy;
+        self.hits_small += o.hits_small;
+        self.hits_main += o.hits_main;
     }
 }
 
@@ -32,12 +37,14 @@ impl Store {
     pub fn reset_stats(&self) {
         self.reaper_checked.store(0, Ordering::Relaxed);
         for s in self.shards.iter() {
-            let mut g = s.lock();
+            let mut g = s.write();
             g.total_items = 0;
             for c in g.classes.iter_mut() {
                 c.stats = ClassStats::default();
             }
+            g.ghost.hits = 0;
         }
+        self.hits.reset();
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -63,15 +70,18 @@ impl Store {
             wheel_checked: self.reaper_checked.load(Ordering::Relaxed),
             wheel_entries: 0,
             wheel_bytes: 0,
+            policy_bytes: 0,
+            ghost_hits: 0,
             expired_unfetched: 0,
             evicted_unfetched: 0,
             outofmemory: 0,
             classes: Vec::new(),
         };
         let mut per_class = vec![(0u32, 0u64, 0u32, ClassStats::default()); nclasses];
+        let mut queues = vec![QueueFigures::default(); nclasses];
         let mut capacity = 0;
         for shard in self.shards.iter() {
-            let g = shard.lock();
+            let g = shard.read();
             s.curr_items += g.curr_items;
             s.total_items += g.total_items;
             s.bytes += g.bytes;
@@ -80,13 +90,27 @@ impl Store {
             s.hash_is_expanding |= g.index.is_expanding();
             s.wheel_entries += g.wheel.entries() as u64;
             s.wheel_bytes += g.wheel.bytes() as u64;
+            s.policy_bytes += g.ghost.bytes() as u64;
+            s.ghost_hits += g.ghost.hits;
             for (id, c) in g.classes.iter().enumerate().skip(1) {
                 let pc = &mut per_class[id];
                 pc.0 += c.items;
                 pc.1 += c.mem_requested;
-                if c.lru.tail != item::NIL {
-                    let t = self.mem.item(c.lru.tail).time();
-                    pc.2 = pc.2.max(now.saturating_sub(t));
+                s.policy_bytes += c.q.bytes() as u64;
+                let qf = &mut queues[id];
+                qf.small += c.q.n_small;
+                qf.main += c.q.n_main;
+                for main in [false, true] {
+                    if let Some(i) = c.q.oldest(self.qcx(g.id, id), main) {
+                        let age = now.saturating_sub(self.mem.item(i).time());
+                        let a = if main {
+                            &mut qf.age_main
+                        } else {
+                            &mut qf.age_small
+                        };
+                        *a = (*a).max(age);
+                        pc.2 = pc.2.max(age);
+                    }
                 }
                 pc.3.add(&c.stats);
             }
@@ -99,7 +123,14 @@ impl Store {
         s.slab_reassign_running = slabs.moving.is_some();
         s.slab_reassign_evictions = slabs.move_evictions;
         s.slab_reassign_busy_items = slabs.move_busy;
-        for (id, (items, mem_requested, age, stats)) in per_class.into_iter().enumerate().skip(1) {
+        for (id, (items, mem_requested, age, mut stats)) in
+            per_class.into_iter().enumerate().skip(1)
+        {
+            let [small, main, touch] = self.hits.sum(id);
+            stats.hits_small = small;
+            stats.hits_main = main;
+            stats.get_hits = small + main;
+            stats.touch_hits = touch;
             s.evictions += stats.evicted;
             s.reclaimed += stats.reclaimed;
             s.expired_reclaimed += stats.expired_reclaimed;
@@ -123,6 +154,10 @@ impl Store {
                 items,
                 mem_requested,
                 age,
+                items_small: queues[id].small,
+                items_main: queues[id].main,
+                age_small: queues[id].age_small,
+                age_main: queues[id].age_main,
                 stats,
             });
         }
@@ -198,7 +233,7 @@ impl Store {
         out: &mut Vec<u32>,
     ) -> Option<usize> {
         self.shards[shard]
-            .lock()
+            .write()
             .index
             .collect(from, max_slots, out)
     }
@@ -210,7 +245,7 @@ impl Store {
     pub fn list_meta(&self, shard: usize, ids: &[u32], mut f: impl FnMut(&ListedItem<'_>)) {
         let started = self.clock.started();
         let now = self.clock.now();
-        let _g = self.shards[shard].lock();
+        let _g = self.shards[shard].read();
         for &id in ids {
             let it = self.mem.item(id);
             if !it.linked_in(shard) || crate::shard::Shard::is_dead(self, it, now).is_some() {
@@ -243,14 +278,16 @@ impl Store {
             return Vec::new();
         }
         for shard in self.shards.iter() {
-            let g = shard.lock();
+            let g = shard.read();
             // Each shard gives at most `limit` of its most recent items;
             // the most recent `limit` of all of them are kept below.
-            let mut i = g.classes[class].lru.head;
-            let mut taken = 0;
-            while i != item::NIL && (limit == 0 || taken < limit) {
-                taken += 1;
-                let it = self.mem.item(i);
+            let live = g.classes[class].q.live(self.qcx(g.id, class));
+            let mut mine: Vec<_> = live.into_iter().map(|i| self.mem.item(i)).collect();
+            mine.sort_by_key(|it| std::cmp::Reverse((it.time(), it.cas())));
+            if limit != 0 {
+                mine.truncate(limit);
+            }
+            for it in mine {
                 all.push((
                     (it.time(), it.cas()),
                     DumpEntry {
@@ -263,7 +300,6 @@ impl Store {
                         },
                     },
                 ));
-                i = it.next();
             }
         }
         all.sort_by_key(|e| std::cmp::Reverse(e.0));
@@ -278,4 +314,13 @@ impl Store {
         }
         out
     }
+}
+
+/// One class's queue figures, summed over shards.
+#[derive(Debug, Default, Clone, Copy)]
+struct QueueFigures {
+    small: u32,
+    main: u32,
+    age_small: u32,
+    age_main: u32,
 }

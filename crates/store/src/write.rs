@@ -127,8 +127,6 @@ impl Store {
         it.set_cas(cas);
         it.set_exptime(exptime);
         it.set_time(now);
-        it.set_prev(item::NIL);
-        it.set_next(item::NIL);
         it.set_nbytes(nbytes as u32);
         it.set_nkey(key.len() as u8);
         let mut iflags = marks & (fl::KEY_BINARY | fl::STALE | fl::WON);
@@ -159,9 +157,10 @@ impl Store {
                 p.cast::<u32>().write_unaligned(c);
                 p = p.add(4);
                 let cont = self.mem.item(c);
-                cont.set_iflags(fl::CONT);
+                cont.set_iflags(0);
+                cont.set_nkey(item::CONT_NKEY);
                 cont.clear_ref();
-                cont.set_prev(head);
+                cont.set_link(head);
             }
         }
         let mut dst = Parts::new(&self.mem, it);

@@ -129,6 +129,8 @@ fn get(m: &Meta<'_>, c: &Ctx<'_>, out: &mut Output) {
         },
         vivify: f.vivify.is_some(),
         vivify_cas: f.new_cas,
+        // Its flags change the item and decide who wins a recache.
+        exclusive: true,
     };
     // memcached delays the bump past the reply only for these flags; a
     // reply that then fails leaves the item unbumped only with them.
