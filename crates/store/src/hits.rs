@@ -29,7 +29,12 @@ pub(crate) struct Hits {
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+}
+
+/// This thread's slot number (small, dense: threads take them in turn).
+pub(crate) fn thread_slot() -> usize {
+    SLOT.with(|s| *s)
 }
 
 impl Hits {
@@ -43,7 +48,7 @@ impl Hits {
 
     #[inline]
     pub fn count(&self, class: usize, kind: Kind) {
-        let slot = SLOT.with(|s| *s);
+        let slot = thread_slot() % STRIPES;
         if let Some(c) = self.stripes[slot].0.get(class) {
             c[kind as usize].fetch_add(1, Ordering::Relaxed);
         }

@@ -4,7 +4,8 @@
 //!  server::cmd ──► Store::{get_with, store, delete, arith, flush_all}   ops.rs
 //!                     │  (request structs: GetOpts, StoreReq, ArithReq)
 //!                     │  hash of key (xxh3, seeded) picks one of SHARDS
-//!                     │  shards; its RwLock is held shared for a hit
+//!                     │  shards; its lock (shardlock.rs: readers count in
+//!                     │  their thread's own cache line) is held shared for a hit
 //!                     │  (lookup, bits set, a copy or a reference count)
 //!                     │  and exclusive for a change, never during I/O
 //!                     ▼
@@ -56,7 +57,8 @@
 //! Callers hold no lock of theirs while calling in. The reaper takes a
 //! shard's lock, then the slabs, for a batch of wheel entries (reap.rs).
 //!
-//! `unsafe` lives in `arena.rs` (the mapping), `item.rs` (header fields
+//! `unsafe` lives in `arena.rs` (the mapping), `shardlock.rs` (the shard
+//! lock's guarded data), `item.rs` (header fields
 //! read and written through the chunk pointer), `mem.rs` (`ItemRef`'s
 //! slice), `found.rs` (`Parts`' slices), `write.rs` (writing a new item)
 //! and `ops.rs` (in-place incr):
@@ -80,13 +82,15 @@ mod ops;
 mod policy;
 mod reap;
 mod shard;
+mod shardlock;
 mod snapshot;
 mod write;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
+use shardlock::ShardLock;
 
 use automove::Automove;
 pub use clock::Clock;
@@ -572,7 +576,7 @@ pub struct Store {
     clock: Arc<Clock>,
     /// The key hash's seed, random per store (see `hash`).
     seed: u64,
-    shards: Box<[RwLock<Shard>]>,
+    shards: Box<[ShardLock<Shard>]>,
     /// Get and touch hits, per thread stripe.
     hits: hits::Hits,
     mem: Arc<Mem>,
@@ -608,7 +612,7 @@ impl Store {
         let per_shard = u32::from(cfg.hashpower.min(40)).saturating_sub(SHARDS.trailing_zeros());
         let now = clock.now();
         let shards = (0..SHARDS)
-            .map(|id| Shard::new(id, nclasses, per_shard, now).map(RwLock::new))
+            .map(|id| Shard::new(id, nclasses, per_shard, now).map(ShardLock::new))
             .collect::<Option<_>>()
             .ok_or_else(|| {
                 std::io::Error::new(
@@ -681,7 +685,7 @@ impl Store {
         (hash >> 58) as usize % SHARDS
     }
 
-    fn shard(&self, hash: u64) -> &RwLock<Shard> {
+    fn shard(&self, hash: u64) -> &ShardLock<Shard> {
         &self.shards[self.shard_of(hash)]
     }
 
