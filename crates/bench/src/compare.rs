@@ -1007,6 +1007,29 @@ fn memory_run(
     let o = load::run(&cfg).map_err(|e| format!("{}: {e}", side.name))?;
     let items = srv.stat_u64("curr_items")? as f64;
     let maxbytes = srv.stat_u64("limit_maxbytes")? as f64;
+    // Memory kept outside -m for each item: the index in both servers,
+    // and memcrab's eviction queues and ghost (memcached keeps its LRU
+    // links inside the item).
+    let stats = srv.stats()?;
+    let stat = |name: &str| {
+        stats
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+    };
+    let is_memcrab = stats
+        .iter()
+        .any(|(n, v)| n == "libevent" && v.starts_with("mio"));
+    let policy = if is_memcrab {
+        srv.stats_group("memcrab")?
+            .into_iter()
+            .find(|(n, _)| n == "eviction_policy_bytes")
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    } else {
+        0.0
+    };
+    let outside = (stat("hash_bytes").unwrap_or(0.0) + policy) / items.max(1.0);
     let mean_payload = o.set_bytes as f64 / o.sets.max(1) as f64;
     let (hwm, rss) = srv.rss();
     // Connections take keys in turn (id + n x connections) but at their own
@@ -1017,6 +1040,12 @@ fn memory_run(
     Ok(Ok((
         vec![
             fig("items held", "items", Better::Higher, items),
+            fig(
+                "bytes outside -m per item (index, eviction queues)",
+                "B",
+                Better::Lower,
+                outside,
+            ),
             fig(
                 "items read back intact",
                 "items",
