@@ -141,10 +141,21 @@ fn the_page_has_every_stat_and_a_histogram_per_command() {
     let general = stats(&mut c, "");
     let slabs = stats(&mut c, "slabs");
     let items = stats(&mut c, "items");
-    let page = scrape(mport);
+    let h = "memcrab_request_duration_seconds";
+    // A request is timed when its reply has been handed to the socket, so
+    // the client can read the last `stats` reply a moment before the
+    // worker counts it: scrape until it is counted (bounded).
+    let other = format!("{h}_count{{command=\"other\"}}");
+    let mut page = scrape(mport);
+    for _ in 0..100 {
+        if sample(&page, &other) >= 3.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        page = scrape(mport);
+    }
     promtool(&page);
 
-    let h = "memcrab_request_duration_seconds";
     // Requests: 30 text gets + 10 mg + the GetK + the UDP get; the three
     // stats requests before the scrape are "other".
     let counts = [
