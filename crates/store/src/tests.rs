@@ -881,7 +881,7 @@ fn reassign_moves_a_page_and_its_items_go() {
     let s = small(4);
     let v = vec![b's'; 40];
     let mut i = 0u32;
-    while s.stats().total_malloced < 3 << 20 {
+    while u64::from(s.pages_taken()) < 3 {
         s.put_v(Mode::Set, format!("s{i}").as_bytes(), 0, 0, &v, 0);
         i += 1;
     }
@@ -941,7 +941,7 @@ fn a_move_waits_for_readers() {
     let s = small(4);
     let v = vec![b's'; 40];
     let mut i = 0u32;
-    while s.stats().total_malloced < 2 << 20 {
+    while u64::from(s.pages_taken()) < 2 {
         s.put_v(Mode::Set, format!("s{i}").as_bytes(), 0, 0, &v, 0);
         i += 1;
     }
@@ -965,7 +965,7 @@ fn a_move_waits_for_readers() {
 fn automove_follows_the_evicting_class() {
     let s = small(8);
     let mut k = 0u32;
-    while s.stats().total_malloced < 8 << 20 {
+    while u64::from(s.pages_taken()) < 8 {
         s.put_v(Mode::Set, format!("s{k}").as_bytes(), 0, 0, &[b's'; 50], 0);
         k += 1;
     }
@@ -1041,7 +1041,7 @@ fn index_grows_under_concurrent_use() {
 fn pages_go_to_the_pool_and_back() {
     let s = small(4);
     let mut i = 0u32;
-    while s.stats().total_malloced < 3 << 20 {
+    while u64::from(s.pages_taken()) < 3 {
         s.put_v(Mode::Set, format!("s{i}").as_bytes(), 0, 0, &[b'p'; 40], 0);
         i += 1;
     }
@@ -1240,7 +1240,7 @@ fn threads_under_eviction_page_moves_and_held_readers() {
 fn move_timing() {
     let s = small(64);
     let mut i = 0u32;
-    while s.stats().total_malloced < 60 << 20 {
+    while u64::from(s.pages_taken()) < 60 {
         s.put_v(Mode::Set, format!("s{i}").as_bytes(), 0, 0, &[b'p'; 30], 0);
         i += 1;
     }
