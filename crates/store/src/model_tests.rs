@@ -286,6 +286,7 @@ fn check(ops: Vec<Op>) {
     assert!(used >= st.curr_items);
     let classes = st.classes.len() as u64;
     assert!(st.total_malloced <= (3 << 20) + classes * (1 << 20));
+    s.check_policy();
 }
 
 proptest! {

@@ -324,3 +324,25 @@ struct QueueFigures {
     age_small: u32,
     age_main: u32,
 }
+
+#[cfg(test)]
+impl Store {
+    /// The policy's bookkeeping agrees with the items: in every shard and
+    /// class, the queues' counts are the class's items, each linked item
+    /// has exactly one live entry, in the queue its `MAIN` bit names.
+    pub(crate) fn check_policy(&self) {
+        for (k, shard) in self.shards.iter().enumerate() {
+            let g = shard.read();
+            for (class, c) in g.classes.iter().enumerate().skip(1) {
+                assert_eq!(c.q.n_small + c.q.n_main, c.items, "shard {k} class {class}");
+                let live = c.q.live(self.qcx(k, class));
+                assert_eq!(live.len(), c.items as usize, "shard {k} class {class}");
+                let main = live
+                    .iter()
+                    .filter(|&&i| self.mem.item(i).has(item::fl::MAIN))
+                    .count();
+                assert_eq!(main, c.q.n_main as usize, "shard {k} class {class}");
+            }
+        }
+    }
+}

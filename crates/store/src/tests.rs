@@ -1233,6 +1233,8 @@ fn threads_under_eviction_page_moves_and_held_readers() {
     // Every reader is gone: chunks in use are exactly the items' chunks.
     let used: u64 = st.classes.iter().map(|c| u64::from(c.used_chunks)).sum();
     assert!(used >= st.curr_items);
+    // And the eviction queues agree with the items after all of it.
+    s.check_policy();
 }
 
 #[test]
