@@ -21,6 +21,12 @@
 //! mutex (readers cannot starve under a stream of writers), holding the
 //! shard exclusively for its read.
 //!
+//! Not re-entrant: a thread that holds a shard's guard must not ask for
+//! that shard's lock again (a nested read would wait, after backing off,
+//! for a writer that waits for the outer read). The store never does:
+//! a lookup's closure runs no store call, and `get_with` drops its shared
+//! guard before it takes the exclusive one.
+//!
 //! Ordering: a reader's increment and its load of `writing` are SeqCst, as
 //! are the writer's store of `writing` and its loads of the slots, so one
 //! of them sees the other (Dekker): either the reader sees `writing` and
