@@ -1,6 +1,6 @@
 //! `flush_all`: an O(1) marker that every lookup reads; the reaper
-//! (reap.rs) frees the items it invalidated from the cold ends of the
-//! LRU lists. Lookups never wait on it.
+//! (reap.rs) frees the items it invalidated, walking the eviction
+//! queues. Lookups never wait on it.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -53,7 +53,7 @@ impl Flush {
 impl Store {
     /// `flush_all [delay]`: every item stored before the flush time becomes
     /// invalid, at once for lookups (O(1): a marker); the reaper frees
-    /// them from the cold ends of the LRU lists in the background.
+    /// them from the eviction queues in the background.
     pub fn flush_all(&self, delay: i32) {
         let now = self.clock.now();
         let new_oldest = if delay > 0 {

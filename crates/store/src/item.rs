@@ -229,7 +229,7 @@ impl It {
     }
 
     /// Whether some shard's index links this item (in its index and an
-    /// LRU list; the link holds one reference).
+    /// eviction queue; the link holds one reference).
     pub fn is_linked(self) -> bool {
         self.refword().load(Ordering::Acquire) >> rf::LINK_SHIFT != 0
     }

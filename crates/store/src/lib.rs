@@ -189,8 +189,8 @@ pub struct GetOpts {
     /// A new exptime, as the client sent it (gat, touch), set before the
     /// caller sees the item.
     pub touch: Option<i32>,
-    /// Mark the item used now: fetched, its last-access time, its LRU
-    /// position (false: meta's `u` and `me`).
+    /// Mark the item used now: fetched, visited (the eviction policy's
+    /// bit), its last-access time (false: meta's `u` and `me`).
     pub bump: bool,
     pub count: HitCount,
     /// On a miss, create an empty item (flags 0, no exptime) and hand it

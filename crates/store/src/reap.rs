@@ -10,8 +10,8 @@
 //!                                        frees it on release)
 //!                 due later (touched) ──► back into the wheel
 //!                 else ──► stale entry, dropped
-//!    flushed items: popped from the cold end of each LRU, where
-//!    `flush_all` leaves them (LRU order is the order of last use)
+//!    flushed items: every class's queues walked in batches (a list of
+//!    their live items taken first), each checked again under the lock
 //! ```
 //!
 //! Why both locks: a stale entry may name a chunk freed since and taken

@@ -101,7 +101,7 @@ impl Shard {
     }
 
     /// Removes item `i` (whose key hashes to `hash`) from the index, its
-    /// LRU and the counters, and drops the link's reference. True when that
+    /// queue's count (its entry stays, stale) and the counters, and drops the link's reference. True when that
     /// was the last reference: the caller frees the chunks
     /// (`Mem::free_item`).
     pub(crate) fn unlink(&mut self, store: &Store, i: ChunkId, hash: u64) -> bool {
@@ -287,7 +287,8 @@ impl Shard {
         }
     }
 
-    /// Links a newly written item: index, LRU, counters.
+    /// Links a newly written item: index, its class's small queue (main
+    /// when the ghost remembers the key), counters.
     pub(crate) fn link(&mut self, store: &Store, hash: u64, head: ChunkId) {
         let mem = &*store.mem;
         let it = mem.item(head);
