@@ -6,6 +6,10 @@
 //!    ─► (key id, size) ─► batches of pipelined `get`s ─► replies parsed
 //!    ─► a `set ... noreply` for each miss ─► hits / requests
 //! ```
+//! A batch stands for requests made one after another: a key that misses
+//! and is asked for again later in the same batch counts as a hit the
+//! second time (a client that waited for each reply would have stored it
+//! in between), and is set once.
 //! Traces in libCacheSim's formats let users replay their own:
 //! `oracleGeneral` is binary, 24 bytes a request (u32 time, u64 object id,
 //! u32 size, i64 next access, little-endian); CSV is `time,id,size` a
@@ -130,6 +134,7 @@ pub fn replay(addr: SocketAddr, trace: &Trace, max_value: usize) -> Result<Repla
         }
         w.flush().map_err(|e| e.to_string())?;
         let mut missed = Vec::new();
+        let mut stored_now = std::collections::HashSet::new();
         for &(id, size) in &batch {
             line.clear();
             r.read_until(b'\n', &mut line).map_err(|e| e.to_string())?;
@@ -147,7 +152,11 @@ pub fn replay(addr: SocketAddr, trace: &Trace, max_value: usize) -> Result<Repla
                 }
                 out.hits += 1;
             } else if line == b"END\r\n" {
-                missed.push((id, size.min(max_value)));
+                if stored_now.insert(id) {
+                    missed.push((id, size.min(max_value)));
+                } else {
+                    out.hits += 1;
+                }
             } else {
                 return Err(format!(
                     "unexpected reply {:?}",

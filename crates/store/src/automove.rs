@@ -37,10 +37,26 @@ impl Store {
             return false;
         }
         let snap = |id: usize| &s.classes[id - 1];
+        // A class's age for this: how long its small queue's front has
+        // gone unused (the age of what enters and leaves it: short in a
+        // class that evicts, long in one that no longer takes new items),
+        // or, when the small queue is empty, the main queue's. Main's
+        // front alone is noisy under S3-FIFO: it is whatever item comes
+        // up next for a second chance, hot or cold, and deciding on it
+        // moved pages (each a page of evictions) between classes that all
+        // evict alike (21 moves and 55,327 items lost in one hit-ratio run).
+        let age = |id: usize| {
+            let c = snap(id);
+            if c.items_small > 0 {
+                c.age_small
+            } else {
+                c.age
+            }
+        };
         // The evicting class whose coldest item is youngest.
         let Some(dst) = (1..evicted.len())
             .filter(|&c| evicted[c] > last[c])
-            .min_by_key(|&c| snap(c).age)
+            .min_by_key(|&c| age(c))
         else {
             return false;
         };
@@ -52,9 +68,9 @@ impl Store {
         let src = spare.or_else(|| {
             (1..evicted.len())
                 .filter(|&c| c != dst && snap(c).pages > 1)
-                .max_by_key(|&c| snap(c).age)
+                .max_by_key(|&c| age(c))
                 .filter(|&c| {
-                    let (old, young) = (snap(c).age, snap(dst).age);
+                    let (old, young) = (age(c), age(dst));
                     mode == 2
                         || (f64::from(young) < f64::from(old) * ratio
                             && old >= young + AUTOMOVE_MIN_AGE_GAP)
