@@ -748,7 +748,16 @@ fn watch_lines_agree_with_memcached() {
             .collect::<Vec<_>>();
         lines.push(first_eviction);
         lines.extend(close);
-        got.push(lines.iter().map(|l| mask(l)).collect::<Vec<_>>());
+        // The already-expired `gone` may be reaped by a background thread
+        // (memcached's LRU maintainer, memcrab's expiry wheel) between its
+        // set and its delete, or not yet: the delete's lookup then sees it
+        // expired or not at all, in either server, by timing alone.
+        got.push(
+            lines
+                .iter()
+                .map(|l| mask(l).replace("key=gone status=expired", "key=gone status=not_found"))
+                .collect::<Vec<_>>(),
+        );
     }
     assert!(
         got[0] == got[1],
