@@ -586,6 +586,10 @@ pub struct Store {
     automove: Mutex<Automove>,
     /// Wheel entries the reaper has looked at.
     reaper_checked: AtomicU64,
+    /// The second through which the reaper has freed every expired item
+    /// (`Store::reap`): while the clock has not passed it and no flush is
+    /// in force, the allocator need not look for expired items.
+    reaped_through: std::sync::atomic::AtomicU32,
     /// Told of every eviction, under the shard lock (no I/O in it).
     pub(crate) evict_observer: std::sync::OnceLock<EvictObserver>,
     /// `-L` fell back: what to tell the operator.
@@ -632,6 +636,7 @@ impl Store {
             flush_lock: Mutex::new(()),
             automove: Mutex::new(Automove::default()),
             reaper_checked: AtomicU64::new(0),
+            reaped_through: std::sync::atomic::AtomicU32::new(0),
             evict_observer: std::sync::OnceLock::new(),
             warning,
         })
@@ -687,6 +692,13 @@ impl Store {
 
     fn shard(&self, hash: u64) -> &ShardLock<Shard> {
         &self.shards[self.shard_of(hash)]
+    }
+
+    /// Whether an expired or flushed item may still be linked somewhere
+    /// (the reaper is behind the clock, or a flush is in force): only then
+    /// does the allocator look for one before it evicts.
+    pub(crate) fn may_have_dead(&self, now: u32) -> bool {
+        self.reaped_through.load(Ordering::Relaxed) < now || self.flush.in_force(now)
     }
 
     fn next_cas(&self) -> u64 {

@@ -59,8 +59,9 @@ fn chunk(e: Entry) -> ChunkId {
 /// of `Config::small_percent`; 0 makes the policy CLOCK: one queue with
 /// a second chance, no ghost).
 pub const SMALL_PERCENT: u32 = 10;
-/// Entries looked at per eviction before giving up (every item busy).
-const SCAN_LIMIT: usize = 256;
+/// Entries an eviction passes over (held by a reader, protected) before
+/// it gives up, and entries `peek` looks through for live ones.
+pub(crate) const SCAN_LIMIT: usize = 256;
 
 /// One class's queues in one shard.
 #[derive(Debug, Default, Clone)]
@@ -145,21 +146,32 @@ impl Queues {
         }
     }
 
-    /// The live items at the front of both queues, up to `max` of each
-    /// (oldest first), for looking without popping.
-    pub fn peek(&self, cx: Ctx<'_>, max: usize) -> Vec<ChunkId> {
-        let mut out = Vec::new();
+    /// The first of the live items at the front of both queues, up to
+    /// `max` of each (oldest first), for which `pick` says yes: the
+    /// allocator's look for an expired item, without popping. Stale
+    /// entries at the very front are dropped first (each once), so they
+    /// do not hide what lies behind them.
+    pub fn find_front(
+        &mut self,
+        cx: Ctx<'_>,
+        max: usize,
+        mut pick: impl FnMut(ChunkId) -> bool,
+    ) -> Option<ChunkId> {
+        self.trim(cx);
         for (q, main) in [(&self.small, false), (&self.main, true)] {
-            out.extend(
-                q.iter()
-                    .copied()
-                    .take(SCAN_LIMIT)
-                    .filter(|&e| live_in(cx, e, main))
-                    .take(max)
-                    .map(chunk),
-            );
+            let found = q
+                .iter()
+                .copied()
+                .take(SCAN_LIMIT)
+                .filter(|&e| live_in(cx, e, main))
+                .take(max)
+                .map(chunk)
+                .find(|&id| pick(id));
+            if found.is_some() {
+                return found;
+            }
         }
-        out
+        None
     }
 
     /// The oldest live entry of a queue.

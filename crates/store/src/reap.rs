@@ -86,6 +86,7 @@ impl Store {
         }
         self.sweep_flushed(now, batch, &mut r);
         self.reaper_checked.fetch_add(r.checked, Ordering::Relaxed);
+        self.reaped_through.fetch_max(now, Ordering::Relaxed);
         r
     }
 

@@ -149,7 +149,14 @@ impl Shard {
             // shards (whose locks are only tried: this shard's is held, so
             // its own try_write fails); then the policy's victim.
             let mut freed = false;
-            for evict in [false, true] {
+            // (No expired item can be linked while the reaper is up to the
+            // clock: then straight to eviction, not a look at every shard.)
+            let passes: &[bool] = if store.may_have_dead(now) {
+                &[false, true]
+            } else {
+                &[true]
+            };
+            for &evict in passes {
                 freed = self.pull(store, class, protect, now, evict)
                     || store.shards.iter().any(|other| {
                         other
@@ -180,9 +187,16 @@ impl Shard {
         evict: bool,
     ) -> bool {
         let mem = &*store.mem;
-        for i in self.classes[class].q.peek(store.qcx(self.id, class), 5) {
-            let it = mem.item(i);
-            if Some(i) != protect && it.readers() == 0 && Self::is_dead(store, it, now).is_some() {
+        if store.may_have_dead(now) {
+            let dead = self.classes[class]
+                .q
+                .find_front(store.qcx(self.id, class), 5, |i| {
+                    let it = mem.item(i);
+                    Some(i) != protect
+                        && it.readers() == 0
+                        && Self::is_dead(store, it, now).is_some()
+                });
+            if let Some(i) = dead {
                 self.reclaim(store, class, i);
                 return true;
             }
@@ -211,7 +225,7 @@ impl Shard {
     fn evict(&mut self, store: &Store, class: usize, protect: Option<ChunkId>, now: u32) -> bool {
         let mem = &*store.mem;
         let cx = store.qcx(self.id, class);
-        let mut budget = 256usize;
+        let mut budget = crate::policy::SCAN_LIMIT;
         while budget > 0 {
             let cs = &mut self.classes[class];
             let main = !cs.q.evict_small_next(store.cfg.small_percent);
