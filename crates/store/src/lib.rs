@@ -21,6 +21,8 @@
 //!           Mem::slabs (one lock): per class free chunks and pages
 //!   hits.rs: get/touch hits counted per thread stripe (no shared line)
 //!   write.rs: a new item written into its chunks (the unsafe write path)
+//!   receive.rs: an item taken when a store's header arrives, its value
+//!           read straight into its chunks, linked when whole
 //!   found.rs: a found item's value, chunk by chunk, and holds on it
 //!
 //!  background (the server's threads):
@@ -38,7 +40,8 @@
 //!   that shard, the one its `MAIN` bit names (policy.rs);
 //! - a linked item with an exptime has an entry in its shard's wheel at
 //!   or before its second (expiry.rs);
-//! - a chunk is in use iff a linked item or a reader's `ItemRef` holds it
+//! - a chunk is in use iff a linked item, a reader's `ItemRef` or an
+//!   `Incoming` (a value on its way, receive.rs) holds it
 //!   (a chained item's continuation chunks follow their head); an item's
 //!   chunks are freed by whoever drops its last reference;
 //! - total pages times the page size never exceeds `-m`, except for the
@@ -60,7 +63,8 @@
 //! `unsafe` lives in `arena.rs` (the mapping), `shardlock.rs` (the shard
 //! lock's guarded data), `item.rs` (header fields
 //! read and written through the chunk pointer), `mem.rs` (`ItemRef`'s
-//! slice), `found.rs` (`Parts`' slices), `write.rs` (writing a new item)
+//! slice), `found.rs` (`Parts`' slices), `write.rs` (writing a new item),
+//! `receive.rs` (a value written as it arrives)
 //! and `ops.rs` (in-place incr):
 //! every pointer is made by `Mem::item` from a chunk id inside the
 //! arena, and the rules above say which thread may use it.
@@ -81,6 +85,7 @@ mod mover;
 mod ops;
 mod policy;
 mod reap;
+mod receive;
 mod shard;
 mod shardlock;
 mod snapshot;
@@ -102,6 +107,7 @@ pub use mem::ItemRef;
 use mem::Mem;
 pub use policy::SMALL_PERCENT;
 pub use reap::Reaped;
+pub use receive::Incoming;
 use shard::Shard;
 use slabs::ClassTable;
 

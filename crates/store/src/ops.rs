@@ -11,7 +11,7 @@ use crate::shard::{Dead, Shard};
 use crate::write::NewItem;
 use crate::{
     ArithReq, ArithResult, DeleteOutcome, DeleteReq, DeltaOutcome, GetOpts, GetOutcome, Hit,
-    Missed, Mode, Seen, Store, StoreOutcome, StoreReq, StoreResult,
+    Incoming, Missed, Mode, Seen, Store, StoreOutcome, StoreReq, StoreResult,
 };
 
 impl Store {
@@ -153,10 +153,24 @@ impl Store {
     /// Stores `req.value` under `req.key` according to `req.mode`: the
     /// outcome memcached would report, and the new item's CAS value.
     pub fn store(&self, req: &StoreReq<'_>) -> StoreResult {
+        self.store_from(req, None)
+    }
+
+    /// As [`store`](Self::store), with the value received into `data`
+    /// (`Store::reserve`) rather than in `req.value`: a set, add, replace
+    /// or cas links `data` itself, an append or prepend joins its bytes
+    /// into a new item. `data` is freed if it is not stored. An `Incoming`
+    /// reserved for another key or not yet whole is stored as a copy of
+    /// its bytes if whole, else refused `NotStored`.
+    pub fn store_incoming(&self, req: &StoreReq<'_>, data: Incoming) -> StoreResult {
+        self.store_from(req, Some(data))
+    }
+
+    fn store_from(&self, req: &StoreReq<'_>, data: Option<Incoming>) -> StoreResult {
         let mut value_len = 0;
         let mut old = None;
         let mut exptime = 0;
-        let (outcome, cas) = self.store_inner(req, &mut value_len, &mut old, &mut exptime);
+        let (outcome, cas) = self.store_inner(req, data, &mut value_len, &mut old, &mut exptime);
         StoreResult {
             outcome,
             cas,
@@ -169,6 +183,7 @@ impl Store {
     fn store_inner(
         &self,
         req: &StoreReq<'_>,
+        data: Option<Incoming>,
         value_len: &mut usize,
         found: &mut Option<(u32, usize)>,
         stored_exptime: &mut u32,
@@ -185,13 +200,33 @@ impl Store {
             key_binary,
             vivify,
         } = *req;
-        if !self.item_size_ok(key.len(), flags, value.len()) {
+        // A received value: linked as it is when it is this key's and
+        // whole; its bytes otherwise (and for a join).
+        let received: Cow<'_, [u8]>;
+        let (value, mut data) = match data {
+            None => (value, None),
+            Some(d) if d.remaining() > 0 => {
+                drop(d);
+                return (StoreOutcome::NotStored, 0);
+            }
+            Some(d) => {
+                let linkable = self.fits(&d, key, flags);
+                if linkable && !matches!(mode, Mode::Append | Mode::Prepend) {
+                    received = Cow::Borrowed(&[]);
+                } else {
+                    received = Cow::Owned(self.value_of(self.mem.item(d.head())).into_owned());
+                }
+                (&*received, linkable.then_some(d))
+            }
+        };
+        let value_len_in = data.as_ref().map_or(value.len(), |d| d.value_len());
+        if !self.item_size_ok(key.len(), flags, value_len_in) {
             if mode == Mode::Set {
                 self.unlink_key(key);
             }
             return (StoreOutcome::TooLarge, 0);
         }
-        let class_in = self.class_for_size(Self::size_for(key.len(), flags, value.len() + 2));
+        let class_in = self.class_for_size(Self::size_for(key.len(), flags, value_len_in + 2));
         let hash = self.hash(key);
         let now = self.clock.now();
         let exptime = self.clock.realtime(exptime);
@@ -265,7 +300,10 @@ impl Store {
                 (&joined, flags, exptime)
             }
         };
-        *value_len = pieces.iter().map(|p| p.len()).sum::<usize>() - 2;
+        *value_len = match data {
+            Some(_) if pieces.len() == 2 => value_len_in,
+            _ => pieces.iter().map(|p| p.len()).sum::<usize>() - 2,
+        };
         *stored_exptime = exptime;
         let new = NewItem {
             hash,
@@ -278,7 +316,14 @@ impl Store {
             cas: new_cas,
             marks,
         };
-        self.finish_store(shard, &new, mode)
+        let joins = matches!((mode, old), (Mode::Append | Mode::Prepend, Some(_)));
+        match data.take() {
+            Some(d) if !joins => match self.link_incoming(shard, d, &new) {
+                Some(p) => (StoreOutcome::Stored, p.cas),
+                None => self.refuse_store(shard, &new, mode),
+            },
+            _ => self.finish_store(shard, &new, mode),
+        }
     }
 
     /// Removes `key` if present, counting nothing (memcached drops the old

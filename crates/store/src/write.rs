@@ -45,13 +45,23 @@ impl Store {
         if let Some(p) = self.put(shard, new) {
             (StoreOutcome::Stored, p.cas)
         } else {
-            if mode == Mode::Set {
-                if let Some(o) = new.old {
-                    shard.unlink_free(self, o, new.hash);
-                }
-            }
-            (StoreOutcome::OutOfMemory, 0)
+            self.refuse_store(shard, new, mode)
         }
+    }
+
+    /// No memory for the new item: a set drops the old one.
+    pub(crate) fn refuse_store(
+        &self,
+        shard: &mut Shard,
+        new: &NewItem<'_>,
+        mode: Mode,
+    ) -> (StoreOutcome, u64) {
+        if mode == Mode::Set {
+            if let Some(o) = new.old {
+                shard.unlink_free(self, o, new.hash);
+            }
+        }
+        (StoreOutcome::OutOfMemory, 0)
     }
 
     /// An item's value without its `\r\n`: borrowed from item memory when
@@ -74,73 +84,101 @@ impl Store {
     /// Allocates, writes and links a new item, replacing `new.old`;
     /// `None` when out of memory.
     pub(crate) fn put(&self, shard: &mut Shard, new: &NewItem<'_>) -> Option<Put> {
-        let NewItem {
-            hash,
-            key,
-            flags,
-            exptime,
-            pieces,
-            old,
-            now,
-            cas,
-            marks,
-        } = *new;
-        let nbytes: usize = pieces.iter().map(|p| p.len()).sum();
-        let size = Self::size_for(key.len(), flags, nbytes);
+        let nbytes: usize = new.pieces.iter().map(|p| p.len()).sum();
+        let chunks = self.alloc_item(shard, new.key.len(), new.flags, nbytes, new.old, new.now)?;
+        self.lay_item(&chunks, new.key, new.flags, nbytes);
+        let it = self.mem.item(chunks[0]);
+        let mut dst = Parts::new(&self.mem, it);
+        let (mut span, mut room) = dst.next_span().expect("at least one part");
+        for piece in new.pieces {
+            let mut src = *piece;
+            while !src.is_empty() {
+                if room == 0 {
+                    (span, room) = dst.next_span().expect("room for the data");
+                }
+                let k = room.min(src.len());
+                debug_assert!(
+                    self.mem.span_in_chunk(span, k),
+                    "a value write outside its chunk"
+                );
+                // SAFETY: `span` points at `room` bytes of this item's
+                // chunks, not overlapping any source piece (those are the
+                // client's buffer or another item's chunks).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(src.as_ptr(), span, k);
+                    span = span.add(k);
+                }
+                room -= k;
+                src = &src[k..];
+            }
+        }
+        Some(self.link_new(shard, chunks[0], new))
+    }
+
+    /// Takes the chunks for an item of this shape (evicting if need be;
+    /// `protect` is never evicted): one chunk, or a chain of the largest
+    /// chunks whose last one comes from the smallest class that holds
+    /// what is left (as memcached 1.6 does). `None` when out of memory.
+    pub(crate) fn alloc_item(
+        &self,
+        shard: &mut Shard,
+        nkey: usize,
+        flags: u32,
+        nbytes: usize,
+        protect: Option<ChunkId>,
+        now: u32,
+    ) -> Option<Chunks> {
+        let size = Self::size_for(nkey, flags, nbytes);
         let class = self.class_for_size(size);
         let largest = self.mem.table.largest();
         let chunk_max = self.mem.chunk_of_class(largest);
         let n = if size > chunk_max {
-            item::chained_chunks(chunk_max, key.len(), flags, nbytes)
+            item::chained_chunks(chunk_max, nkey, flags, nbytes)
         } else {
             1
         };
         let mut chunks = Chunks::new();
         if n == 1 {
-            if !shard.alloc(self, class, 1, old, now, &mut chunks) {
+            if !shard.alloc(self, class, 1, protect, now, &mut chunks) {
                 return None;
             }
         } else {
-            // A chain: largest chunks, the last one from the smallest class
-            // that holds what is left (as memcached 1.6 does).
-            let fixed = HDR + if flags == 0 { 0 } else { 4 } + key.len() + 4 * (n - 1);
+            let fixed = HDR + if flags == 0 { 0 } else { 4 } + nkey + 4 * (n - 1);
             let before_last = (chunk_max - fixed) + (n - 2) * (chunk_max - HDR);
             let last = self.class_for_size(HDR + nbytes - before_last);
-            if !shard.alloc(self, largest, n - 1, old, now, &mut chunks) {
+            if !shard.alloc(self, largest, n - 1, protect, now, &mut chunks) {
                 return None;
             }
             let mut tail = Chunks::new();
-            if !shard.alloc(self, last, 1, old, now, &mut tail) {
+            if !shard.alloc(self, last, 1, protect, now, &mut tail) {
                 self.mem.free_chunks(&chunks);
                 return None;
             }
             chunks.push(tail[0]);
         }
+        Some(chunks)
+    }
+
+    /// Writes what an item's shape says into chunks just taken for it
+    /// (`alloc_item`): its length, key, flags, chain list and the marks of
+    /// its continuation chunks. Not linked, no CAS value or times yet.
+    pub(crate) fn lay_item(&self, chunks: &[ChunkId], key: &[u8], flags: u32, nbytes: usize) {
         let head = chunks[0];
         let it = self.mem.item(head);
-        // Under -C no CAS value is kept, a given one neither.
-        let cas = match (self.cfg.use_cas, cas) {
-            (false, _) => 0,
-            (true, Some(c)) => c,
-            (true, None) => self.next_cas(),
-        };
-        it.set_cas(cas);
-        it.set_exptime(exptime);
-        it.set_time(now);
         it.set_nbytes(nbytes as u32);
         it.set_nkey(key.len() as u8);
-        let mut iflags = marks & (fl::KEY_BINARY | fl::STALE | fl::WON);
+        let mut iflags = 0;
         if flags != 0 {
             iflags |= fl::HAS_FLAGS;
         }
-        if n > 1 {
+        if chunks.len() > 1 {
             iflags |= fl::CHAINED;
         }
         it.set_iflags(iflags);
         debug_assert!(self.mem.span_in_chunk(it.0, HDR));
         debug_assert!(self.mem.span_in_chunk(
             self.mem.value_ptr(it, HDR),
-            if flags == 0 { 0 } else { 4 } + key.len() + 4 * (n - 1)
+            if flags == 0 { 0 } else { 4 } + key.len() + 4 * (chunks.len() - 1)
         ));
         // SAFETY: the chunks were just taken for this item and no one else
         // can see them; every write stays inside them (the sizes were
@@ -163,34 +201,29 @@ impl Store {
                 cont.set_link(head);
             }
         }
-        let mut dst = Parts::new(&self.mem, it);
-        let (mut span, mut room) = dst.next_span().expect("at least one part");
-        for piece in pieces {
-            let mut src = *piece;
-            while !src.is_empty() {
-                if room == 0 {
-                    (span, room) = dst.next_span().expect("room for the data");
-                }
-                let k = room.min(src.len());
-                debug_assert!(
-                    self.mem.span_in_chunk(span, k),
-                    "a value write outside its chunk"
-                );
-                // SAFETY: `span` points at `room` bytes of this item's
-                // chunks, not overlapping any source piece (those are the
-                // client's buffer or another item's chunks).
-                unsafe {
-                    std::ptr::copy_nonoverlapping(src.as_ptr(), span, k);
-                    span = span.add(k);
-                }
-                room -= k;
-                src = &src[k..];
-            }
+    }
+
+    /// Gives a laid-out, written item its CAS value, times and marks and
+    /// links it in place of `new.old`.
+    pub(crate) fn link_new(&self, shard: &mut Shard, head: ChunkId, new: &NewItem<'_>) -> Put {
+        let it = self.mem.item(head);
+        // Under -C no CAS value is kept, a given one neither.
+        let cas = match (self.cfg.use_cas, new.cas) {
+            (false, _) => 0,
+            (true, Some(c)) => c,
+            (true, None) => self.next_cas(),
+        };
+        it.set_cas(cas);
+        it.set_exptime(new.exptime);
+        it.set_time(new.now);
+        let marks = new.marks & (fl::KEY_BINARY | fl::STALE | fl::WON);
+        if marks != 0 {
+            it.set(marks);
         }
-        if let Some(o) = old {
-            shard.unlink_free(self, o, hash);
+        if let Some(o) = new.old {
+            shard.unlink_free(self, o, new.hash);
         }
-        shard.link(self, hash, head);
-        Some(Put { head, cas })
+        shard.link(self, new.hash, head);
+        Put { head, cas }
     }
 }
