@@ -205,6 +205,14 @@ pub const SUMMARY: &[(&str, &str)] = &[
         "unread-pipelined",
         "pipelining clients that never read: RSS",
     ),
+    (
+        "large-stores-concurrent",
+        "20 concurrent 50 MB sets at -m 1024 -I 128m: how many are stored, peak RSS",
+    ),
+    (
+        "connection-burst",
+        "8,000 connections at once that do not read: another client's latency, connect time",
+    ),
     ("get-heavy-tls", "get-heavy over TLS"),
     (
         "tls-handshakes",
@@ -246,6 +254,8 @@ pub const ALL: &[&str] = &[
     "slowloris",
     "unread-replies",
     "unread-pipelined",
+    "large-stores-concurrent",
+    "connection-burst",
     "get-heavy-tls",
     "tls-handshakes",
     "tls-idle-conns-1000",

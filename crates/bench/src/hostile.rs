@@ -15,6 +15,14 @@
 //! - `unread-pipelined`: `-m 64 -c 1100`; 1,000 connections each send
 //!   3,000 pipelined gets of 1 KB values (3 MB of replies, more than the
 //!   kernel's socket buffers take) and do not read.
+//! - `large-stores-concurrent`: `-m 1024 -I 128m`; 20 connections each
+//!   send the header of a 50 MB `set`, then (all headers in) the value:
+//!   all fit `-m`, so an honest server stores all 20.
+//! - `connection-burst`: `-m 64 -c 12000`, 50,000 items of 1 KB; 8,000
+//!   connections opened by 8 threads as fast as they can, each sending a
+//!   `get` of 100 keys and reading nothing, while another client does a
+//!   get every 2 ms: its worst and p99 round trip during the burst, and
+//!   the time to connect all 8,000.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -29,6 +37,8 @@ pub(crate) const NAMES: &[&str] = &[
     "slowloris",
     "unread-replies",
     "unread-pipelined",
+    "large-stores-concurrent",
+    "connection-burst",
 ];
 
 pub(crate) fn scenario(ctx: &Ctx, name: &str, runs: usize) -> Result<ScenarioResult, String> {
@@ -53,9 +63,41 @@ pub(crate) fn scenario(ctx: &Ctx, name: &str, runs: usize) -> Result<ScenarioRes
             s(&["-m", "64", "-c", "1100"]),
             "100 keys of 1 KB set; 1,000 connections each send 3,000 pipelined gets of one key (3 MB of replies) and never read",
         ),
+        "large-stores-concurrent" => (
+            s(&["-m", "1024", "-I", "128m"]),
+            "20 connections each send the header of a 50,000,000-byte set, then (every header in) its value",
+        ),
+        "connection-burst" => (
+            s(&["-m", "64", "-c", "12000"]),
+            "50,000 keys of 1 KB set; 8,000 connections opened by 8 threads at once, each sending a get of 100 keys and never reading",
+        ),
         other => return Err(format!("unknown scenario {other}")),
     };
     let f2 = flags.clone();
+    let name2 = name.to_string();
+    if name == "large-stores-concurrent" || name == "connection-burst" {
+        let what = if name == "connection-burst" {
+            format!(
+                "{what}; another client's get every 2 ms from before the burst to 0.5 s after it"
+            )
+        } else {
+            format!("{what}; stores answered STORED, peak RSS")
+        };
+        return alternate(
+            ctx,
+            name,
+            &what,
+            flags,
+            runs,
+            &move |ctx: &Ctx, side: &ServerSpec| {
+                if name2 == "connection-burst" {
+                    burst_run(ctx, side, &f2)
+                } else {
+                    large_stores_run(ctx, side, &f2)
+                }
+            },
+        );
+    }
     let name2 = name.to_string();
     alternate(
         ctx,
@@ -273,6 +315,183 @@ fn run(ctx: &Ctx, side: &ServerSpec, flags: &[String], name: &str) -> RunResult 
                 Better::Lower,
                 srv.stat_u64("store_no_memory").unwrap_or(0) as f64,
             ),
+        ],
+        None,
+    )))
+}
+
+/// 20 concurrent 50 MB stores: how many are stored, peak RSS.
+fn large_stores_run(ctx: &Ctx, side: &ServerSpec, flags: &[String]) -> RunResult {
+    const N: usize = 20;
+    const SIZE: usize = 50_000_000;
+    let srv = match start_side(ctx, side, flags)? {
+        Ok(s) => s,
+        Err(why) => return Ok(Err(why)),
+    };
+    let addr = srv.addr;
+    let heads = std::sync::Arc::new(std::sync::Barrier::new(N));
+    let t0 = Instant::now();
+    let clients: Vec<_> = (0..N)
+        .map(|i| {
+            let heads = std::sync::Arc::clone(&heads);
+            std::thread::spawn(move || -> Result<Vec<u8>, String> {
+                let mut c = connect(addr)?;
+                c.set_read_timeout(Some(Duration::from_secs(120)))
+                    .map_err(|e| e.to_string())?;
+                c.write_all(format!("set large{i} 0 0 {SIZE}\r\n").as_bytes())
+                    .map_err(|e| e.to_string())?;
+                heads.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                let mut value = vec![b'a' + i as u8; SIZE];
+                value.extend_from_slice(b"\r\n");
+                // A refusal comes before the value is read; the server
+                // swallows the rest, so the write completes either way.
+                c.write_all(&value).map_err(|e| e.to_string())?;
+                let mut got = Vec::new();
+                let mut b = [0u8; 128];
+                while !got.ends_with(b"\r\n") {
+                    let k = c.read(&mut b).map_err(|e| format!("reply: {e}"))?;
+                    if k == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&b[..k]);
+                }
+                Ok(got)
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for c in clients {
+        let got = c.join().map_err(|_| "client panicked".to_string())??;
+        if got.starts_with(b"STORED\r\n") {
+            stored += 1;
+        }
+    }
+    let took = t0.elapsed().as_secs_f64();
+    let (peak, _) = rss_mb(&srv);
+    Ok(Ok((
+        vec![
+            fig(
+                "stores answered STORED",
+                "of 20",
+                Better::Higher,
+                stored as f64,
+            ),
+            fig("server peak RSS", "MB", Better::Lower, peak),
+            fig("time for all 20", "s", Better::Lower, took),
+        ],
+        None,
+    )))
+}
+
+/// A burst of 8,000 connections that do not read: another client's get
+/// latency meanwhile, and the time to connect them all.
+fn burst_run(ctx: &Ctx, side: &ServerSpec, flags: &[String]) -> RunResult {
+    const CONNS: usize = 8000;
+    const THREADS: usize = 8;
+    const KEYS: usize = 50_000;
+    let srv = match start_side(ctx, side, flags)? {
+        Ok(s) => s,
+        Err(why) => return Ok(Err(why)),
+    };
+    let addr = srv.addr;
+    {
+        // 50,000 keys of 1 KB, pipelined with noreply, then one round trip.
+        let mut c = connect(addr)?;
+        let value = vec![b'v'; 1024];
+        let mut batch = Vec::new();
+        for k in 0..KEYS {
+            batch.extend_from_slice(format!("set burst{k} 0 0 1024 noreply\r\n").as_bytes());
+            batch.extend_from_slice(&value);
+            batch.extend_from_slice(b"\r\n");
+            if batch.len() > 1 << 20 {
+                c.write_all(&batch).map_err(|e| e.to_string())?;
+                batch.clear();
+            }
+        }
+        batch.extend_from_slice(b"set probe 0 0 5\r\nhello\r\n");
+        c.write_all(&batch).map_err(|e| e.to_string())?;
+        let mut b = [0u8; 16];
+        c.set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        let k = c.read(&mut b).map_err(|e| e.to_string())?;
+        if &b[..k] != b"STORED\r\n" {
+            return Err(format!("setting the keys: {:?}", &b[..k]));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    let prober = std::thread::spawn(move || -> Result<Vec<f64>, String> {
+        let mut c = connect(addr)?;
+        c.set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        let mut times = Vec::new();
+        let mut buf = [0u8; 256];
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let t = Instant::now();
+            c.write_all(b"get probe\r\n").map_err(|e| e.to_string())?;
+            let mut got = Vec::new();
+            while !got.ends_with(b"END\r\n") {
+                let k = c.read(&mut buf).map_err(|e| format!("probe: {e}"))?;
+                if k == 0 {
+                    return Err("probe: connection closed".into());
+                }
+                got.extend_from_slice(&buf[..k]);
+            }
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(times)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let openers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            std::thread::spawn(move || -> Result<Vec<TcpStream>, String> {
+                let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (t as u64 + 1);
+                let mut out = Vec::with_capacity(CONNS / THREADS);
+                for _ in 0..CONNS / THREADS {
+                    let mut get = b"get".to_vec();
+                    for _ in 0..100 {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        get.extend_from_slice(format!(" burst{}", rng % KEYS as u64).as_bytes());
+                    }
+                    get.extend_from_slice(b"\r\n");
+                    let mut c = connect(addr)?;
+                    c.write_all(&get).map_err(|e| e.to_string())?;
+                    out.push(c);
+                }
+                Ok(out)
+            })
+        })
+        .collect();
+    let mut held = Vec::new();
+    for o in openers {
+        held.extend(o.join().map_err(|_| "opener panicked".to_string())??);
+    }
+    let connect_s = t0.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut times = prober.join().map_err(|_| "probe panicked".to_string())??;
+    let (peak, _) = rss_mb(&srv);
+    drop(held);
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
+    Ok(Ok((
+        vec![
+            fig("another client's get, worst", "ms", Better::Lower, at(1.0)),
+            fig("another client's get, p99", "ms", Better::Lower, at(0.99)),
+            fig("another client's get, median", "ms", Better::Lower, at(0.5)),
+            fig(
+                "time to connect 8,000 (8 threads)",
+                "s",
+                Better::Lower,
+                connect_s,
+            ),
+            fig("server peak RSS", "MB", Better::Lower, peak),
         ],
         None,
     )))

@@ -24,7 +24,7 @@ pub const SUBOPTIONS: &[(&str, &str)] = &[
     ("no_lru_crawler", "the crawler starts disabled (lru_crawler enable starts it)"),
     ("lru_crawler_sleep=US", "microseconds between items (default: 100)"),
     ("lru_crawler_tocrawl=N", "items per class per crawl (default: 0, unlimited)"),
-    ("read_buf_mem_limit=MB", "the connection budget: values on their way in, replies not yet read (default: 0, meaning max(64 MB, -m/4, 2 x -I)); set, it also caps response objects per worker as memcached does"),
+    ("read_buf_mem_limit=MB", "the connection budget: long request lines, replies not yet read (default: 0, meaning max(64 MB, -m/4, 2 x -I)); set, it also caps response objects per worker as memcached does"),
     ("no_lru_maintainer", "shown in stats settings (memcrab's LRU has no maintainer thread)"),
     ("hot_lru_pct, warm_lru_pct, hot_max_factor, warm_max_factor, temporary_ttl", "accepted and shown (memcrab's LRU is not segmented)"),
     ("idle_timeout=S", "close connections idle this long (default: 0, never)"),

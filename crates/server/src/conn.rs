@@ -11,9 +11,13 @@
 //!
 //! A request stays in the buffer until all of it has arrived (a line and
 //! its data block, a header and its body), then is handled in place; nothing
-//! is copied on the way but the value into the store. Input is not read
-//! further while replies are waiting for the socket, so a client that does
-//! not read cannot make the server buffer without bound.
+//! is copied on the way but the value into the store. A store longer than
+//! the buffer has its item taken when its header is read, and its value is
+//! read from the socket straight into the item (`Step::Receive`), as
+//! memcached reads it: a value in flight is item memory, bounded by `-m`,
+//! freed if the client goes. Input is not read further while replies are
+//! waiting for the socket, so a client that does not read cannot make the
+//! server buffer without bound.
 
 use std::cell::Cell;
 use std::io::{self, Read};
@@ -22,13 +26,14 @@ use std::time::Instant;
 
 use crate::latency::Cmd;
 use crate::output::{Output, Spare, KEEP_CAPACITY};
-use crate::session::{self, Session, Step, Takeover};
+use crate::session::{self, Receiving, Session, Step, Takeover};
 use crate::shared::{ConnInfo, ConnState, Shared};
 use crate::stats::{Counter, WorkerStats};
 use crate::stream::Stream;
 
-/// Size of the pooled read buffers.
-pub const READ_BUF: usize = 16 * 1024;
+/// Size of the pooled read buffers: a request longer than this is a
+/// store whose value is received into its item.
+pub const READ_BUF: usize = session::RECEIVE_PAST;
 /// Unparsed input beyond this is not read until some of it is handled
 /// (unless one command needs more: a data block or a long multiget). As
 /// memcached, no read-ahead past the pooled buffer: with 64 KB, 1,000
@@ -180,6 +185,10 @@ pub struct Conn {
 /// wait behind its copying.
 pub const WRITE_TURN: usize = 512 * 1024;
 
+/// The most of a value a connection reads in one turn; then the worker
+/// serves the other ready connections before it reads more.
+const READ_TURN: usize = 1024 * 1024;
+
 /// What a busy connection holds; back to its worker's pool when the
 /// connection goes idle with nothing buffered, queued or reserved.
 #[derive(Default)]
@@ -192,9 +201,11 @@ pub struct Io {
     rend: usize,
     /// Incoming bytes still to discard (a refused data block).
     swallow: u64,
+    /// A store's value being read into its item.
+    receiving: Option<Box<Receiving>>,
     out: Output,
     /// Bytes of `Shared::budget` this connection holds: its read buffer
-    /// past `READ_BUF`, or the room reserved for a value on its way.
+    /// past `READ_BUF` (a long multiget line).
     held: Cell<usize>,
     /// Bytes the request at the head of the buffer needs in all, as the
     /// session last said (0: not known). Kept across readiness events, so
@@ -242,6 +253,7 @@ impl Io {
     fn is_clear(&self) -> bool {
         self.rbuf.is_empty()
             && self.swallow == 0
+            && self.receiving.is_none()
             && self.out.is_empty()
             && self.out.released()
             && self.held.get() == 0
@@ -396,7 +408,12 @@ impl Conn {
                     continue;
                 }
             }
-            let drained = match self.fill(io, cx) {
+            let read = if io.receiving.is_some() {
+                self.receive(io, cx)
+            } else {
+                self.fill(io, cx)
+            };
+            let drained = match read {
                 Ok(d) => d,
                 Err(_) => return Status::Close,
             };
@@ -444,6 +461,10 @@ impl Conn {
                     if drained && !self.unsent(io) {
                         self.idle(io, cx);
                         return Status::Wait;
+                    }
+                    if !drained && io.receiving.is_some() {
+                        // The value's turn is up: the others go first.
+                        return Status::Yield;
                     }
                 }
             }
@@ -516,6 +537,50 @@ impl Conn {
                 }
                 Ok(n) => {
                     io.rend += n;
+                    cx.stats.add(Counter::BytesRead, n as u64);
+                    if n < asked && !self.peer_closed {
+                        self.may_read = false;
+                        return Ok(true);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.may_read = false;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads the value being received straight into its item, until it is
+    /// whole, the socket is drained or `READ_TURN` is read. Returns whether
+    /// the socket was drained (as [`fill`](Self::fill)).
+    fn receive(&mut self, io: &mut Io, cx: &mut WorkerCx<'_>) -> io::Result<bool> {
+        let Some(r) = io.receiving.as_mut() else {
+            return Ok(true);
+        };
+        if !self.may_read {
+            return Ok(true);
+        }
+        self.stream.lend(cx.pool);
+        let mut turn = 0;
+        loop {
+            let room = r.room();
+            if room.is_empty() || turn >= READ_TURN {
+                return Ok(false);
+            }
+            let asked = room.len();
+            match self.stream.read(room) {
+                Ok(0) => {
+                    self.eof = true;
+                    self.may_read = false;
+                    self.close_reason = CloseReason::Normal;
+                    return Ok(true);
+                }
+                Ok(n) => {
+                    r.advance(n);
+                    turn += n;
                     cx.stats.add(Counter::BytesRead, n as u64);
                     if n < asked && !self.peer_closed {
                         self.may_read = false;
@@ -621,7 +686,7 @@ impl Conn {
             stats: cx.stats,
             out: &mut io.out,
             fd: self.info.fd,
-            held: Some(&io.held),
+            receive: true,
             takeover: Some(&mut io.takeover),
             waker: Some(cx.waker),
             quit: false,
@@ -639,8 +704,16 @@ impl Conn {
                     return Progress::NeedMore(0);
                 }
             }
+            if let Some(r) = &mut io.receiving {
+                // A value arriving: what the buffer holds is the next of it.
+                io.rpos += r.fill(&io.rbuf[io.rpos..io.rend]);
+                if r.remaining() > 0 {
+                    self.info.set_state(ConnState::Nread);
+                    return Progress::NeedMore(0);
+                }
+            }
             let avail = &io.rbuf[io.rpos..io.rend];
-            if avail.is_empty() {
+            if avail.is_empty() && io.receiving.is_none() {
                 if handled >= max_reqs {
                     // memcached counts a yield once its -R requests are
                     // done, before it looks for more input (6 pipelined
@@ -667,13 +740,23 @@ impl Conn {
                 return Progress::Close;
             }
             scx.cmd = Cmd::Other;
-            match self.session.step(avail, &mut scx) {
+            let step = match io.receiving.take() {
+                Some(r) => self.session.finish(r, &mut scx),
+                None => self.session.step(avail, &mut scx),
+            };
+            match step {
                 Step::Need(n) => {
                     scx.out.resp_unstart();
                     if n > 0 {
                         self.info.set_state(ConnState::Nread);
                     }
                     return Progress::NeedMore(n);
+                }
+                Step::Receive { used, value } => {
+                    scx.out.resp_unstart();
+                    io.rpos += used;
+                    io.receiving = Some(value);
+                    continue;
                 }
                 Step::Done {
                     used,

@@ -376,14 +376,13 @@ impl ConnRegistry {
 }
 
 /// The bytes connections may hold in buffers beyond their pooled ones
-/// (`READ_BUF` for input, `KEEP_CAPACITY` for replies): a value on its
-/// way in, a long multiget line, replies composed for a client that does
-/// not read them. One limit for the process, as memcached's
-/// `read_buf_mem_limit` covers its read buffers and response objects, so
-/// that what clients send or hold back cannot take memory past `-m` +
-/// the index + this. A store whose value does not fit is refused as
-/// memcached refuses one when item memory is full (`SERVER_ERROR out of
-/// memory storing object`, the value swallowed); a request that cannot
+/// (`READ_BUF` for input, `KEEP_CAPACITY` for replies): a long multiget
+/// line, replies composed for a client that does not read them. One limit
+/// for the process, as memcached's `read_buf_mem_limit` covers its read
+/// buffers and response objects, so that what clients send or hold back
+/// cannot take memory past `-m` + the index + this. A value on its way in
+/// is not here: longer than a pooled buffer, it is read into its item
+/// (item memory, under `-m`, as memcached reads it). A request that cannot
 /// be held otherwise (a long multiget line) closes the connection and
 /// counts `read_buf_oom`, as memcached does when its read buffers run
 /// out; a connection whose replies do not fit handles no more requests

@@ -157,7 +157,7 @@ impl Replies {
             let avail = &payload[pos..];
             let before = self.out.pending();
             let mut scx = session::Cx {
-                held: None,
+                receive: false,
                 takeover: None,
                 waker: None,
                 quit: false,
@@ -201,6 +201,11 @@ impl Replies {
                     swallow,
                     close,
                 } => (used, swallow, close),
+                // Never asked for (`receive: false`); a datagram is whole.
+                Step::Receive { .. } => {
+                    self.drop_unwritten();
+                    break;
+                }
             };
             cx.info.touch(now);
             if let Some(p) = cx.pending.as_deref_mut() {

@@ -7,7 +7,8 @@
 //!   peak RSS (VmHWM)  <= the test's bound: 16 MB for the server and what
 //!                        it stores, plus the connection budget (8 MB where
 //!                        a test sets it; 24 MB in all where it does not,
-//!                        32 MB for random commands, which store values)
+//!                        32 MB for random commands, which store values),
+//!                        or -m where values in flight fill item memory
 //!   probe             every round trip answered right, none slower than 2 s
 //!   known keys        unchanged (the attack never touches them)
 //!   afterwards        the server answers a new client; connections gone
@@ -259,9 +260,10 @@ fn slowloris() {
 }
 
 /// 200 connections each send the head of a 1 MB value and half of it,
-/// then stall. With an 8 MB connection budget, the stalled halves take at
-/// most that; those past it are refused as memcached refuses a value with
-/// no memory for it.
+/// then stall. Each value takes its item memory when its header comes, as
+/// in memcached: the stalled halves hold at most `-m` (64 MB), those past
+/// it are refused as memcached refuses a value with no memory for it, and
+/// the read buffers hold none of it.
 #[test]
 fn half_sent_values() {
     let (_one, srv, mut admin) = prepare(&["-m", "64", "-o", "read_buf_mem_limit=8"]);
@@ -279,15 +281,16 @@ fn half_sent_values() {
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     assert!(stat(&mut admin, "read_buf_bytes") <= 8 * MB);
+    assert!(stat(&mut admin, "store_no_memory") > 0);
     drop(conns);
     connections_settle(&srv, 3);
-    // 100 MB were sent in halves; the budget (8 MB) held what it could,
-    // the rest was refused; 16 MB for the server itself.
     let mut c = srv.connect();
     let st = s(&c.call(b"stats\r\n", b"END\r\n"));
     let held = stat_in(&st, "read_buf_bytes") - stat_in(&st, "read_buf_bytes_free");
     assert!(held <= 16 * 1024, "{held} bytes of input still held");
-    probe.finish("half-sent values", &srv, 8 * MB + 16 * MB);
+    // 100 MB were sent in halves; -m (64 MB) held what it could, the rest
+    // was refused; 16 MB for the server itself (memcached: 104 MB).
+    probe.finish("half-sent values", &srv, 64 * MB + 16 * MB);
 }
 
 /// 50 connections each ask for 100 values of 20 KB (2 MB of replies)

@@ -1,9 +1,10 @@
-//! The connection input budget: what clients send but do not finish, or
-//! hold back, cannot take memory past `-m` + the index + the budget
-//! (`-o read_buf_mem_limit`). memcached takes a value's item memory when
-//! its header arrives and answers `SERVER_ERROR out of memory storing
-//! object` when there is none; memcrab holds the value in the
-//! connection's buffer, charged to the budget, and answers the same.
+//! What clients send but do not finish, or hold back, cannot take memory
+//! past `-m` + the index + the connection budget (`-o
+//! read_buf_mem_limit`). A value longer than a read buffer takes its item
+//! memory when its header arrives, as memcached's does, and is read
+//! straight into it; with no memory for it both answer `SERVER_ERROR out
+//! of memory storing object`. The budget covers the rest: long lines,
+//! replies a client does not read.
 
 mod common;
 
@@ -33,9 +34,10 @@ fn answered(c: &mut TcpStream, wait: Duration) -> Vec<u8> {
 }
 
 #[test]
-fn stalled_values_are_charged_to_the_budget() {
-    // 4 MB of budget: four 1 MB values at a time, whatever -m is.
-    let srv = Server::memcrab(&["-m", "64", "-o", "read_buf_mem_limit=4"]);
+fn stalled_values_take_item_memory_within_the_limit() {
+    // -M: values in flight fill -m 16 and the rest are refused at their
+    // header, as memcached refuses them; nothing evicts a value in flight.
+    let srv = Server::memcrab(&["-m", "16", "-M"]);
     let port = srv.port;
     let mut admin = srv.connect();
     assert_eq!(admin.roundtrip(b"set old 0 0 3\r\nabc\r\n"), b"STORED\r\n");
@@ -58,11 +60,12 @@ fn stalled_values_are_charged_to_the_budget() {
             refused += 1;
         }
     }
-    assert!((35..40).contains(&refused), "{refused} of 40 refused");
+    assert!((24..=30).contains(&refused), "{refused} of 40 refused");
     assert_eq!(stat(&mut admin, "store_no_memory"), refused);
-    // 40 x 600 KB were sent; what is held is the budget's worth.
+    assert!(stat(&mut admin, "read_buf_bytes") <= 40 * 16 * 1024);
+    // 40 x 600 KB were sent; what is held is -m's worth.
     let grown = common::rss_kb(srv.pid()).saturating_sub(before);
-    assert!(grown < 12 * 1024, "RSS grew {grown} kB");
+    assert!(grown < 20 * 1024, "RSS grew {grown} kB");
     // A refused set drops the old value, as memcached's does.
     let mut c = stalled(port, b"set old 0 0 1000000\r\n", 10);
     assert_eq!(
@@ -91,7 +94,7 @@ fn stalled_values_are_charged_to_the_budget() {
     let r = answered(&mut b, Duration::from_secs(2));
     assert!(r.len() >= 24, "{r:?}");
     assert_eq!(u16::from_be_bytes([r[6], r[7]]), 0x82, "{r:?}");
-    // The budget comes back when the stalled clients go.
+    // The memory comes back when the stalled clients go.
     drop(conns);
     std::thread::sleep(Duration::from_millis(300));
     let mut big = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -104,6 +107,114 @@ fn stalled_values_are_charged_to_the_budget() {
     assert_eq!(got.len(), "VALUE big 0 1000000\r\n".len() + 1_000_002 + 5);
 }
 
+/// 20 clients each send a 10 MB store at once, in three protocols: all
+/// fit `-m`, so all are stored, as memcached stores them (a budget for
+/// values in flight refused 15 of 20 such stores before).
+#[test]
+fn concurrent_large_stores_within_the_limit_are_all_stored() {
+    let srv = Server::memcrab(&["-m", "256", "-I", "32m"]);
+    let size = 10_000_000;
+    for proto in ["text", "meta", "binary"] {
+        let threads: Vec<_> = (0..20u8)
+            .map(|i| {
+                let port = srv.port;
+                std::thread::spawn(move || {
+                    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    let key = format!("{proto}{i}");
+                    let head = match proto {
+                        "text" => format!("set {key} 0 0 {size}\r\n").into_bytes(),
+                        "meta" => format!("ms {key} {size} T0\r\n").into_bytes(),
+                        _ => {
+                            let mut h = vec![0x80, 0x01, 0, key.len() as u8, 8, 0, 0, 0];
+                            h.extend_from_slice(&(8 + key.len() as u32 + size).to_be_bytes());
+                            h.extend_from_slice(&[0; 12]);
+                            h.extend_from_slice(&[0; 8]);
+                            h.extend_from_slice(key.as_bytes());
+                            h
+                        }
+                    };
+                    c.write_all(&head).unwrap();
+                    // Every header is in before any value is whole.
+                    std::thread::sleep(Duration::from_millis(200));
+                    c.write_all(&vec![b'a' + i; size as usize]).unwrap();
+                    if proto != "binary" {
+                        c.write_all(b"\r\n").unwrap();
+                    }
+                    answered(&mut c, Duration::from_secs(30))
+                })
+            })
+            .collect();
+        for t in threads {
+            let got = t.join().unwrap();
+            match proto {
+                "text" => assert_eq!(s(&got), "STORED\r\n"),
+                "meta" => assert_eq!(s(&got), "HD\r\n"),
+                _ => assert_eq!(u16::from_be_bytes([got[6], got[7]]), 0, "{got:?}"),
+            }
+        }
+    }
+    let mut c = srv.connect();
+    for i in [0u8, 19] {
+        let got = c.call(format!("get binary{i}\r\n").as_bytes(), b"END\r\n");
+        let head = format!("VALUE binary{i} 0 {size}\r\n");
+        assert_eq!(got.len(), head.len() + size as usize + 2 + 5);
+        assert!(got[head.len()..head.len() + size as usize]
+            .iter()
+            .all(|&b| b == b'a' + i));
+    }
+    assert_eq!(stat(&mut c, "store_no_memory"), 0);
+}
+
+/// A client that goes away in the middle of a large value gives its item
+/// memory back; a value that does not end in `\r\n` is answered as
+/// memcached answers it and not stored. (`idle_timeout` does not close a
+/// connection in the middle of a value: memcached 1.6.18 kicks only those
+/// waiting for a command, and so does memcrab.)
+#[test]
+fn a_value_cut_off_gives_its_memory_back() {
+    let srv = Server::memcrab(&["-m", "64", "-I", "8m"]);
+    let mut admin = srv.connect();
+    let used = |c: &mut common::Client| {
+        let st = s(&c.call(b"stats slabs\r\n", b"END\r\n"));
+        st.lines()
+            .filter(|l| l.contains(":used_chunks "))
+            .map(|l| l.rsplit(' ').next().unwrap().trim().parse::<u64>().unwrap())
+            .sum::<u64>()
+    };
+    let base = used(&mut admin);
+    let a = stalled(srv.port, b"set a 0 0 5000000\r\n", 100_000);
+    let b = stalled(srv.port, b"ms b 5000000\r\n", 2_000_000);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        used(&mut admin) >= base + 20,
+        "the values hold their chunks"
+    );
+    drop((a, b));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while used(&mut admin) != base {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "memory not given back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = stalled(srv.port, b"set c 0 0 100000\r\n", 100_000);
+    c.write_all(b"XXset d 0 0 1\r\nz\r\n").unwrap();
+    let got = answered(&mut c, Duration::from_secs(2));
+    assert!(
+        s(&got).starts_with("CLIENT_ERROR bad data chunk\r\n"),
+        "{}",
+        s(&got)
+    );
+    assert_eq!(admin.roundtrip(b"get c\r\n"), b"END\r\n");
+    // What follows the block is the next command, as in memcached.
+    assert_eq!(
+        admin.call(b"get d\r\n", b"END\r\n"),
+        b"VALUE d 0 1\r\nz\r\nEND\r\n"
+    );
+    assert_eq!(used(&mut admin), base + 1);
+}
+
 /// A request that cannot be held (a multiget line longer than one buffer)
 /// with the budget spent: the connection is closed and `read_buf_oom`
 /// counted, as memcached does when it has no read buffer.
@@ -112,7 +223,12 @@ fn a_long_line_without_budget_closes_the_connection() {
     let srv = Server::memcrab(&["-o", "read_buf_mem_limit=1"]);
     let port = srv.port;
     let mut admin = srv.connect();
-    let _held = stalled(port, b"set k 0 0 990000\r\n", 100_000);
+    // A multiget line not yet ended holds most of the budget.
+    let mut held_line = b"get".to_vec();
+    while held_line.len() < 900_000 {
+        held_line.extend_from_slice(b" k");
+    }
+    let _held = stalled(port, &held_line, 0);
     std::thread::sleep(Duration::from_millis(200));
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut line = b"get".to_vec();
@@ -144,7 +260,13 @@ fn a_long_line_without_budget_closes_the_connection() {
 fn read_buffers_are_counted_and_given_back() {
     let srv = Server::memcrab(&[]);
     let mut c = srv.connect();
-    let a = stalled(srv.port, b"set big 0 0 100000\r\n", 50_000);
+    // A multiget line of 50 KB not yet ended (a value that long is read
+    // into its item, not a buffer).
+    let mut line = b"get".to_vec();
+    while line.len() < 50_000 {
+        line.extend_from_slice(b" k");
+    }
+    let a = stalled(srv.port, &line, 0);
     std::thread::sleep(Duration::from_millis(300));
     let count = stat(&mut c, "read_buf_count");
     let bytes = stat(&mut c, "read_buf_bytes");

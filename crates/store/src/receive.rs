@@ -340,7 +340,10 @@ mod tests {
             at += k;
         }
         assert!(inc.room().is_empty());
-        assert!(inc.ends_in_crlf(), "the binary protocol's \\r\\n is written");
+        assert!(
+            inc.ends_in_crlf(),
+            "the binary protocol's \\r\\n is written"
+        );
         let r = s.store_incoming(&req(Mode::Set, b"k", 0), inc);
         assert_eq!(r.outcome, StoreOutcome::Stored);
         assert_eq!(value(&s, b"k").as_deref(), Some(&v[..]));
@@ -438,7 +441,13 @@ mod tests {
         // With evictions, stored items make room for a value in flight.
         let s = store_mb(8, 2 << 20, true);
         for i in 0..20 {
-            let inc = receive(&s, format!("k{i}").as_bytes(), 0, &pattern(1 << 20), 1 << 16);
+            let inc = receive(
+                &s,
+                format!("k{i}").as_bytes(),
+                0,
+                &pattern(1 << 20),
+                1 << 16,
+            );
             let k = format!("k{i}");
             let r = s.store_incoming(&req(Mode::Set, k.as_bytes(), 0), inc);
             assert_eq!(r.outcome, StoreOutcome::Stored);

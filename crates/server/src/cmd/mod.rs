@@ -58,9 +58,9 @@ pub struct Ctx<'a> {
     pub sh: &'a Shared,
     pub stats: &'a WorkerStats,
     pub proto: Proto,
-    /// The connection's hold on `Shared::budget`, where its input can grow
-    /// past one pooled buffer (TCP; a datagram never does).
-    pub held: Option<&'a std::cell::Cell<usize>>,
+    /// A value that has not all arrived may be received into its item as
+    /// it comes (a stream; a datagram is whole or nothing).
+    pub receive: bool,
     /// The connection's descriptor (`watch` lines name it).
     pub fd: i32,
 }

@@ -6,12 +6,15 @@
 //!  header arrives ──► admit (-I, before a byte of the value is read)
 //!                       refused: counted, an old value of a set dropped,
 //!                       the session swallows the value
+//!                 ──► receive (a value longer than the transport's buffer:
+//!                       its item taken now, as memcached takes it; refused
+//!                       out of memory as admit refuses)
 //!  value arrives  ──► store (CAS rule, -C, counters) ──► Done
 //!                 or  bad_block (text: the block did not end in \r\n)
 //! ```
 
 use memcrab_proto::StoreMode;
-use memcrab_store::{Mode, StoreOutcome, StoreReq, StoreResult};
+use memcrab_store::{Incoming, Mode, StoreOutcome, StoreReq, StoreResult};
 
 use super::hook::{self, Event, Op};
 use super::{Ctx, Proto};
@@ -56,14 +59,24 @@ pub struct Done {
 pub enum Refused {
     /// Over `-I`.
     TooLarge,
-    /// The connection input budget cannot hold the value while it
-    /// arrives (memcached: no item memory for it).
+    /// No item memory for the value (evictions off, or nothing to evict).
     OutOfMemory,
 }
 
-/// Bytes a request line or binary header may take beside its value, for
-/// the budget's reservation.
-const HEAD_ROOM: usize = 4096;
+/// A store's value: in the input buffer, or received into its item.
+pub enum Data<'a> {
+    Bytes(&'a [u8]),
+    Received(Incoming),
+}
+
+impl Data<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Data::Bytes(b) => b.len(),
+            Data::Received(r) => r.value_len(),
+        }
+    }
+}
 
 /// Counts a store refused for its size or for memory. memcached counts
 /// these (`store_too_large`, `store_no_memory`) in its text protocol
@@ -82,32 +95,51 @@ fn drops_old(cx: &Ctx<'_>, op: &StoreOp<'_>) -> bool {
 }
 
 /// memcached's `-I` check, made when the header arrives, before the
-/// value is read, then the connection input budget's (memcached takes the
-/// item's memory at this point; memcrab holds the value in the
-/// connection's buffer until it is whole): a refused value is counted
-/// (`store_too_large`, `store_no_memory`) and the key's old value may be
-/// dropped ([`drops_old`]).
+/// value is read: a refused value is counted (`store_too_large`) and the
+/// key's old value may be dropped ([`drops_old`]).
 pub fn admit(cx: &Ctx<'_>, op: &StoreOp<'_>, value_len: usize) -> Result<(), Refused> {
-    let store = &cx.sh.store;
-    let refused = if !store.item_size_ok(op.key.len(), op.flags, value_len) {
-        count_refusal(cx, Counter::StoreTooLarge);
-        Refused::TooLarge
-    } else if !holds(cx, value_len) {
-        count_refusal(cx, Counter::StoreNoMemory);
-        Refused::OutOfMemory
-    } else {
+    if cx.sh.store.item_size_ok(op.key.len(), op.flags, value_len) {
         return Ok(());
+    }
+    Err(refuse(cx, op, Refused::TooLarge))
+}
+
+/// Takes the item a value of `value_len` bytes will be read into as it
+/// arrives (after [`admit`]): memcached's allocation at the header,
+/// evicting as any store does. Refused out of memory as memcached refuses
+/// it there (`store_no_memory`, a set's old value dropped). `client_crlf`:
+/// the client sends the block's `\r\n` (text, meta).
+pub fn receive(
+    cx: &Ctx<'_>,
+    op: &StoreOp<'_>,
+    value_len: usize,
+    client_crlf: bool,
+) -> Result<Incoming, Refused> {
+    match cx
+        .sh
+        .store
+        .reserve(op.key, op.flags, value_len, client_crlf)
+    {
+        Ok(inc) => Ok(inc),
+        Err(StoreOutcome::TooLarge) => Err(refuse(cx, op, Refused::TooLarge)),
+        Err(_) => Err(refuse(cx, op, Refused::OutOfMemory)),
+    }
+}
+
+/// A store refused before its value: counted, logged, the old value of a
+/// set (any meta set) dropped.
+fn refuse(cx: &Ctx<'_>, op: &StoreOp<'_>, refused: Refused) -> Refused {
+    let (counter, status) = match refused {
+        Refused::TooLarge => (Counter::StoreTooLarge, "too_large"),
+        Refused::OutOfMemory => (Counter::StoreNoMemory, "no_memory"),
     };
-    let status = match refused {
-        Refused::TooLarge => "too_large",
-        Refused::OutOfMemory => "no_memory",
-    };
+    count_refusal(cx, counter);
     // memcached logs the refusal with no item: ttl, class and size 0
     // (1.6.18 prints the descriptor where the class goes), then the lookup
     // that drops a set's old value.
     log_store(cx, op, status, cmd_name(op.mode), None);
     if drops_old(cx, op) {
-        match store.unlink_key(op.key) {
+        match cx.sh.store.unlink_key(op.key) {
             Some((class, len)) => super::get::log_get(cx, op.key, "found", class, len),
             None => super::get::log_get(cx, op.key, "not_found", 0, 0),
         }
@@ -117,7 +149,7 @@ pub fn admit(cx: &Ctx<'_>, op: &StoreOp<'_>, value_len: usize) -> Result<(), Ref
         key: op.key,
         hit: false,
     });
-    Err(refused)
+    refused
 }
 
 /// memcached's name of a store command in `watch mutations` lines.
@@ -161,22 +193,6 @@ fn log_store(cx: &Ctx<'_>, op: &StoreOp<'_>, status: &str, cmd: &str, item: Opti
     });
 }
 
-/// Reserves, in the connection input budget, room for a request with a
-/// value of `value_len` bytes past the connection's pooled buffer (and
-/// the read-ahead it may grow to anyway). Taken once per request: asking
-/// again while its value arrives takes nothing more.
-fn holds(cx: &Ctx<'_>, value_len: usize) -> bool {
-    use crate::conn::{READ_BUF, READ_LIMIT};
-    let Some(held) = cx.held else {
-        return true;
-    };
-    let total = value_len.saturating_add(2 + HEAD_ROOM);
-    if total <= READ_BUF {
-        return true;
-    }
-    cx.sh.budget.hold(held, total.max(READ_LIMIT) - READ_BUF)
-}
-
 /// A text data block that did not end in `\r\n`: memcached has counted
 /// the `set` in the item's class by then, and stores nothing.
 pub fn bad_block(cx: &Ctx<'_>, op: &StoreOp<'_>, value_len: usize) {
@@ -216,21 +232,26 @@ fn mode_and_cas(op: &StoreOp<'_>, use_cas: bool, proto: Proto) -> (Mode, u64) {
 /// missing key (`cas_misses`), a value too large or memory too short
 /// (`store_too_large`, `store_no_memory`: text only, as memcached); the
 /// store counts the rest per class (`cmd_set`, `cas_hits`, `cas_badval`).
-pub fn store(cx: &Ctx<'_>, op: &StoreOp<'_>, value: &[u8]) -> Done {
+pub fn store(cx: &Ctx<'_>, op: &StoreOp<'_>, data: Data<'_>) -> Done {
     let (mode, cas) = mode_and_cas(op, cx.sh.settings.use_cas, cx.proto);
-    let r = cx.sh.store.store(&StoreReq {
+    let len = data.len();
+    let req = StoreReq {
         mode,
         key: op.key,
         flags: op.flags,
         exptime: op.exptime,
-        value,
+        value: &[],
         cas,
         stale_ok: op.stale_ok && mode == Mode::Cas,
         new_cas: op.new_cas,
         key_binary: op.key_binary,
         vivify: op.vivify,
-    });
-    log_outcome(cx, op, mode, value.len(), &r);
+    };
+    let r = match data {
+        Data::Bytes(value) => cx.sh.store.store(&StoreReq { value, ..req }),
+        Data::Received(inc) => cx.sh.store.store_incoming(&req, inc),
+    };
+    log_outcome(cx, op, mode, len, &r);
     match r.outcome {
         StoreOutcome::NotFound => cx.stats.incr(Counter::CasMisses),
         StoreOutcome::TooLarge => count_refusal(cx, Counter::StoreTooLarge),

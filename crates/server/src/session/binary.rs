@@ -235,14 +235,20 @@ impl Binary {
         let c = cx.cmd(Proto::Binary);
         // Refusals that depend on the value's length come before it is read.
         if let Command::Store(sc) = req.cmd {
-            match store::admit(&c, &store_op(&sc, req.cas), h.value_len()) {
-                Ok(()) => {}
-                Err(store::Refused::TooLarge) => {
-                    return refuse(cx, &h, Status::TooLarge, avail, total)
-                }
-                Err(store::Refused::OutOfMemory) => {
-                    return refuse(cx, &h, Status::OutOfMemory, avail, total)
-                }
+            let op = store_op(&sc, req.cas);
+            let refused = |cx: &mut Cx<'_>, why| {
+                let status = match why {
+                    store::Refused::TooLarge => Status::TooLarge,
+                    store::Refused::OutOfMemory => Status::OutOfMemory,
+                };
+                refuse(cx, &h, status, avail, total)
+            };
+            if let Err(why) = store::admit(&c, &op, h.value_len()) {
+                return refused(cx, why);
+            }
+            if (avail.len() as u64) < total {
+                return super::await_block(&c, &op, avail, need, h.value_len(), false)
+                    .unwrap_or_else(|why| refused(cx, why));
             }
         }
         match req.cmd {
@@ -295,26 +301,7 @@ impl Binary {
             Command::Touch { key, exptime: t } => {
                 get(req, key, Some(exptime(t)), false, false, c, cx)
             }
-            Command::Store(sc) => {
-                let done = store::store(c, &store_op(&sc, req.cas), value);
-                let status = match done.outcome {
-                    StoreOutcome::Stored => {
-                        ok(cx, done.cas, &[]);
-                        return false;
-                    }
-                    StoreOutcome::Exists => Status::KeyExists,
-                    StoreOutcome::NotFound => Status::KeyNotFound,
-                    // memcached words a failed store by the command.
-                    StoreOutcome::NotStored
-                    | StoreOutcome::TooLarge
-                    | StoreOutcome::OutOfMemory => match (done.compared, sc.mode) {
-                        (false, StoreMode::Add) => Status::KeyExists,
-                        (false, StoreMode::Replace) => Status::KeyNotFound,
-                        _ => Status::NotStored,
-                    },
-                };
-                error(cx, opcode, opaque, status);
-            }
+            Command::Store(sc) => store_reply(req, &sc, store::Data::Bytes(value), c, cx),
             Command::Delete { key } => match cmd::delete::delete(
                 c,
                 &DeleteReq {
@@ -429,6 +416,57 @@ fn exptime(t: u32) -> i32 {
 }
 
 /// A Set/Add/Replace/Append/Prepend as the command layer takes it.
+/// Runs a store whose value has arrived and answers it.
+fn store_reply(
+    req: &Request<'_>,
+    sc: &binary::Store<'_>,
+    data: store::Data<'_>,
+    c: &Ctx<'_>,
+    cx: &mut Cx<'_>,
+) {
+    let (opcode, opaque) = (req.opcode.code(), req.opaque);
+    let done = store::store(c, &store_op(sc, req.cas), data);
+    let status = match done.outcome {
+        StoreOutcome::Stored => {
+            if !req.quiet() {
+                respond(cx, opcode, opaque, Status::NoError, done.cas, &[], &[], &[]);
+            }
+            return;
+        }
+        StoreOutcome::Exists => Status::KeyExists,
+        StoreOutcome::NotFound => Status::KeyNotFound,
+        // memcached words a failed store by the command.
+        StoreOutcome::NotStored | StoreOutcome::TooLarge | StoreOutcome::OutOfMemory => {
+            match (done.compared, sc.mode) {
+                (false, StoreMode::Add) => Status::KeyExists,
+                (false, StoreMode::Replace) => Status::KeyNotFound,
+                _ => Status::NotStored,
+            }
+        }
+    };
+    error(cx, opcode, opaque, status);
+}
+
+/// Runs and answers a store whose value was received into its item
+/// (`Step::Receive`): `head` is its header, extras and key as they came.
+pub(super) fn finish(head: &[u8], data: memcrab_store::Incoming, cx: &mut Cx<'_>) -> Step {
+    // They were checked when they came; the same bytes check the same way.
+    if let Ok(h) = Header::parse(head) {
+        if let Ok(op) = check(&h) {
+            let need = HEADER_LEN + h.ext_key_len();
+            if head.len() >= need {
+                let req = decode(op, &h, &head[HEADER_LEN..need]);
+                if let Command::Store(sc) = req.cmd {
+                    cx.cmd = Cmd::Set;
+                    let c = cx.cmd(Proto::Binary);
+                    store_reply(&req, &sc, store::Data::Received(data), &c, cx);
+                }
+            }
+        }
+    }
+    Step::used(0)
+}
+
 fn store_op<'a>(sc: &binary::Store<'a>, cas: u64) -> store::StoreOp<'a> {
     store::StoreOp {
         mode: sc.mode,

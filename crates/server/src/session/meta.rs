@@ -8,7 +8,8 @@
 //!       ─► mg: cmd::get::lookup ─┐  under the item's lock, the flags in
 //!          ma: cmd::arith::arith_with ┘  the order sent: T, N act; t, c, s,
 //!                                  f, l, h, k, O report; then Z, X, W
-//!       ─► ms: cmd::store::{admit, store} (data block as text's)
+//!       ─► ms: cmd::store::{admit, store} (data block as text's; past the
+//!          buffer received into its item, then `finish`)
 //!       ─► md: cmd::delete::delete     me: cmd::get::peek
 //! ```
 //!
@@ -232,8 +233,51 @@ fn get(m: &Meta<'_>, c: &Ctx<'_>, out: &mut Output) {
 }
 
 /// `ms`: refused at once if the value is too large (the block is
-/// swallowed), else run once its data block has arrived.
+/// swallowed), else run once its data block has arrived (in the buffer,
+/// or received into its item: [`finish`]).
 fn set(m: &Meta<'_>, avail: &[u8], line_len: usize, c: &Ctx<'_>, out: &mut Output) -> Step {
+    let op = set_op(m);
+    let len = m.datalen as usize;
+    let refused = |why, out: &mut Output| {
+        out.line(super::text::refusal_line(why));
+        Step::Done {
+            used: line_len,
+            swallow: u64::from(m.datalen) + 2,
+            close: false,
+        }
+    };
+    if let Err(why) = store::admit(c, &op, len) {
+        return refused(why, out);
+    }
+    let total = line_len + len + 2;
+    if avail.len() < total {
+        return super::await_block(c, &op, avail, line_len, len, true)
+            .unwrap_or_else(|why| refused(why, out));
+    }
+    let (value, end) = avail[line_len..total].split_at(len);
+    let data = (end == b"\r\n").then_some(store::Data::Bytes(value));
+    set_reply(m, &op, data, c, out);
+    Step::used(total)
+}
+
+/// An `ms` whose value was received into its item: `line` is its command
+/// line (trimmed), parsed again.
+pub(super) fn finish(line: &[u8], data: memcrab_store::Incoming, c: &Ctx<'_>, out: &mut Output) {
+    let mut scratch = meta::Scratch::default();
+    // It parsed when it came; the same bytes parse the same way.
+    if let Ok(m) = meta::parse(Kind::Set, line, &mut scratch) {
+        let whole = data.ends_in_crlf();
+        set_reply(
+            &m,
+            &set_op(&m),
+            whole.then_some(store::Data::Received(data)),
+            c,
+            out,
+        );
+    }
+}
+
+fn set_op<'a>(m: &Meta<'a>) -> store::StoreOp<'a> {
     let f = &m.flags;
     let mode = match f.mode {
         Some(b'E') => StoreMode::Add,
@@ -243,7 +287,7 @@ fn set(m: &Meta<'_>, avail: &[u8], line_len: usize, c: &Ctx<'_>, out: &mut Outpu
         _ => StoreMode::Set,
     };
     let concat = matches!(mode, StoreMode::Append | StoreMode::Prepend);
-    let op = store::StoreOp {
+    store::StoreOp {
         mode,
         key: m.key,
         flags: f.client_flags,
@@ -253,40 +297,39 @@ fn set(m: &Meta<'_>, avail: &[u8], line_len: usize, c: &Ctx<'_>, out: &mut Outpu
         new_cas: f.new_cas,
         key_binary: m.key_binary,
         vivify: f.vivify.filter(|_| concat),
-    };
+    }
+}
+
+/// Runs an `ms` whose data block has arrived (`None`: it did not end in
+/// `\r\n`) and answers it.
+fn set_reply(
+    m: &Meta<'_>,
+    op: &store::StoreOp<'_>,
+    data: Option<store::Data<'_>>,
+    c: &Ctx<'_>,
+    out: &mut Output,
+) {
+    let f = &m.flags;
     let len = m.datalen as usize;
-    if let Err(why) = store::admit(c, &op, len) {
-        out.line(super::text::refusal_line(why));
-        return Step::Done {
-            used: line_len,
-            swallow: u64::from(m.datalen) + 2,
-            close: false,
-        };
-    }
-    let total = line_len + len + 2;
-    if avail.len() < total {
-        return Step::Need(total);
-    }
-    let (value, end) = avail[line_len..total].split_at(len);
-    if end != b"\r\n" {
-        store::bad_block(c, &op, len);
+    let Some(data) = data else {
+        store::bad_block(c, op, len);
         out.line("CLIENT_ERROR bad data chunk");
-        return Step::used(total);
-    }
-    let done = store::store(c, &op, value);
+        return;
+    };
+    let done = store::store(c, op, data);
     let code: &[u8] = match done.outcome {
-        StoreOutcome::Stored if f.quiet => return Step::used(total),
+        StoreOutcome::Stored if f.quiet => return,
         StoreOutcome::Stored => b"HD",
         StoreOutcome::Exists => b"EX",
         StoreOutcome::NotFound => b"NF",
         StoreOutcome::NotStored => b"NS",
         StoreOutcome::TooLarge => {
             out.line("SERVER_ERROR object too large for cache");
-            return Step::used(total);
+            return;
         }
         StoreOutcome::OutOfMemory => {
             out.line("SERVER_ERROR out of memory storing object");
-            return Step::used(total);
+            return;
         }
     };
     let size = if done.outcome == StoreOutcome::Stored {
@@ -312,7 +355,6 @@ fn set(m: &Meta<'_>, avail: &[u8], line_len: usize, c: &Ctx<'_>, out: &mut Outpu
         }
         b.extend_from_slice(b"\r\n");
     });
-    Step::used(total)
 }
 
 /// `md`.

@@ -13,6 +13,11 @@
 //!                                        ├─► text::Text     line, data block, -Y token
 //!                                        └─► binary::Binary header, extras+key, value, SASL
 //!                                              decode ─► cmd::* ─► encode ─► Output
+//!
+//!  a store whose value is longer than the transport's pooled buffer and
+//!  has not all arrived ──► Step::Receive: its item taken now
+//!  (cmd::store::receive), the transport reads the value into it, then
+//!  Session::finish ──► the store run and answered as if it had been whole
 //! ```
 
 pub mod binary;
@@ -36,8 +41,9 @@ pub struct Cx<'a> {
     pub stats: &'a WorkerStats,
     pub out: &'a mut Output,
     pub fd: i32,
-    /// The connection's hold on the input budget (`None` over UDP).
-    pub held: Option<&'a std::cell::Cell<usize>>,
+    /// A value that has not all arrived may be received into its item
+    /// (`Step::Receive`): a stream may, a datagram may not.
+    pub receive: bool,
     /// Where a `lru_crawler metadump` puts its listing, or `watch` its
     /// watcher, for the transport to stream (`None` over UDP, which has no
     /// stream to put it on).
@@ -65,14 +71,19 @@ impl<'a> Cx<'a> {
             sh: self.sh,
             stats: self.stats,
             proto,
-            held: self.held,
+            receive: self.receive,
             fd: self.fd,
         }
     }
 }
 
+/// A request whose data block is longer than this and has not all
+/// arrived has its value received into item memory as it comes (the
+/// transport's pooled read buffer holds anything shorter).
+pub const RECEIVE_PAST: usize = 16 * 1024;
+
 /// What a step did with the input.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Step {
     /// No whole request yet: this many bytes in all are needed before the
     /// next step can run (0: unknown, read what comes).
@@ -85,6 +96,72 @@ pub enum Step {
         swallow: u64,
         close: bool,
     },
+    /// A store's header (`used` bytes) was read and its item taken: the
+    /// transport fills it with the next bytes it reads
+    /// ([`Receiving::fill`]), then hands it to [`Session::finish`].
+    Receive { used: usize, value: Box<Receiving> },
+}
+
+/// A store's value arriving into its item, and the header it came with
+/// (read again when the value is whole: the session keeps no state
+/// between requests).
+#[derive(Debug)]
+pub struct Receiving {
+    data: memcrab_store::Incoming,
+    head: Vec<u8>,
+}
+
+impl Receiving {
+    fn new(data: memcrab_store::Incoming, head: &[u8]) -> Box<Receiving> {
+        Box::new(Receiving {
+            data,
+            head: head.to_vec(),
+        })
+    }
+
+    /// Bytes still to come.
+    pub fn remaining(&self) -> usize {
+        self.data.remaining()
+    }
+
+    /// Copies what it still takes of `src`; how much it took.
+    pub fn fill(&mut self, src: &[u8]) -> usize {
+        self.data.fill(src)
+    }
+
+    /// Where the next bytes go, to read into (empty once whole).
+    pub fn room(&mut self) -> &mut [u8] {
+        self.data.room()
+    }
+
+    /// Counts `n` bytes read into [`room`](Self::room).
+    pub fn advance(&mut self, n: usize) {
+        self.data.advance(n)
+    }
+}
+
+/// The step for a store whose data block (`block` bytes after a header of
+/// `head_len`) has not all arrived in `avail`: wait for it while the
+/// whole request fits the transport's buffer, else take its item and
+/// receive it. `Err`: no memory for the item (the caller refuses the
+/// store and swallows the block).
+pub(crate) fn await_block(
+    c: &Ctx<'_>,
+    op: &crate::cmd::store::StoreOp<'_>,
+    avail: &[u8],
+    head_len: usize,
+    value_len: usize,
+    client_crlf: bool,
+) -> Result<Step, crate::cmd::store::Refused> {
+    let total = head_len + value_len + if client_crlf { 2 } else { 0 };
+    if !c.receive || total <= RECEIVE_PAST {
+        return Ok(Step::Need(total));
+    }
+    let data = crate::cmd::store::receive(c, op, value_len, client_crlf)?;
+    Ok(Step::Receive {
+        used: head_len,
+        value: Receiving::new(data, &avail[..head_len]),
+    })
 }
 
 impl Step {
@@ -142,6 +219,17 @@ impl Session {
         }
     }
 
+    /// Runs the store whose value [`Step::Receive`] received (whole now):
+    /// stores and answers it. The step uses no input.
+    pub fn finish(&mut self, value: Box<Receiving>, cx: &mut Cx<'_>) -> Step {
+        let Receiving { data, head } = *value;
+        match self {
+            Session::Text(_) => text::finish(&head, data, cx),
+            Session::Binary(_) => binary::finish(&head, data, cx),
+            Session::Undecided => Step::used(0),
+        }
+    }
+
     /// The first step: picks the protocol, then takes the request.
     #[cold]
     fn choose(&mut self, avail: &[u8], cx: &mut Cx<'_>) -> Step {
@@ -183,7 +271,7 @@ pub struct Feeder {
     buf: Vec<u8>,
     pos: usize,
     swallow: u64,
-    held: std::cell::Cell<usize>,
+    receiving: Option<Box<Receiving>>,
     takeover: Option<Takeover>,
 }
 
@@ -202,7 +290,11 @@ impl Feeder {
             let k = self.swallow.min((self.buf.len() - self.pos) as u64);
             self.pos += k as usize;
             self.swallow -= k;
-            if self.pos == self.buf.len() {
+            if let Some(r) = &mut self.receiving {
+                self.pos += r.fill(&self.buf[self.pos..]);
+            }
+            let whole = self.receiving.as_ref().map(|r| r.remaining() == 0);
+            if whole == Some(false) || (whole.is_none() && self.pos == self.buf.len()) {
                 break true;
             }
             let mut cx = Cx {
@@ -210,19 +302,26 @@ impl Feeder {
                 stats,
                 out: &mut self.out,
                 fd: 0,
-                held: Some(&self.held),
+                receive: true,
                 takeover: Some(&mut self.takeover),
                 waker: None,
                 quit: false,
                 cmd: Cmd::Other,
             };
-            let step = self.session.step(&self.buf[self.pos..], &mut cx);
+            let step = match self.receiving.take() {
+                Some(r) => self.session.finish(r, &mut cx),
+                None => self.session.step(&self.buf[self.pos..], &mut cx),
+            };
             // A listing goes out whole before the next request.
             if let Some(Takeover::Listing(mut l)) = self.takeover.take() {
                 while !l.fill(sh, &mut self.out) {}
             }
             match step {
                 Step::Need(_) => break true,
+                Step::Receive { used, value } => {
+                    self.pos += used;
+                    self.receiving = Some(value);
+                }
                 Step::Done {
                     used,
                     swallow,
@@ -241,11 +340,6 @@ impl Feeder {
             .flush(sent)
             .expect("a Vec takes every byte written to it");
         open
-    }
-
-    /// Gives back what the session reserved of the connection budget.
-    pub fn finish(&self, sh: &Shared) {
-        sh.budget.release(&self.held);
     }
 }
 

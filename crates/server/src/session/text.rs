@@ -7,7 +7,8 @@
 //!        ─► find '\n' (a line over 2048 bytes without one: only a get
 //!           may grow, to 2 MB; else hang up) ─► trim_line ─► parse
 //!        ─► Store: cmd::store::admit (-I: refused before the block is
-//!                  read, the block swallowed) ─► wait for the block
+//!                  read, the block swallowed) ─► wait for the block (or,
+//!                  past the buffer, receive it into its item: finish)
 //!                  ─► cmd::store::{store | bad_block} ─► reply line
 //!        ─► Get:   per key cmd::get ─► VALUE line + data (copied or held)
 //!        ─► the rest: cmd::* ─► one reply line
@@ -176,7 +177,7 @@ impl Text {
 
 /// A store command whose line is `avail[..line_len]`: refused at once if
 /// its value is too large (the block is swallowed), else run once its
-/// data block has arrived.
+/// data block has arrived (in the buffer, or received into its item).
 fn store_command(
     head: &StoreCommand<'_>,
     avail: &[u8],
@@ -185,43 +186,97 @@ fn store_command(
     out: &mut Output,
     vv: Vv,
 ) -> Step {
-    let op = store::StoreOp {
+    let op = store_op(head);
+    let len = head.data_len as usize;
+    let refused = |why, out: &mut Output| {
+        reply(vv, out, refusal_line(why), head.noreply);
+        Step::Done {
+            used: line_len,
+            swallow: u64::from(head.data_len) + 2,
+            close: false,
+        }
+    };
+    if let Err(why) = store::admit(c, &op, len) {
+        return refused(why, out);
+    }
+    let total = line_len + len + 2;
+    if avail.len() < total {
+        return super::await_block(c, &op, avail, line_len, len, true)
+            .unwrap_or_else(|why| refused(why, out));
+    }
+    let (value, end) = avail[line_len..total].split_at(len);
+    let data = (end == b"\r\n").then_some(store::Data::Bytes(value));
+    store_reply(head, &op, data, c, out, vv);
+    Step::used(total)
+}
+
+fn store_op<'a>(head: &StoreCommand<'a>) -> store::StoreOp<'a> {
+    store::StoreOp {
         mode: head.mode,
         key: head.key,
         flags: head.flags,
         exptime: head.exptime,
         cas: (head.mode == StoreMode::Cas).then_some(head.cas_unique),
         ..store::StoreOp::default()
-    };
-    let len = head.data_len as usize;
-    if let Err(why) = store::admit(c, &op, len) {
-        reply(vv, out, refusal_line(why), head.noreply);
-        return Step::Done {
-            used: line_len,
-            swallow: u64::from(head.data_len) + 2,
-            close: false,
-        };
     }
-    let total = line_len + len + 2;
-    if avail.len() < total {
-        return Step::Need(total);
-    }
-    let (value, end) = avail[line_len..total].split_at(len);
-    let line = if end != b"\r\n" {
-        store::bad_block(c, &op, len);
-        "CLIENT_ERROR bad data chunk"
-    } else {
-        match store::store(c, &op, value).outcome {
+}
+
+/// Runs a store whose data block has arrived (`None`: it did not end in
+/// `\r\n`) and answers it.
+fn store_reply(
+    head: &StoreCommand<'_>,
+    op: &store::StoreOp<'_>,
+    data: Option<store::Data<'_>>,
+    c: &Ctx<'_>,
+    out: &mut Output,
+    vv: Vv,
+) {
+    let line = match data {
+        None => {
+            store::bad_block(c, op, head.data_len as usize);
+            "CLIENT_ERROR bad data chunk"
+        }
+        Some(data) => match store::store(c, op, data).outcome {
             StoreOutcome::Stored => "STORED",
             StoreOutcome::NotStored => "NOT_STORED",
             StoreOutcome::Exists => "EXISTS",
             StoreOutcome::NotFound => "NOT_FOUND",
             StoreOutcome::TooLarge => "SERVER_ERROR object too large for cache",
             StoreOutcome::OutOfMemory => "SERVER_ERROR out of memory storing object",
-        }
+        },
     };
     reply(vv, out, line, head.noreply);
-    Step::used(total)
+}
+
+/// Runs and answers a text or meta store whose value was received into
+/// its item (`Step::Receive`): `head` is its command line as it came.
+pub(super) fn finish(head: &[u8], data: memcrab_store::Incoming, cx: &mut Cx<'_>) -> Step {
+    let nl = memchr::memchr(b'\n', head).unwrap_or(head.len());
+    let line = trim_line(&head[..nl]);
+    let c = cx.cmd(Proto::Text);
+    let vv = Vv::of(cx);
+    let whole = data.ends_in_crlf();
+    match parse(line) {
+        Request::Store(h) => {
+            cx.cmd = Cmd::Set;
+            let block = whole.then_some(store::Data::Received(data));
+            store_reply(&h, &store_op(&h), block, &c, cx.out, vv);
+        }
+        Request::Meta {
+            kind: MetaKind::Set,
+            line,
+        } => {
+            cx.cmd = Cmd::Set;
+            let mc = Ctx {
+                proto: Proto::Meta,
+                ..c
+            };
+            meta::finish(line, data, &mc, cx.out);
+        }
+        // Only a store's line leads here.
+        _ => {}
+    }
+    Step::used(0)
 }
 
 /// Runs the command whose line is `avail[..used]`.
