@@ -741,7 +741,7 @@ impl Conn {
             }
             scx.cmd = Cmd::Other;
             let step = match io.receiving.take() {
-                Some(r) => self.session.finish(r, &mut scx),
+                Some(r) => self.session.finish(*r, &mut scx),
                 None => self.session.step(avail, &mut scx),
             };
             match step {

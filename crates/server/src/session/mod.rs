@@ -221,8 +221,8 @@ impl Session {
 
     /// Runs the store whose value [`Step::Receive`] received (whole now):
     /// stores and answers it. The step uses no input.
-    pub fn finish(&mut self, value: Box<Receiving>, cx: &mut Cx<'_>) -> Step {
-        let Receiving { data, head } = *value;
+    pub fn finish(&mut self, value: Receiving, cx: &mut Cx<'_>) -> Step {
+        let Receiving { data, head } = value;
         match self {
             Session::Text(_) => text::finish(&head, data, cx),
             Session::Binary(_) => binary::finish(&head, data, cx),
@@ -309,7 +309,7 @@ impl Feeder {
                 cmd: Cmd::Other,
             };
             let step = match self.receiving.take() {
-                Some(r) => self.session.finish(r, &mut cx),
+                Some(r) => self.session.finish(*r, &mut cx),
                 None => self.session.step(&self.buf[self.pos..], &mut cx),
             };
             // A listing goes out whole before the next request.
