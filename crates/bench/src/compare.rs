@@ -213,6 +213,10 @@ pub const SUMMARY: &[(&str, &str)] = &[
         "connection-burst",
         "8,000 connections at once that do not read: another client's latency, connect time",
     ),
+    (
+        "connection-burst-paced",
+        "connection-burst with the 8,000 connections opened over 3 s",
+    ),
     ("get-heavy-tls", "get-heavy over TLS"),
     (
         "tls-handshakes",
@@ -256,6 +260,7 @@ pub const ALL: &[&str] = &[
     "unread-pipelined",
     "large-stores-concurrent",
     "connection-burst",
+    "connection-burst-paced",
     "get-heavy-tls",
     "tls-handshakes",
     "tls-idle-conns-1000",

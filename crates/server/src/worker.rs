@@ -23,6 +23,16 @@ const WAKER: Token = Token(usize::MAX);
 const UDP_TOKENS: usize = usize::MAX / 2;
 /// A poll that returns within this found its events already waiting.
 const BUSY_POLL: Duration = Duration::from_micros(30);
+/// New connections a worker takes (and serves a first turn) per loop
+/// turn; more wait for the next turn, after the connections already
+/// ready, and a crowded worker (more workers than CPUs) gives up its core
+/// between turns. A burst of 8,000 connections, each with a get of 100
+/// keys whose reply it does not read, otherwise kept the others waiting
+/// while a worker served all it had been handed in one go (another
+/// client's get: 676 ms worst). Worst and p99 of that get, medians of 4
+/// runs (`connection-burst`, BENCHMARKS.md): 16 a turn 38 / 12 ms without
+/// the yield; 4 a turn 8.6 / 4.4 ms, 1 a turn 8.0 / 2.2 ms with it.
+const NEW_PER_TURN: usize = 1;
 
 /// An accepted connection on its way to a worker.
 pub struct NewConn {
@@ -38,9 +48,16 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
-    /// Hands a connection over; false if the worker is gone.
+    /// Hands a connection over without waking the worker (see
+    /// [`wake`](Self::wake)); false if the worker is gone.
     pub fn send(&self, c: NewConn) -> bool {
-        self.tx.send(c).is_ok() && self.waker.wake().is_ok()
+        self.tx.send(c).is_ok()
+    }
+
+    /// Wakes the worker for the connections handed over since the last
+    /// wake: one system call for a batch.
+    pub fn wake(&self) -> bool {
+        self.waker.wake().is_ok()
     }
 }
 
@@ -103,6 +120,8 @@ struct Worker {
     waker: Arc<Waker>,
     /// Connections that are watchers (`watch`): run when woken.
     watching: Vec<usize>,
+    /// New connections may be waiting past the last turn's share.
+    more_new: bool,
     /// Requests of the batch being handled, by command (latency kept
     /// under `-o metrics_port` only).
     pending: crate::latency::Pending,
@@ -136,6 +155,7 @@ impl Worker {
             udp_ready: Vec::new(),
             waker,
             watching: Vec::new(),
+            more_new: false,
             pending: crate::latency::Pending::default(),
         }
     }
@@ -146,7 +166,7 @@ impl Worker {
         // Rechecked each second: an operator may pin the process later.
         let mut crowded = self.crowded();
         loop {
-            let timeout = if self.ready.is_empty() && self.udp_ready.is_empty() {
+            let timeout = if self.ready.is_empty() && self.udp_ready.is_empty() && !self.more_new {
                 Duration::from_millis(1000)
             } else {
                 Duration::ZERO
@@ -188,6 +208,9 @@ impl Worker {
             for k in std::mem::take(&mut self.udp_ready) {
                 self.drive_udp(k);
             }
+            if self.more_new {
+                self.take_new();
+            }
             // A loop that finds events ready every time it polls never
             // sleeps, and with more workers than cores it then keeps its
             // core for a whole time slice while the other workers' clients
@@ -198,8 +221,10 @@ impl Worker {
             // to 0.076, 0.039 and 0.023 but raised p99 from 0.38 ms to
             // 1.8, 1.3 and 1.7 ms (BENCHMARKS.md, issue 15).
             // With no more workers than CPUs to run them there is no one
-            // to let in, and the yield is a system call for nothing.
-            if busy && !events.is_empty() && crowded {
+            // to let in, and the yield is a system call for nothing. New
+            // connections waiting (a burst) yield too: their first turns
+            // keep a worker busy without its poll ever waiting.
+            if crowded && ((busy && !events.is_empty()) || self.more_new) {
                 std::thread::yield_now();
             }
             let now = self.sh.store.clock().now();
@@ -224,8 +249,14 @@ impl Worker {
         self.sh.settings.threads > cpus.max(1)
     }
 
+    /// Takes up to `NEW_PER_TURN` new connections and serves each a first
+    /// turn; `more_new` says whether more may wait.
     fn take_new(&mut self) {
-        while let Ok(nc) = self.rx.try_recv() {
+        self.more_new = false;
+        for _ in 0..NEW_PER_TURN {
+            let Ok(nc) = self.rx.try_recv() else {
+                return;
+            };
             let now = self.sh.store.clock().now();
             let mut stream = match (nc.stream, &self.sh.settings.tls) {
                 (Stream::Tcp(sock), Some(tls)) if nc.tls => match tls.accept(sock) {
@@ -277,6 +308,7 @@ impl Worker {
             self.conns[slot] = Some(Conn::new(stream, info));
             self.drive(slot);
         }
+        self.more_new = true;
     }
 
     fn drive(&mut self, i: usize) {
