@@ -12,10 +12,11 @@
 //! A request stays in the buffer until all of it has arrived (a line and
 //! its data block, a header and its body), then is handled in place; nothing
 //! is copied on the way but the value into the store. A store longer than
-//! the buffer has its item taken when its header is read, and its value is
-//! read from the socket straight into the item (`Step::Receive`), as
-//! memcached reads it: a value in flight is item memory, bounded by `-m`,
-//! freed if the client goes. Input is not read further while replies are
+//! the buffer has its item's first chunk taken when its header is read,
+//! and its value is read from the socket straight into the item's chunks
+//! (`Step::Receive`), each taken as the bytes reach it, as memcached reads
+//! it: a value in flight is item memory, bounded by `-m`, freed if the
+//! client goes. Input is not read further while replies are
 //! waiting for the socket, so a client that does not read cannot make the
 //! server buffer without bound.
 
@@ -566,7 +567,10 @@ impl Conn {
         self.stream.lend(cx.pool);
         let mut turn = 0;
         loop {
-            let room = r.room();
+            // Out of memory for the next chunk: `process` answers it.
+            let Some(room) = r.room(&cx.sh.store) else {
+                return Ok(false);
+            };
             if room.is_empty() || turn >= READ_TURN {
                 return Ok(false);
             }
@@ -706,8 +710,8 @@ impl Conn {
             }
             if let Some(r) = &mut io.receiving {
                 // A value arriving: what the buffer holds is the next of it.
-                io.rpos += r.fill(&io.rbuf[io.rpos..io.rend]);
-                if r.remaining() > 0 {
+                io.rpos += r.fill(&sh.store, &io.rbuf[io.rpos..io.rend]);
+                if r.remaining() > 0 && !r.failed() {
                     self.info.set_state(ConnState::Nread);
                     return Progress::NeedMore(0);
                 }
@@ -741,6 +745,7 @@ impl Conn {
             }
             scx.cmd = Cmd::Other;
             let step = match io.receiving.take() {
+                Some(r) if r.failed() => self.session.fail(*r, &mut scx),
                 Some(r) => self.session.finish(*r, &mut scx),
                 None => self.session.step(avail, &mut scx),
             };

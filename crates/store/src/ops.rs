@@ -205,11 +205,14 @@ impl Store {
         let received: Cow<'_, [u8]>;
         let (value, mut data) = match data {
             None => (value, None),
-            Some(d) if d.remaining() > 0 => {
+            Some(d) if d.remaining() > 0 || !d.taken_from(self) => {
                 drop(d);
                 return (StoreOutcome::NotStored, 0);
             }
-            Some(d) => {
+            Some(mut d) => {
+                if !d.close_block(self) {
+                    return (StoreOutcome::OutOfMemory, 0);
+                }
                 let linkable = self.fits(&d, key, flags);
                 if linkable && !matches!(mode, Mode::Append | Mode::Prepend) {
                     received = Cow::Borrowed(&[]);

@@ -1,35 +1,46 @@
-//! A store whose value is still arriving: its item is taken when the
-//! request's header is read (evicting as any store does, or refused out
-//! of memory where memcached refuses it) and the value's bytes are read
-//! straight into its chunks, so a value in flight counts against `-m`
-//! like any item, and is freed if its client goes away.
+//! A store whose value is still arriving: its item's first chunk is
+//! taken when the request's header is read, the rest as the value comes
+//! (as memcached 1.6 takes a large item's chunks), each evicting as any
+//! store does; the value's bytes are read straight into them, so a value
+//! in flight counts against `-m` like any item and is freed if its client
+//! goes away.
 //!
 //! ```text
-//!  header ──► Store::reserve ──► Incoming (chunks taken, key laid out,
-//!                                  not linked: no lookup sees it)
-//!  bytes  ──► Incoming::room / advance, or fill   (the transport's reads)
+//!  header ──► Store::reserve ──► Incoming (first chunk taken, key laid
+//!                                  out, not linked: no lookup sees it;
+//!                                  OutOfMemory: memcached's refusal at
+//!                                  the header)
+//!  bytes  ──► Incoming::room(store) / advance, or fill: the next chunk
+//!             taken when the last is full (None: out of memory during
+//!             the read, as memcached answers it)
 //!  whole  ──► Store::store_incoming ──► linked in place (set, add, replace,
 //!                                       cas), or joined (append, prepend)
-//!  gone   ──► drop: the chunks go back
+//!  gone   ──► drop: its chunks go back
 //! ```
 //!
 //! While it arrives no one else can reach its chunks: they are on no free
 //! list, in no index or queue, and the page mover passes over an item that
 //! is not linked (a page holding one finishes moving once it is freed; if
 //! it is linked while its page is moving, the value is copied to chunks
-//! elsewhere instead).
+//! elsewhere instead; chunks taken after a move began are never in its
+//! page, whose free chunks the move took).
 
 use std::sync::Arc;
 
-use crate::item::{page_of, ChunkId, HDR};
+use crate::item::{self, page_of, ChunkId, HDR};
 use crate::mem::{Chunks, Mem};
 use crate::{Store, StoreOutcome};
 
-/// An item being received: chunks taken for a data block of
-/// `nbytes` (value and `\r\n`), filled in order.
+/// An item being received: chunks taken for a data block of `nbytes`
+/// (value and `\r\n`) as it is filled, in order.
 pub struct Incoming {
     mem: Arc<Mem>,
+    /// The chunks taken so far (the head first).
     chunks: Chunks,
+    /// Chunks the whole item takes.
+    n: usize,
+    /// The class of the last chunk of a chain.
+    last_class: usize,
     pub(crate) hash: u64,
     pub(crate) flags: u32,
     nkey: usize,
@@ -65,39 +76,95 @@ impl Incoming {
         self.wire - self.filled
     }
 
-    /// Where data-block byte `pos` lies: its chunk's part and the room
-    /// left in that part from there.
-    fn span_at(&self, pos: usize) -> (*mut u8, usize) {
-        let head = self.mem.item(self.chunks[0]);
-        let n = self.chunks.len();
-        let first = if n == 1 {
-            self.nbytes
-        } else {
-            self.mem.chunk_size(self.chunks[0]) - head.value_off(n)
-        };
-        if pos < first {
-            let p = self.mem.value_ptr(head, head.value_off(n) + pos);
-            return (p.cast_mut(), first - pos);
+    /// Data bytes the head chunk holds.
+    fn first(&self) -> usize {
+        if self.n == 1 {
+            return self.nbytes;
         }
-        // Every continuation chunk but the last is of the largest class;
-        // they hold the same number of bytes each.
-        let per = self.mem.chunk_size(self.chunks[1]) - HDR;
-        let k = (pos - first) / per;
-        let off = (pos - first) % per;
-        let id = self.chunks[1 + k];
+        let head = self.mem.item(self.chunks[0]);
+        self.mem.chunk_size(self.chunks[0]) - head.value_off(self.n)
+    }
+
+    /// Which chunk holds data-block byte `pos`, and where in its data.
+    fn locate(&self, pos: usize) -> (usize, usize) {
+        let first = self.first();
+        if pos < first {
+            return (0, pos);
+        }
+        // Every continuation chunk but the last is of the largest class.
+        let per = self.mem.chunk_of_class(self.mem.table.largest()) - HDR;
+        (1 + (pos - first) / per, (pos - first) % per)
+    }
+
+    /// Where data-block byte `pos` lies (its chunk taken), and the room
+    /// left in that chunk's part from there.
+    fn span_at(&self, pos: usize) -> (*mut u8, usize) {
+        let (k, off) = self.locate(pos);
+        let first = self.first();
+        if k == 0 {
+            let head = self.mem.item(self.chunks[0]);
+            let p = self.mem.value_ptr(head, head.value_off(self.n) + off);
+            return (p.cast_mut(), first - off);
+        }
+        let per = self.mem.chunk_of_class(self.mem.table.largest()) - HDR;
+        let id = self.chunks[k];
         let cont = self.mem.item(id);
-        let end = (self.nbytes - first - k * per).min(self.mem.chunk_size(id) - HDR);
+        let end = (self.nbytes - first - (k - 1) * per).min(self.mem.chunk_size(id) - HDR);
         (self.mem.value_ptr(cont, HDR + off).cast_mut(), end - off)
     }
 
+    /// Takes the next chunk of the chain: from its class, else (the last
+    /// chunk, its class full) a largest one, as memcached falls back.
+    /// False when no memory can be had.
+    fn grow(&mut self, store: &Store) -> bool {
+        let i = self.chunks.len();
+        debug_assert!(i < self.n);
+        let largest = self.mem.table.largest();
+        let class = if i + 1 == self.n {
+            self.last_class
+        } else {
+            largest
+        };
+        let now = store.clock.now();
+        let mut got = Chunks::new();
+        let ok = {
+            let mut g = store.shard(self.hash).write();
+            g.alloc(store, class, 1, None, now, &mut got)
+                || (class != largest && g.alloc(store, largest, 1, None, now, &mut got))
+        };
+        if !ok {
+            return false;
+        }
+        store.lay_cont(self.chunks[0], self.nkey, self.flags, i, got[0]);
+        self.chunks.push(got[0]);
+        true
+    }
+
     /// The room at the write position: where the next bytes the client
-    /// sends go. Empty once the block is whole.
-    pub fn room(&mut self) -> &mut [u8] {
+    /// sends go, its chunk taken now if need be. Empty once the block is
+    /// whole; `None` when no memory can be had for the next chunk
+    /// (memcached: `SERVER_ERROR Out of memory during read`).
+    pub fn room(&mut self, store: &Store) -> Option<&mut [u8]> {
         if self.remaining() == 0 {
-            return &mut [];
+            return Some(&mut []);
+        }
+        self.room_at(store, self.remaining())
+    }
+
+    /// The room at the write position, at most `max` bytes.
+    fn room_at(&mut self, store: &Store, max: usize) -> Option<&mut [u8]> {
+        assert!(
+            Arc::ptr_eq(&self.mem, &store.mem),
+            "an Incoming filled through another store"
+        );
+        let (k, _) = self.locate(self.filled);
+        while self.chunks.len() <= k {
+            if !self.grow(store) {
+                return None;
+            }
         }
         let (ptr, len) = self.span_at(self.filled);
-        let len = len.min(self.remaining());
+        let len = len.min(max);
         debug_assert!(
             self.mem.span_in_chunk(ptr, len),
             "a receive span outside its chunk"
@@ -107,7 +174,7 @@ impl Incoming {
         // list holds them; the mover skips items that are not linked), and
         // the `&mut self` borrow keeps any other slice of them from living
         // at the same time.
-        unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+        Some(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
     }
 
     /// Counts `n` bytes written into [`room`](Self::room).
@@ -116,11 +183,12 @@ impl Incoming {
         self.filled += n;
     }
 
-    /// Copies as much of `src` as the block still takes; how much it took.
-    pub fn fill(&mut self, mut src: &[u8]) -> usize {
+    /// Copies as much of `src` as the block still takes; how much it took
+    /// (`None`: no memory for the next chunk).
+    pub fn fill(&mut self, store: &Store, mut src: &[u8]) -> Option<usize> {
         let mut took = 0;
         while !src.is_empty() {
-            let room = self.room();
+            let room = self.room(store)?;
             if room.is_empty() {
                 break;
             }
@@ -130,21 +198,56 @@ impl Incoming {
             src = &src[k..];
             took += k;
         }
-        took
+        Some(took)
+    }
+
+    /// Writes the `\r\n` the client does not send (binary), once its
+    /// bytes are all in; false when no memory can be had for it.
+    pub(crate) fn close_block(&mut self, store: &Store) -> bool {
+        if self.wire == self.nbytes || self.filled < self.wire {
+            return true;
+        }
+        let mut crlf: &[u8] = b"\r\n";
+        let mut at = self.filled;
+        while !crlf.is_empty() {
+            let saved = (self.filled, self.wire);
+            self.filled = at;
+            self.wire = self.nbytes;
+            let room = self.room_at(store, crlf.len()).map(|r| {
+                let k = r.len();
+                r.copy_from_slice(&crlf[..k]);
+                k
+            });
+            (self.filled, self.wire) = saved;
+            let Some(k) = room else {
+                return false;
+            };
+            crlf = &crlf[k..];
+            at += k;
+        }
+        self.wire = self.nbytes;
+        self.filled = self.nbytes;
+        true
     }
 
     fn byte(&self, pos: usize) -> u8 {
         let (ptr, len) = self.span_at(pos);
         debug_assert!(len > 0 && self.mem.span_in_chunk(ptr, 1));
-        // SAFETY: `pos` lies in the data block, inside this item's chunks.
+        // SAFETY: `pos` lies in the data block, inside this item's chunks
+        // (taken: the block is whole).
         unsafe { ptr.read() }
     }
 
     /// Whether the whole block ends in `\r\n` (a text data block must).
     pub fn ends_in_crlf(&self) -> bool {
-        self.remaining() == 0
+        self.filled == self.nbytes
             && self.byte(self.nbytes - 2) == b'\r'
             && self.byte(self.nbytes - 1) == b'\n'
+    }
+
+    /// Whether `store` took it.
+    pub(crate) fn taken_from(&self, store: &Store) -> bool {
+        Arc::ptr_eq(&self.mem, &store.mem)
     }
 
     pub(crate) fn head(&self) -> ChunkId {
@@ -174,11 +277,11 @@ impl Drop for Incoming {
 }
 
 impl Store {
-    /// Takes the item for a store of `value_len` bytes under `key`, before
-    /// any byte of the value has come: `TooLarge` past `-I`, `OutOfMemory`
-    /// when no memory can be had (evictions off, or every candidate busy).
-    /// `client_crlf`: the client sends the `\r\n` (text, meta); else it is
-    /// written here (binary).
+    /// Takes the first chunk of the item for a store of `value_len` bytes
+    /// under `key`, before any byte of the value has come: `TooLarge` past
+    /// `-I`, `OutOfMemory` when no memory can be had (evictions off, or
+    /// every candidate busy). `client_crlf`: the client sends the `\r\n`
+    /// (text, meta); else it is written here (binary).
     pub fn reserve(
         &self,
         key: &[u8],
@@ -192,36 +295,47 @@ impl Store {
         let hash = self.hash(key);
         let now = self.clock.now();
         let nbytes = value_len + 2;
-        let chunks = {
+        let size = Self::size_for(key.len(), flags, nbytes);
+        let largest = self.mem.table.largest();
+        let chunk_max = self.mem.chunk_of_class(largest);
+        let (n, first_class, last_class) = if size > chunk_max {
+            let n = item::chained_chunks(chunk_max, key.len(), flags, nbytes);
+            let fixed = HDR + if flags == 0 { 0 } else { 4 } + key.len() + 4 * (n - 1);
+            let before_last = (chunk_max - fixed) + (n - 2) * (chunk_max - HDR);
+            (n, largest, self.class_for_size(HDR + nbytes - before_last))
+        } else {
+            let c = self.class_for_size(size);
+            (1, c, c)
+        };
+        let mut chunks = Chunks::new();
+        let ok = {
             let mut g = self.shard(hash).write();
-            self.alloc_item(&mut g, key.len(), flags, nbytes, None, now)
+            g.alloc(self, first_class, 1, None, now, &mut chunks)
+        };
+        if !ok {
+            return Err(StoreOutcome::OutOfMemory);
         }
-        .ok_or(StoreOutcome::OutOfMemory)?;
-        self.lay_item(&chunks, key, flags, nbytes);
-        let mut inc = Incoming {
+        self.lay_head(chunks[0], n, key, flags, nbytes);
+        Ok(Incoming {
             mem: Arc::clone(&self.mem),
             chunks,
+            n,
+            last_class,
             hash,
             flags,
             nkey: key.len(),
             nbytes,
-            wire: nbytes,
+            wire: if client_crlf { nbytes } else { value_len },
             filled: 0,
             armed: true,
-        };
-        if !client_crlf {
-            inc.filled = value_len;
-            inc.fill(b"\r\n");
-            inc.filled = 0;
-            inc.wire = value_len;
-        }
-        Ok(inc)
+        })
     }
 
     /// Whether `inc` was reserved for this key and is whole: only then may
     /// it be linked as the key's item.
+    /// An `Incoming` of another store is refused (`NotStored`) unread.
     pub(crate) fn fits(&self, inc: &Incoming, key: &[u8], flags: u32) -> bool {
-        inc.remaining() == 0
+        inc.filled == inc.nbytes
             && inc.nkey == key.len()
             && inc.flags == flags
             && inc.hash == self.hash(key)
@@ -295,10 +409,14 @@ mod tests {
         let mut block = v.to_vec();
         block.extend_from_slice(b"\r\n");
         for p in block.chunks(piece) {
-            assert_eq!(inc.fill(p), p.len());
+            assert_eq!(inc.fill(s, p), Some(p.len()));
         }
         assert_eq!(inc.remaining(), 0);
-        assert_eq!(inc.fill(b"more"), 0, "a whole block takes nothing more");
+        assert_eq!(
+            inc.fill(s, b"more"),
+            Some(0),
+            "a whole block takes nothing more"
+        );
         inc
     }
 
@@ -333,17 +451,14 @@ mod tests {
         let mut inc = s.reserve(b"k", 0, v.len(), false).unwrap();
         let mut at = 0;
         while inc.remaining() > 0 {
-            let room = inc.room();
+            let room = inc.room(&s).unwrap();
             let k = room.len().min(1000);
             room[..k].copy_from_slice(&v[at..at + k]);
             inc.advance(k);
             at += k;
         }
-        assert!(inc.room().is_empty());
-        assert!(
-            inc.ends_in_crlf(),
-            "the binary protocol's \\r\\n is written"
-        );
+        assert!(inc.room(&s).unwrap().is_empty());
+        assert!(!inc.ends_in_crlf(), "the \\r\\n is the store's to write");
         let r = s.store_incoming(&req(Mode::Set, b"k", 0), inc);
         assert_eq!(r.outcome, StoreOutcome::Stored);
         assert_eq!(value(&s, b"k").as_deref(), Some(&v[..]));
@@ -354,13 +469,14 @@ mod tests {
         let s = store_mb(64, 8 << 20, true);
         assert_eq!(used(&s), 0);
         let mut inc = s.reserve(b"k", 0, 5 << 20, true).unwrap();
-        inc.fill(&[1; 1000]);
-        assert!(used(&s) >= 10, "a 5 MB value takes its chunks at once");
+        assert_eq!(used(&s), 1, "a chained value takes its first chunk at once");
+        inc.fill(&s, &vec![1; 3 << 20]).unwrap();
+        assert!(used(&s) >= 6, "and the next as its bytes come");
         drop(inc);
         assert_eq!(used(&s), 0);
         // Nor is a block that did not end in \r\n stored.
         let mut inc = s.reserve(b"k", 0, 3, true).unwrap();
-        inc.fill(b"abcde");
+        inc.fill(&s, b"abcde").unwrap();
         assert!(!inc.ends_in_crlf());
         drop(inc);
         assert_eq!(used(&s), 0);
@@ -371,7 +487,7 @@ mod tests {
     fn a_value_not_whole_or_for_another_key_is_not_linked_as_it() {
         let s = store_mb(64, 1 << 20, true);
         let mut inc = s.reserve(b"k", 0, 10, true).unwrap();
-        inc.fill(b"12345");
+        inc.fill(&s, b"12345").unwrap();
         let r = s.store_incoming(&req(Mode::Set, b"k", 0), inc);
         assert_eq!(r.outcome, StoreOutcome::NotStored);
         let inc = receive(&s, b"k", 0, b"0123456789", 3);
@@ -420,24 +536,39 @@ mod tests {
 
     #[test]
     fn values_in_flight_count_against_the_limit() {
-        // -M: once values in flight hold the memory, the next one is
-        // refused at its header, as memcached refuses it.
+        // -M: values in flight take chunks as their bytes come; once they
+        // hold the memory the next chunk is refused (memcached: out of
+        // memory during the read), and the next header too.
         let s = store_mb(8, 2 << 20, false);
         let mut held = Vec::new();
-        loop {
-            match s.reserve(format!("k{}", held.len()).as_bytes(), 0, 1 << 20, true) {
-                Ok(inc) => held.push(inc),
-                Err(e) => {
-                    assert_eq!(e, StoreOutcome::OutOfMemory);
-                    break;
-                }
+        let refused = loop {
+            let mut inc = match s.reserve(format!("k{}", held.len()).as_bytes(), 0, 1 << 20, true) {
+                Ok(inc) => inc,
+                Err(e) => break e,
+            };
+            if inc.fill(&s, &pattern(1 << 20)).is_none() {
+                break StoreOutcome::NotStored;
             }
+            held.push(inc);
             assert!(held.len() < 100, "never refused");
-        }
+        };
+        assert_ne!(refused, StoreOutcome::TooLarge);
         assert!((6..=9).contains(&held.len()), "{} held", held.len());
         drop(held);
         assert_eq!(used(&s), 0);
         assert!(s.reserve(b"k", 0, 1 << 20, true).is_ok());
+        // Declared but not sent: only the first chunk is taken, so more
+        // values can be on their way than -m would hold whole (memcached
+        // takes a large item's chunks as its bytes come too).
+        let s = store_mb(8, 2 << 20, false);
+        let waiting: Vec<Incoming> = (0..12)
+            .map(|i| {
+                s.reserve(format!("w{i}").as_bytes(), 0, 1 << 20, true)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(used(&s), 12, "12 values of 1 MB on their way at -m 8");
+        drop(waiting);
         // With evictions, stored items make room for a value in flight.
         let s = store_mb(8, 2 << 20, true);
         for i in 0..20 {
@@ -457,6 +588,24 @@ mod tests {
             s.reserve(b"big", 0, 3 << 20, true).unwrap_err(),
             StoreOutcome::TooLarge
         );
+    }
+
+    #[test]
+    fn a_binary_block_ending_on_a_chunk_edge_gets_its_crlf() {
+        let s = store_mb(64, 4 << 20, true);
+        // Values whose last byte ends a chunk (or falls one or two short):
+        // the \r\n then needs a chunk of its own, or is split.
+        let chunk = s.mem.chunk_of_class(s.mem.table.largest());
+        let head_room = chunk - HDR - 1 - 4 * 2;
+        for extra in [0usize, 1, 2, 3] {
+            let len = head_room + (chunk - HDR) - extra;
+            let v = pattern(len);
+            let mut inc = s.reserve(b"e", 0, len, false).unwrap();
+            assert_eq!(inc.fill(&s, &v), Some(len));
+            let r = s.store_incoming(&req(Mode::Set, b"e", 0), inc);
+            assert_eq!(r.outcome, StoreOutcome::Stored, "extra {extra}");
+            assert_eq!(value(&s, b"e").as_deref(), Some(&v[..]), "extra {extra}");
+        }
     }
 
     #[test]

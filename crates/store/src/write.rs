@@ -163,7 +163,15 @@ impl Store {
     /// (`alloc_item`): its length, key, flags, chain list and the marks of
     /// its continuation chunks. Not linked, no CAS value or times yet.
     pub(crate) fn lay_item(&self, chunks: &[ChunkId], key: &[u8], flags: u32, nbytes: usize) {
-        let head = chunks[0];
+        self.lay_head(chunks[0], chunks.len(), key, flags, nbytes);
+        for (i, &c) in chunks.iter().enumerate().skip(1) {
+            self.lay_cont(chunks[0], key.len(), flags, i, c);
+        }
+    }
+
+    /// The head chunk of an item of `n` chunks: length, key, flags (the
+    /// chain list is written as its chunks come, `lay_cont`).
+    pub(crate) fn lay_head(&self, head: ChunkId, n: usize, key: &[u8], flags: u32, nbytes: usize) {
         let it = self.mem.item(head);
         it.set_nbytes(nbytes as u32);
         it.set_nkey(key.len() as u8);
@@ -171,18 +179,18 @@ impl Store {
         if flags != 0 {
             iflags |= fl::HAS_FLAGS;
         }
-        if chunks.len() > 1 {
+        if n > 1 {
             iflags |= fl::CHAINED;
         }
         it.set_iflags(iflags);
         debug_assert!(self.mem.span_in_chunk(it.0, HDR));
         debug_assert!(self.mem.span_in_chunk(
             self.mem.value_ptr(it, HDR),
-            if flags == 0 { 0 } else { 4 } + key.len() + 4 * (chunks.len() - 1)
+            if flags == 0 { 0 } else { 4 } + key.len() + 4 * (n - 1)
         ));
-        // SAFETY: the chunks were just taken for this item and no one else
-        // can see them; every write stays inside them (the sizes were
-        // computed from these lengths).
+        // SAFETY: the chunk was just taken for this item and no one else
+        // can see it; the writes stay inside it (its class was chosen
+        // for these lengths).
         unsafe {
             let mut p = self.mem.value_ptr(it, HDR).cast_mut();
             if flags != 0 {
@@ -190,17 +198,30 @@ impl Store {
                 p = p.add(4);
             }
             std::ptr::copy_nonoverlapping(key.as_ptr(), p, key.len());
-            p = p.add(key.len());
-            for &c in &chunks[1..] {
-                p.cast::<u32>().write_unaligned(c);
-                p = p.add(4);
-                let cont = self.mem.item(c);
-                cont.set_iflags(0);
-                cont.set_nkey(item::CONT_NKEY);
-                cont.clear_ref();
-                cont.set_link(head);
-            }
         }
+    }
+
+    /// Continuation chunk `i` (1-based) of the item whose head is `head`:
+    /// its entry in the head's chain list, and its marks.
+    pub(crate) fn lay_cont(&self, head: ChunkId, nkey: usize, flags: u32, i: usize, c: ChunkId) {
+        let it = self.mem.item(head);
+        let off = HDR + if flags == 0 { 0 } else { 4 } + nkey + 4 * (i - 1);
+        debug_assert!(self.mem.span_in_chunk(self.mem.value_ptr(it, off), 4));
+        // SAFETY: the entry lies in the head's chain list, inside the head
+        // chunk (sized for every entry), which no one else reads until
+        // the item is linked.
+        unsafe {
+            self.mem
+                .value_ptr(it, off)
+                .cast_mut()
+                .cast::<u32>()
+                .write_unaligned(c);
+        }
+        let cont = self.mem.item(c);
+        cont.set_iflags(0);
+        cont.set_nkey(item::CONT_NKEY);
+        cont.clear_ref();
+        cont.set_link(head);
     }
 
     /// Gives a laid-out, written item its CAS value, times and marks and

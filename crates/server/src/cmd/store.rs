@@ -7,8 +7,9 @@
 //!                       refused: counted, an old value of a set dropped,
 //!                       the session swallows the value
 //!                 ──► receive (a value longer than the transport's buffer:
-//!                       its item taken now, as memcached takes it; refused
-//!                       out of memory as admit refuses)
+//!                       its first chunk taken now, the rest as its bytes
+//!                       come, as memcached takes them; refused out of
+//!                       memory as admit refuses)
 //!  value arrives  ──► store (CAS rule, -C, counters) ──► Done
 //!                 or  bad_block (text: the block did not end in \r\n)
 //! ```
@@ -105,8 +106,9 @@ pub fn admit(cx: &Ctx<'_>, op: &StoreOp<'_>, value_len: usize) -> Result<(), Ref
 }
 
 /// Takes the item a value of `value_len` bytes will be read into as it
-/// arrives (after [`admit`]): memcached's allocation at the header,
-/// evicting as any store does. Refused out of memory as memcached refuses
+/// arrives (after [`admit`]): its first chunk now, as memcached allocates
+/// at the header, evicting as any store does (the others as the bytes
+/// come, `session::Receiving`). Refused out of memory as memcached refuses
 /// it there (`store_no_memory`, a set's old value dropped). `client_crlf`:
 /// the client sends the block's `\r\n` (text, meta).
 pub fn receive(

@@ -447,6 +447,28 @@ fn store_reply(
     error(cx, opcode, opaque, status);
 }
 
+/// Answers a store whose value ran out of memory on its way (`head`: its
+/// header, extras and key): memcached's out-of-memory status with its
+/// words for it.
+pub(super) fn fail(head: &[u8], cx: &mut Cx<'_>) {
+    if let Ok(h) = Header::parse(head) {
+        let words = "Out of memory during read";
+        if cx.sh.verbose() > 1 {
+            eprintln!(">{} Writing an error: {words}", cx.fd);
+        }
+        respond(
+            cx,
+            h.opcode,
+            h.opaque,
+            Status::OutOfMemory,
+            0,
+            &[],
+            &[],
+            words.as_bytes(),
+        );
+    }
+}
+
 /// Runs and answers a store whose value was received into its item
 /// (`Step::Receive`): `head` is its header, extras and key as they came.
 pub(super) fn finish(head: &[u8], data: memcrab_store::Incoming, cx: &mut Cx<'_>) -> Step {

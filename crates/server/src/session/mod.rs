@@ -15,9 +15,12 @@
 //!                                              decode ─► cmd::* ─► encode ─► Output
 //!
 //!  a store whose value is longer than the transport's pooled buffer and
-//!  has not all arrived ──► Step::Receive: its item taken now
-//!  (cmd::store::receive), the transport reads the value into it, then
-//!  Session::finish ──► the store run and answered as if it had been whole
+//!  has not all arrived ──► Step::Receive: its first chunk taken now
+//!  (cmd::store::receive), the transport reads the value into it (the next
+//!  chunks taken as it goes), then Session::finish ──► the store run and
+//!  answered as if it had been whole; or, no memory for a chunk on the
+//!  way, Session::fail ──► memcached's "Out of memory during read", the
+//!  rest swallowed
 //! ```
 
 pub mod binary;
@@ -109,6 +112,9 @@ pub enum Step {
 pub struct Receiving {
     data: memcrab_store::Incoming,
     head: Vec<u8>,
+    /// No memory could be had for the next of its chunks: the store is
+    /// refused ([`Session::fail`]) and the rest swallowed.
+    failed: bool,
 }
 
 impl Receiving {
@@ -116,6 +122,7 @@ impl Receiving {
         Box::new(Receiving {
             data,
             head: head.to_vec(),
+            failed: false,
         })
     }
 
@@ -124,14 +131,34 @@ impl Receiving {
         self.data.remaining()
     }
 
-    /// Copies what it still takes of `src`; how much it took.
-    pub fn fill(&mut self, src: &[u8]) -> usize {
-        self.data.fill(src)
+    /// Whether it ran out of memory on the way.
+    pub fn failed(&self) -> bool {
+        self.failed
     }
 
-    /// Where the next bytes go, to read into (empty once whole).
-    pub fn room(&mut self) -> &mut [u8] {
-        self.data.room()
+    /// Copies what it still takes of `src`; how much it took (0 once it
+    /// has failed).
+    pub fn fill(&mut self, store: &memcrab_store::Store, src: &[u8]) -> usize {
+        if self.failed {
+            return 0;
+        }
+        match self.data.fill(store, src) {
+            Some(k) => k,
+            None => {
+                self.failed = true;
+                0
+            }
+        }
+    }
+
+    /// Where the next bytes go, to read into (empty once whole); `None`
+    /// once out of memory.
+    pub fn room(&mut self, store: &memcrab_store::Store) -> Option<&mut [u8]> {
+        if self.failed || self.data.room(store).is_none() {
+            self.failed = true;
+            return None;
+        }
+        self.data.room(store)
     }
 
     /// Counts `n` bytes read into [`room`](Self::room).
@@ -222,11 +249,29 @@ impl Session {
     /// Runs the store whose value [`Step::Receive`] received (whole now):
     /// stores and answers it. The step uses no input.
     pub fn finish(&mut self, value: Receiving, cx: &mut Cx<'_>) -> Step {
-        let Receiving { data, head } = value;
+        let Receiving { data, head, .. } = value;
         match self {
             Session::Text(_) => text::finish(&head, data, cx),
             Session::Binary(_) => binary::finish(&head, data, cx),
             Session::Undecided => Step::used(0),
+        }
+    }
+
+    /// Answers a store whose value ran out of memory on its way
+    /// ([`Receiving::failed`]) as memcached does (`SERVER_ERROR Out of
+    /// memory during read`, binary status 0x82) and swallows the rest.
+    pub fn fail(&mut self, value: Receiving, cx: &mut Cx<'_>) -> Step {
+        let swallow = value.remaining() as u64;
+        match self {
+            Session::Text(_) => text::fail(&value.head, cx),
+            Session::Binary(_) => binary::fail(&value.head, cx),
+            Session::Undecided => {}
+        }
+        drop(value);
+        Step::Done {
+            used: 0,
+            swallow,
+            close: false,
         }
     }
 
@@ -291,9 +336,12 @@ impl Feeder {
             self.pos += k as usize;
             self.swallow -= k;
             if let Some(r) = &mut self.receiving {
-                self.pos += r.fill(&self.buf[self.pos..]);
+                self.pos += r.fill(&sh.store, &self.buf[self.pos..]);
             }
-            let whole = self.receiving.as_ref().map(|r| r.remaining() == 0);
+            let whole = self
+                .receiving
+                .as_ref()
+                .map(|r| r.remaining() == 0 || r.failed());
             if whole == Some(false) || (whole.is_none() && self.pos == self.buf.len()) {
                 break true;
             }
@@ -309,6 +357,7 @@ impl Feeder {
                 cmd: Cmd::Other,
             };
             let step = match self.receiving.take() {
+                Some(r) if r.failed() => self.session.fail(*r, &mut cx),
                 Some(r) => self.session.finish(*r, &mut cx),
                 None => self.session.step(&self.buf[self.pos..], &mut cx),
             };

@@ -169,3 +169,52 @@ fn every_protocol_passes_the_same_hook() {
     assert_eq!(events(&binary)[5..], rest);
     assert_eq!(events(&text)[12..], ["Get n true"]);
 }
+
+/// Values longer than the transport's buffer, fed in pieces, are received
+/// into their item (`Step::Receive`) and answered as if whole, in text,
+/// meta and binary, followed by more commands in the same pieces; a
+/// block without its `\r\n` is answered as memcached answers it.
+#[test]
+fn long_values_are_received_into_their_item() {
+    let sh = shared(&["-I", "2m"], Vec::new());
+    let v: Vec<u8> = (0..100_000).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut text = b"set t 5 0 100000\r\n".to_vec();
+    text.extend_from_slice(&v);
+    text.extend_from_slice(b"\r\nms m 100000 c\r\n");
+    text.extend_from_slice(&v);
+    text.extend_from_slice(b"\r\nappend t 0 0 3\r\nxyz\r\nset bad 0 0 20000\r\n");
+    text.extend_from_slice(&v[..20_000]);
+    text.extend_from_slice(b"XXget t m bad\r\n");
+    for chunk in [7, 1000, 65_536] {
+        let got = drive(&sh, &text, chunk);
+        let mut want = b"STORED\r\nHD c".to_vec();
+        let cas_end = 12 + got[12..].iter().position(|&b| b == b'\r').unwrap();
+        want.extend_from_slice(&got[12..cas_end]);
+        want.extend_from_slice(
+            b"\r\nSTORED\r\nCLIENT_ERROR bad data chunk\r\nVALUE t 5 100003\r\n",
+        );
+        want.extend_from_slice(&v);
+        want.extend_from_slice(b"xyz\r\nVALUE m 0 100000\r\n");
+        want.extend_from_slice(&v);
+        want.extend_from_slice(b"\r\nEND\r\n");
+        assert!(
+            got == want,
+            "pieces of {chunk}: {:?}",
+            String::from_utf8_lossy(&got[..200.min(got.len())])
+        );
+    }
+    // Binary: a Set whose value arrives in pieces, then a GetK.
+    let mut b = bin(0x01, &[0, 0, 0, 7, 0, 0, 0, 0], b"bk", &v);
+    b.extend_from_slice(&bin(0x0c, &[], b"bk", &[]));
+    let got = drive(&sh, &b, 4096);
+    assert_eq!(&got[..2], &[0x81, 0x01]);
+    assert_eq!(u16::from_be_bytes([got[6], got[7]]), 0, "stored");
+    let get = &got[24..];
+    assert_eq!(&get[..2], &[0x81, 0x0c]);
+    assert_eq!(&get[24 + 4 + 2..], &v[..]);
+    // Nothing is left taken: every chunk in use belongs to an item.
+    let st = sh.store.stats();
+    let used: u32 = st.classes.iter().map(|c| c.used_chunks).sum();
+    assert_eq!(st.curr_items, 3);
+    assert!((3..=6).contains(&used), "{used} chunks for 3 items");
+}

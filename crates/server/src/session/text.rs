@@ -248,6 +248,21 @@ fn store_reply(
     reply(vv, out, line, head.noreply);
 }
 
+/// memcached's answer to a store whose next chunk could not be had while
+/// its value was read.
+pub(crate) const OUT_OF_MEMORY_READING: &str = "SERVER_ERROR Out of memory during read";
+
+/// Answers a text or meta store whose value ran out of memory on its way
+/// (`head`: its command line): text keeps `noreply`, meta answers always.
+pub(super) fn fail(head: &[u8], cx: &mut Cx<'_>) {
+    let nl = memchr::memchr(b'\n', head).unwrap_or(head.len());
+    let vv = Vv::of(cx);
+    match parse(trim_line(&head[..nl])) {
+        Request::Store(h) => reply(vv, cx.out, OUT_OF_MEMORY_READING, h.noreply),
+        _ => say(vv, cx.out, OUT_OF_MEMORY_READING),
+    }
+}
+
 /// Runs and answers a text or meta store whose value was received into
 /// its item (`Step::Receive`): `head` is its command line as it came.
 pub(super) fn finish(head: &[u8], data: memcrab_store::Incoming, cx: &mut Cx<'_>) -> Step {
