@@ -72,8 +72,9 @@ fn stalled_values_take_item_memory_within_the_limit() {
     // 40 x 600 KB were sent; what is held is -m's worth.
     let grown = common::rss_kb(srv.pid()).saturating_sub(before);
     assert!(grown < 20 * 1024, "RSS grew {grown} kB");
-    // A refused set drops the old value, as memcached's does.
-    let mut c = stalled(port, b"set old 0 0 1000000\r\n", 10);
+    // A set of one chunk refused at its header drops the old value, as
+    // memcached's does.
+    let mut c = stalled(port, b"set old 0 0 400000\r\n", 10);
     assert_eq!(
         s(&answered(&mut c, Duration::from_secs(2))),
         "SERVER_ERROR out of memory storing object\r\n"
@@ -81,18 +82,33 @@ fn stalled_values_take_item_memory_within_the_limit() {
     assert_eq!(admin.roundtrip(b"get old\r\n"), b"END\r\n");
     // The swallowed value is not read as commands, and small requests
     // go on being served.
+    c.write_all(&vec![b'x'; 400_000 - 10]).unwrap();
+    c.write_all(b"\r\nset after 0 0 1\r\nz\r\n").unwrap();
+    assert_eq!(s(&answered(&mut c, Duration::from_secs(2))), "STORED\r\n");
+    // A chained one fails with its first bytes, as memcached's data
+    // chunks do, and keeps the old value; its rest is swallowed too.
+    assert_eq!(admin.roundtrip(b"set old 0 0 1\r\na\r\n"), b"STORED\r\n");
+    let mut c = stalled(port, b"set old 0 0 1000000\r\n", 10);
+    assert_eq!(
+        s(&answered(&mut c, Duration::from_secs(2))),
+        "SERVER_ERROR Out of memory during read\r\n"
+    );
+    assert_eq!(
+        admin.call(b"get old\r\n", b"END\r\n"),
+        b"VALUE old 0 1\r\na\r\nEND\r\n"
+    );
     c.write_all(&vec![b'x'; 1_000_000 - 10]).unwrap();
     c.write_all(b"\r\nset after 0 0 1\r\nz\r\n").unwrap();
     assert_eq!(s(&answered(&mut c, Duration::from_secs(2))), "STORED\r\n");
     // Meta and binary refuse with their own words.
-    let mut m = stalled(port, b"ms mk 1000000 T0\r\n", 10);
+    let mut m = stalled(port, b"ms mk 400000 T0\r\n", 10);
     assert_eq!(
         s(&answered(&mut m, Duration::from_secs(2))),
         "SERVER_ERROR out of memory storing object\r\n"
     );
     let mut b = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut req = vec![0x80, 0x01, 0, 2, 8, 0, 0, 0];
-    req.extend_from_slice(&(8u32 + 2 + 1_000_000).to_be_bytes());
+    req.extend_from_slice(&(8u32 + 2 + 400_000).to_be_bytes());
     req.extend_from_slice(&[0; 12]);
     req.extend_from_slice(&[0; 8]);
     req.extend_from_slice(b"bk");
@@ -100,6 +116,18 @@ fn stalled_values_take_item_memory_within_the_limit() {
     let r = answered(&mut b, Duration::from_secs(2));
     assert!(r.len() >= 24, "{r:?}");
     assert_eq!(u16::from_be_bytes([r[6], r[7]]), 0x82, "{r:?}");
+    // (A new connection: the first still swallows its 400,000 bytes.)
+    let mut b = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut req = vec![0x80, 0x01, 0, 2, 8, 0, 0, 0];
+    req.extend_from_slice(&(8u32 + 2 + 1_000_000).to_be_bytes());
+    req.extend_from_slice(&[0; 12]);
+    req.extend_from_slice(&[0; 8]);
+    req.extend_from_slice(b"bk");
+    req.extend_from_slice(&[1; 10]);
+    b.write_all(&req).unwrap();
+    let r = answered(&mut b, Duration::from_secs(2));
+    assert_eq!(u16::from_be_bytes([r[6], r[7]]), 0x82, "{r:?}");
+    assert_eq!(&r[24..], b"Out of memory during read", "{r:?}");
     // The memory comes back when the stalled clients go.
     drop(conns);
     std::thread::sleep(Duration::from_millis(300));

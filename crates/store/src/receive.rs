@@ -9,7 +9,10 @@
 //!  header ──► Store::reserve ──► Incoming (first chunk taken, key laid
 //!                                  out, not linked: no lookup sees it;
 //!                                  OutOfMemory: memcached's refusal at
-//!                                  the header)
+//!                                  the header, for a value of one chunk;
+//!                                  a chain's head is tried again with
+//!                                  its first bytes, as memcached fails
+//!                                  a chain's data chunks during the read)
 //!  bytes  ──► Incoming::room(store) / advance, or fill: the next chunk
 //!             taken when the last is full (None: out of memory during
 //!             the read, as memcached answers it)
@@ -43,6 +46,8 @@ pub struct Incoming {
     last_class: usize,
     pub(crate) hash: u64,
     pub(crate) flags: u32,
+    /// The key, for a head chunk taken late (see `reserve`).
+    key: Box<[u8]>,
     nkey: usize,
     /// The data block's length, `\r\n` included.
     nbytes: usize,
@@ -81,8 +86,8 @@ impl Incoming {
         if self.n == 1 {
             return self.nbytes;
         }
-        let head = self.mem.item(self.chunks[0]);
-        self.mem.chunk_size(self.chunks[0]) - head.value_off(self.n)
+        let fixed = HDR + if self.flags == 0 { 0 } else { 4 } + self.nkey + 4 * (self.n - 1);
+        self.mem.chunk_of_class(self.mem.table.largest()) - fixed
     }
 
     /// Which chunk holds data-block byte `pos`, and where in its data.
@@ -125,6 +130,19 @@ impl Incoming {
         } else {
             largest
         };
+        if i == 0 {
+            // The head of a chain that could not be had at the header.
+            let mut got = Chunks::new();
+            let ok = {
+                let mut g = store.shard(self.hash).write();
+                g.alloc(store, largest, 1, None, store.clock.now(), &mut got)
+            };
+            if ok {
+                store.lay_head(got[0], self.n, &self.key, self.flags, self.nbytes);
+                self.chunks.push(got[0]);
+            }
+            return ok;
+        }
         let now = store.clock.now();
         let mut got = Chunks::new();
         let ok = {
@@ -312,10 +330,17 @@ impl Store {
             let mut g = self.shard(hash).write();
             g.alloc(self, first_class, 1, None, now, &mut chunks)
         };
-        if !ok {
+        if ok {
+            self.lay_head(chunks[0], n, key, flags, nbytes);
+        } else if n == 1 {
             return Err(StoreOutcome::OutOfMemory);
+        } else {
+            // memcached takes a chained item's header in a small chunk of
+            // its own, and fails its data chunks during the read: so does
+            // this one, whose head (the first data chunk) it tries again
+            // when the bytes come.
+            chunks.clear();
         }
-        self.lay_head(chunks[0], n, key, flags, nbytes);
         Ok(Incoming {
             mem: Arc::clone(&self.mem),
             chunks,
@@ -323,6 +348,7 @@ impl Store {
             last_class,
             hash,
             flags,
+            key: key.into(),
             nkey: key.len(),
             nbytes,
             wire: if client_crlf { nbytes } else { value_len },
