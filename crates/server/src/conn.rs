@@ -343,6 +343,7 @@ impl Conn {
     }
 
     /// Handles readiness: sends what is queued, reads, executes, sends.
+    #[inline(always)]
     pub fn run(&mut self, cx: &mut WorkerCx<'_>) -> Status {
         let mut io = self
             .io
@@ -554,9 +555,42 @@ impl Conn {
         }
     }
 
+    /// A value arriving: what the buffer holds is the next of it. False
+    /// while more is to come (out of the request path: cold).
+    #[cold]
+    #[inline(never)]
+    fn take_value_bytes(
+        info: &ConnInfo,
+        r: &mut Receiving,
+        rpos: &mut usize,
+        buf: &[u8],
+        sh: &Shared,
+    ) -> bool {
+        *rpos += r.fill(&sh.store, &buf[*rpos..]);
+        if r.remaining() > 0 && !r.failed() {
+            info.set_state(ConnState::Nread);
+            return false;
+        }
+        true
+    }
+
+    /// A received value is whole (or ran out of memory): the session
+    /// stores and answers it.
+    #[cold]
+    #[inline(never)]
+    fn value_done(session: &mut Session, r: Receiving, scx: &mut session::Cx<'_>) -> Step {
+        if r.failed() {
+            session.fail(r, scx)
+        } else {
+            session.finish(r, scx)
+        }
+    }
+
     /// Reads the value being received straight into its item, until it is
     /// whole, the socket is drained or `READ_TURN` is read. Returns whether
     /// the socket was drained (as [`fill`](Self::fill)).
+    #[cold]
+    #[inline(never)]
     fn receive(&mut self, io: &mut Io, cx: &mut WorkerCx<'_>) -> io::Result<bool> {
         let Some(r) = io.receiving.as_mut() else {
             return Ok(true);
@@ -709,10 +743,7 @@ impl Conn {
                 }
             }
             if let Some(r) = &mut io.receiving {
-                // A value arriving: what the buffer holds is the next of it.
-                io.rpos += r.fill(&sh.store, &io.rbuf[io.rpos..io.rend]);
-                if r.remaining() > 0 && !r.failed() {
-                    self.info.set_state(ConnState::Nread);
+                if !Self::take_value_bytes(&self.info, r, &mut io.rpos, &io.rbuf[..io.rend], sh) {
                     return Progress::NeedMore(0);
                 }
             }
@@ -745,8 +776,7 @@ impl Conn {
             }
             scx.cmd = Cmd::Other;
             let step = match io.receiving.take() {
-                Some(r) if r.failed() => self.session.fail(*r, &mut scx),
-                Some(r) => self.session.finish(*r, &mut scx),
+                Some(r) => Self::value_done(&mut self.session, *r, &mut scx),
                 None => self.session.step(avail, &mut scx),
             };
             match step {

@@ -303,6 +303,7 @@ impl Shard {
 
     /// Links a newly written item: index, its class's small queue (main
     /// when the ghost remembers the key), counters.
+    #[inline(always)]
     pub(crate) fn link(&mut self, store: &Store, hash: u64, head: ChunkId) {
         let mem = &*store.mem;
         let it = mem.item(head);

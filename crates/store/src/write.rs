@@ -226,6 +226,7 @@ impl Store {
 
     /// Gives a laid-out, written item its CAS value, times and marks and
     /// links it in place of `new.old`.
+    #[inline(always)]
     pub(crate) fn link_new(&self, shard: &mut Shard, head: ChunkId, new: &NewItem<'_>) -> Put {
         let it = self.mem.item(head);
         // Under -C no CAS value is kept, a given one neither.

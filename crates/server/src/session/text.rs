@@ -22,7 +22,8 @@
 use memcrab_proto::meta::Kind as MetaKind;
 use memcrab_proto::num::write_u64;
 use memcrab_proto::text::{
-    may_be_long_get, parse, trim_line, BAD_EXPTIME, BAD_FORMAT, MAX_LINE_WITHOUT_NEWLINE,
+    may_be_long_get, parse, parse_store_line, trim_line, BAD_EXPTIME, BAD_FORMAT,
+    MAX_LINE_WITHOUT_NEWLINE,
 };
 use memcrab_proto::{Keys, Request, StoreCommand, StoreMode, KEY_MAX_LENGTH};
 use memcrab_store::{DeleteOutcome, DeleteReq, DeltaOutcome, Found, ReassignError, StoreOutcome};
@@ -257,7 +258,7 @@ pub(crate) const OUT_OF_MEMORY_READING: &str = "SERVER_ERROR Out of memory durin
 pub(super) fn fail(head: &[u8], cx: &mut Cx<'_>) {
     let nl = memchr::memchr(b'\n', head).unwrap_or(head.len());
     let vv = Vv::of(cx);
-    match parse(trim_line(&head[..nl])) {
+    match parse_store_line(trim_line(&head[..nl])) {
         Request::Store(h) => reply(vv, cx.out, OUT_OF_MEMORY_READING, h.noreply),
         _ => say(vv, cx.out, OUT_OF_MEMORY_READING),
     }
@@ -271,7 +272,7 @@ pub(super) fn finish(head: &[u8], data: memcrab_store::Incoming, cx: &mut Cx<'_>
     let c = cx.cmd(Proto::Text);
     let vv = Vv::of(cx);
     let whole = data.ends_in_crlf();
-    match parse(line) {
+    match parse_store_line(line) {
         Request::Store(h) => {
             cx.cmd = Cmd::Set;
             let block = whole.then_some(store::Data::Received(data));
