@@ -124,25 +124,30 @@ fn rss_mb(srv: &Running) -> (f64, f64) {
     (hwm as f64 / 1048576.0, rss as f64 / 1048576.0)
 }
 
+/// One `get probe` round trip, in ms.
+fn probe_get(c: &mut TcpStream) -> Result<f64, String> {
+    let mut buf = [0u8; 256];
+    let t = Instant::now();
+    c.write_all(b"get probe\r\n").map_err(|e| e.to_string())?;
+    let mut got = Vec::new();
+    while !got.ends_with(b"END\r\n") {
+        let k = c.read(&mut buf).map_err(|e| format!("probe: {e}"))?;
+        if k == 0 {
+            return Err("probe: connection closed".into());
+        }
+        got.extend_from_slice(&buf[..k]);
+    }
+    Ok(t.elapsed().as_secs_f64() * 1e3)
+}
+
 /// Another client's get round trips (median and worst, ms) over `n`.
 fn probe(addr: SocketAddr, n: usize) -> Result<(f64, f64), String> {
     let mut c = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     c.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
     let mut times = Vec::with_capacity(n);
-    let mut buf = [0u8; 256];
     for _ in 0..n {
-        let t = Instant::now();
-        c.write_all(b"get probe\r\n").map_err(|e| e.to_string())?;
-        let mut got = Vec::new();
-        while !got.ends_with(b"END\r\n") {
-            let k = c.read(&mut buf).map_err(|e| format!("probe: {e}"))?;
-            if k == 0 {
-                return Err("probe: connection closed".into());
-            }
-            got.extend_from_slice(&buf[..k]);
-        }
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+        times.push(probe_get(&mut c)?);
     }
     times.sort_by(f64::total_cmp);
     Ok((times[times.len() / 2], times[times.len() - 1]))
@@ -442,19 +447,8 @@ fn burst_run(
         c.set_read_timeout(Some(Duration::from_secs(30)))
             .map_err(|e| e.to_string())?;
         let mut times = Vec::new();
-        let mut buf = [0u8; 256];
         while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-            let t = Instant::now();
-            c.write_all(b"get probe\r\n").map_err(|e| e.to_string())?;
-            let mut got = Vec::new();
-            while !got.ends_with(b"END\r\n") {
-                let k = c.read(&mut buf).map_err(|e| format!("probe: {e}"))?;
-                if k == 0 {
-                    return Err("probe: connection closed".into());
-                }
-                got.extend_from_slice(&buf[..k]);
-            }
-            times.push(t.elapsed().as_secs_f64() * 1e3);
+            times.push(probe_get(&mut c)?);
             std::thread::sleep(Duration::from_millis(2));
         }
         Ok(times)

@@ -529,25 +529,41 @@ impl Conn {
                 io.rbuf.resize(grown, 0);
             }
             let cap = io.rbuf.len().min(limit);
-            let asked = cap - io.rend;
-            match self.stream.read(&mut io.rbuf[io.rend..cap]) {
+            match self.read_into(&mut io.rbuf[io.rend..cap], cx.stats)? {
+                Some(n) => io.rend += n,
+                None => return Ok(true),
+            }
+            if !self.may_read {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// One read from the socket into `buf`: the bytes read, or `None`
+    /// when it would block or the stream ended. Either way, and after a
+    /// short read, `may_read` says whether the socket may hold more (the
+    /// edge-triggered poll says when more comes).
+    #[inline(always)]
+    fn read_into(&mut self, buf: &mut [u8], stats: &WorkerStats) -> io::Result<Option<usize>> {
+        let asked = buf.len();
+        loop {
+            match self.stream.read(buf) {
                 Ok(0) => {
                     self.eof = true;
                     self.may_read = false;
                     self.close_reason = CloseReason::Normal;
-                    return Ok(true);
+                    return Ok(None);
                 }
                 Ok(n) => {
-                    io.rend += n;
-                    cx.stats.add(Counter::BytesRead, n as u64);
+                    stats.add(Counter::BytesRead, n as u64);
                     if n < asked && !self.peer_closed {
                         self.may_read = false;
-                        return Ok(true);
                     }
+                    return Ok(Some(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.may_read = false;
-                    return Ok(true);
+                    return Ok(None);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -608,29 +624,15 @@ impl Conn {
             if room.is_empty() || turn >= READ_TURN {
                 return Ok(false);
             }
-            let asked = room.len();
-            match self.stream.read(room) {
-                Ok(0) => {
-                    self.eof = true;
-                    self.may_read = false;
-                    self.close_reason = CloseReason::Normal;
-                    return Ok(true);
-                }
-                Ok(n) => {
+            match self.read_into(room, cx.stats)? {
+                Some(n) => {
                     r.advance(n);
                     turn += n;
-                    cx.stats.add(Counter::BytesRead, n as u64);
-                    if n < asked && !self.peer_closed {
-                        self.may_read = false;
-                        return Ok(true);
-                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.may_read = false;
-                    return Ok(true);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                None => return Ok(true),
+            }
+            if !self.may_read {
+                return Ok(true);
             }
         }
     }

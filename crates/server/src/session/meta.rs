@@ -237,27 +237,21 @@ fn get(m: &Meta<'_>, c: &Ctx<'_>, out: &mut Output) {
 /// or received into its item: [`finish`]).
 fn set(m: &Meta<'_>, avail: &[u8], line_len: usize, c: &Ctx<'_>, out: &mut Output) -> Step {
     let op = set_op(m);
-    let len = m.datalen as usize;
-    let refused = |why, out: &mut Output| {
-        out.line(super::text::refusal_line(why));
-        Step::Done {
-            used: line_len,
-            swallow: u64::from(m.datalen) + 2,
-            close: false,
+    match super::text_block(c, &op, avail, line_len, m.datalen as usize) {
+        super::Block::Here(data, used) => {
+            set_reply(m, &op, data, c, out);
+            Step::used(used)
         }
-    };
-    if let Err(why) = store::admit(c, &op, len) {
-        return refused(why, out);
+        super::Block::Step(step) => step,
+        super::Block::Refused(why) => {
+            out.line(super::text::refusal_line(why));
+            Step::Done {
+                used: line_len,
+                swallow: u64::from(m.datalen) + 2,
+                close: false,
+            }
+        }
     }
-    let total = line_len + len + 2;
-    if avail.len() < total {
-        return super::await_block(c, &op, avail, line_len, len, true)
-            .unwrap_or_else(|why| refused(why, out));
-    }
-    let (value, end) = avail[line_len..total].split_at(len);
-    let data = (end == b"\r\n").then_some(store::Data::Bytes(value));
-    set_reply(m, &op, data, c, out);
-    Step::used(total)
 }
 
 /// An `ms` whose value was received into its item: `line` is its command

@@ -167,6 +167,43 @@ impl Receiving {
     }
 }
 
+/// Where a text or meta store's data block stands.
+pub(crate) enum Block<'a> {
+    /// In the buffer: its value (`None`: the block did not end in
+    /// `\r\n`) and the request's length, line and block.
+    Here(Option<crate::cmd::store::Data<'a>>, usize),
+    /// Not all here: wait for it, or receive it into its item.
+    Step(Step),
+    /// Refused before its value is read (`-I`, or no memory for it).
+    Refused(crate::cmd::store::Refused),
+}
+
+/// A text or meta store whose line is `avail[..line_len]` and whose value
+/// is `value_len` bytes: the rules every such store goes through before
+/// it runs (`-I`, then the block in the buffer, waited for or received).
+#[inline(always)]
+pub(crate) fn text_block<'a>(
+    c: &Ctx<'_>,
+    op: &crate::cmd::store::StoreOp<'_>,
+    avail: &'a [u8],
+    line_len: usize,
+    value_len: usize,
+) -> Block<'a> {
+    if let Err(why) = crate::cmd::store::admit(c, op, value_len) {
+        return Block::Refused(why);
+    }
+    let total = line_len + value_len + 2;
+    if avail.len() < total {
+        return match await_block(c, op, avail, line_len, value_len, true) {
+            Ok(step) => Block::Step(step),
+            Err(why) => Block::Refused(why),
+        };
+    }
+    let (value, end) = avail[line_len..total].split_at(value_len);
+    let data = (end == b"\r\n").then_some(crate::cmd::store::Data::Bytes(value));
+    Block::Here(data, total)
+}
+
 /// The step for a store whose data block (`block` bytes after a header of
 /// `head_len`) has not all arrived in `avail`: wait for it while the
 /// whole request fits the transport's buffer, else take its item and

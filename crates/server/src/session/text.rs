@@ -28,7 +28,7 @@ use memcrab_proto::text::{
 use memcrab_proto::{Keys, Request, StoreCommand, StoreMode, KEY_MAX_LENGTH};
 use memcrab_store::{DeleteOutcome, DeleteReq, DeltaOutcome, Found, ReassignError, StoreOutcome};
 
-use super::{meta, Cx, Step};
+use super::{meta, Block, Cx, Step};
 use crate::auth::{self, AsciiAuth};
 use crate::cmd::{self, admin, arith, flush, stats, store, Ctx, Proto};
 use crate::latency::Cmd;
@@ -188,27 +188,21 @@ fn store_command(
     vv: Vv,
 ) -> Step {
     let op = store_op(head);
-    let len = head.data_len as usize;
-    let refused = |why, out: &mut Output| {
-        reply(vv, out, refusal_line(why), head.noreply);
-        Step::Done {
-            used: line_len,
-            swallow: u64::from(head.data_len) + 2,
-            close: false,
+    match super::text_block(c, &op, avail, line_len, head.data_len as usize) {
+        Block::Here(data, used) => {
+            store_reply(head, &op, data, c, out, vv);
+            Step::used(used)
         }
-    };
-    if let Err(why) = store::admit(c, &op, len) {
-        return refused(why, out);
+        Block::Step(step) => step,
+        Block::Refused(why) => {
+            reply(vv, out, refusal_line(why), head.noreply);
+            Step::Done {
+                used: line_len,
+                swallow: u64::from(head.data_len) + 2,
+                close: false,
+            }
+        }
     }
-    let total = line_len + len + 2;
-    if avail.len() < total {
-        return super::await_block(c, &op, avail, line_len, len, true)
-            .unwrap_or_else(|why| refused(why, out));
-    }
-    let (value, end) = avail[line_len..total].split_at(len);
-    let data = (end == b"\r\n").then_some(store::Data::Bytes(value));
-    store_reply(head, &op, data, c, out, vv);
-    Step::used(total)
 }
 
 fn store_op<'a>(head: &StoreCommand<'a>) -> store::StoreOp<'a> {
