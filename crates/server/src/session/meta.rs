@@ -271,6 +271,12 @@ pub(super) fn finish(line: &[u8], data: memcrab_store::Incoming, c: &Ctx<'_>, ou
     }
 }
 
+/// Whether an `ms` line asks for quiet mode (`q`).
+pub(super) fn quiet_set(line: &[u8]) -> bool {
+    let mut scratch = meta::Scratch::default();
+    meta::parse(Kind::Set, line, &mut scratch).is_ok_and(|m| m.flags.quiet)
+}
+
 fn set_op<'a>(m: &Meta<'a>) -> store::StoreOp<'a> {
     let f = &m.flags;
     let mode = match f.mode {

@@ -248,12 +248,17 @@ fn store_reply(
 pub(crate) const OUT_OF_MEMORY_READING: &str = "SERVER_ERROR Out of memory during read";
 
 /// Answers a text or meta store whose value ran out of memory on its way
-/// (`head`: its command line): text keeps `noreply`, meta answers always.
+/// (`head`: its command line): text keeps `noreply`, and meta `q` as
+/// memcached keeps it here (an error it otherwise always sends).
 pub(super) fn fail(head: &[u8], cx: &mut Cx<'_>) {
     let nl = memchr::memchr(b'\n', head).unwrap_or(head.len());
     let vv = Vv::of(cx);
     match parse_store_line(trim_line(&head[..nl])) {
         Request::Store(h) => reply(vv, cx.out, OUT_OF_MEMORY_READING, h.noreply),
+        Request::Meta { line, .. } => {
+            let quiet = meta::quiet_set(line);
+            reply(vv, cx.out, OUT_OF_MEMORY_READING, quiet)
+        }
         _ => say(vv, cx.out, OUT_OF_MEMORY_READING),
     }
 }
