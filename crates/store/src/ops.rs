@@ -307,8 +307,11 @@ impl Store {
                 (&joined, flags, exptime)
             }
         };
+        // A join is written from `pieces`; a received value is linked as
+        // it is (its `pieces` hold no bytes).
+        let joins = matches!((mode, old), (Mode::Append | Mode::Prepend, Some(_)));
         *value_len = match data {
-            Some(_) if pieces.len() == 2 => value_len_in,
+            Some(_) if !joins => value_len_in,
             _ => pieces.iter().map(|p| p.len()).sum::<usize>() - 2,
         };
         *stored_exptime = exptime;
@@ -323,7 +326,6 @@ impl Store {
             cas: new_cas,
             marks,
         };
-        let joins = matches!((mode, old), (Mode::Append | Mode::Prepend, Some(_)));
         match data.take() {
             Some(d) if !joins => match self.link_incoming(shard, d, &new) {
                 Some(p) => (StoreOutcome::Stored, p.cas),

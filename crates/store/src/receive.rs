@@ -166,11 +166,6 @@ impl Incoming {
         if self.remaining() == 0 {
             return Some(&mut []);
         }
-        self.room_at(store, self.remaining())
-    }
-
-    /// The room at the write position, at most `max` bytes.
-    fn room_at(&mut self, store: &Store, max: usize) -> Option<&mut [u8]> {
         assert!(
             Arc::ptr_eq(&self.mem, &store.mem),
             "an Incoming filled through another store"
@@ -182,7 +177,7 @@ impl Incoming {
             }
         }
         let (ptr, len) = self.span_at(self.filled);
-        let len = len.min(max);
+        let len = len.min(self.remaining());
         debug_assert!(
             self.mem.span_in_chunk(ptr, len),
             "a receive span outside its chunk"
@@ -225,27 +220,9 @@ impl Incoming {
         if self.wire == self.nbytes || self.filled < self.wire {
             return true;
         }
-        let mut crlf: &[u8] = b"\r\n";
-        let mut at = self.filled;
-        while !crlf.is_empty() {
-            let saved = (self.filled, self.wire);
-            self.filled = at;
-            self.wire = self.nbytes;
-            let room = self.room_at(store, crlf.len()).map(|r| {
-                let k = r.len();
-                r.copy_from_slice(&crlf[..k]);
-                k
-            });
-            (self.filled, self.wire) = saved;
-            let Some(k) = room else {
-                return false;
-            };
-            crlf = &crlf[k..];
-            at += k;
-        }
+        // The last two bytes are the store's to send now.
         self.wire = self.nbytes;
-        self.filled = self.nbytes;
-        true
+        self.fill(store, b"\r\n") == Some(2)
     }
 
     fn byte(&self, pos: usize) -> u8 {

@@ -154,6 +154,9 @@ impl Receiving {
     /// Where the next bytes go, to read into (empty once whole); `None`
     /// once out of memory.
     pub fn room(&mut self, store: &memcrab_store::Store) -> Option<&mut [u8]> {
+        // Asked twice: the first takes the chunk if need be (or fails), the
+        // second only finds it (a borrow returned from one arm of a match
+        // could not be set aside in the other).
         if self.failed || self.data.room(store).is_none() {
             self.failed = true;
             return None;
